@@ -1,0 +1,732 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR MIT)
+/*
+ * katrace's kernel programs. One set of handlers; thin entry points per
+ * attach strategy (fentry/fexit, kprobe/kretprobe, tracepoint). The loader
+ * deletes the entry points of the strategies it does not use before loading.
+ *
+ * The hot path is the TCP state change: it runs for every connection on the
+ * host. It keeps what it needs in per-socket storage and sends an event only
+ * when something explains a connection's end (an idle FIN, a reset, an
+ * error, the close of a socket already reported), unless --states or --all
+ * asked for more.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "katrace.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+extern int CONFIG_HZ __kconfig;
+
+/* Set by the loader before load; the verifier prunes what they disable. */
+volatile const __u64 keepalive_timer_fn = 0;
+volatile const __u32 idle_threshold_ms = 1000;
+volatile const bool emit_states = false;
+volatile const bool emit_all_closes = false;
+volatile const bool filter_by_owner = false;
+volatile const __u32 filter_pid = 0;
+volatile const char filter_comm[KATRACE_COMM_LEN] = {};
+volatile const __u32 filter_netns = 0;
+volatile const bool filter_keepalive_only = false;
+volatile const __u32 filter_port_count = 0;
+volatile const __u16 filter_ports[KATRACE_MAX_PORTS] = {};
+volatile const __u32 filter_cidr_count = 0;
+volatile const struct cidr filter_cidrs[KATRACE_MAX_CIDRS] = {};
+
+/* Force the event type into BTF so bpf2go -type can generate it. */
+const struct event *unused_event __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20); /* the loader sets --ring-size */
+} events SEC(".maps");
+
+/* Events the ring buffer had no room for, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_info);
+} sock_infos SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct timer_run);
+} timer_runs SEC(".maps");
+
+/* Keepalive probes sent and not yet seen answered, by socket cookie. Only
+ * keepalive timer runs touch it, and they are rare. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct probe_out);
+} probes_out SEC(".maps");
+
+/* Socket inodes owned by the processes --pid/--comm select: lets events
+ * that run outside the owner (timers, softirq) pass the owner filter.
+ * Filled here from the owner's own syscalls and by userspace from /proc. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} owned_inodes SEC(".maps");
+
+static __always_inline __u32 jiffies_to_ms(__u64 j)
+{
+	return j * 1000 / CONFIG_HZ;
+}
+
+/* Milliseconds from a 32-bit jiffies stamp to now. */
+static __always_inline __u32 ms_since(__u64 now_jiffies, __u32 stamp)
+{
+	__s32 delta = (__u32)now_jiffies - stamp;
+
+	return delta > 0 ? jiffies_to_ms(delta) : 0;
+}
+
+static __always_inline __u32 min_u32(__u32 a, __u32 b)
+{
+	return a < b ? a : b;
+}
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *lost = bpf_map_lookup_elem(&lost_events, &zero);
+
+	if (lost)
+		*lost += 1;
+}
+
+static __always_inline struct event *reserve_event(void)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_lost();
+		return NULL;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	return e;
+}
+
+static __always_inline __u32 sock_inode(struct sock *sk)
+{
+	struct socket *sock = BPF_CORE_READ(sk, sk_socket);
+	struct socket_alloc *alloc;
+
+	if (!sock)
+		return 0;
+	alloc = container_of(sock, struct socket_alloc, socket);
+	return BPF_CORE_READ(alloc, vfs_inode.i_ino);
+}
+
+/* The socket's identity, addresses and counters. Works on any kernel
+ * pointer (probe reads), so timer handlers can use it too. */
+static __always_inline void fill_socket(struct event *e, struct sock *sk, bool full)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u64 now_jiffies = bpf_jiffies64();
+
+	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET6) {
+		e->family = 6;
+		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		e->family = 4;
+		BPF_CORE_READ_INTO((__u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)e->daddr, sk, __sk_common.skc_daddr);
+	}
+	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_KEEPOPEN))
+		e->flags |= EVF_KEEPOPEN;
+	if (!full)
+		return;
+
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	__u32 ka_time = BPF_CORE_READ(tp, keepalive_time);
+	__u32 ka_intvl = BPF_CORE_READ(tp, keepalive_intvl);
+	__u8 ka_probes = BPF_CORE_READ(tp, keepalive_probes);
+	__u8 shutdown = BPF_CORE_READ(sk, sk_shutdown);
+
+	if (!ka_time)
+		ka_time = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_time);
+	if (!ka_intvl)
+		ka_intvl = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_intvl);
+	if (!ka_probes)
+		ka_probes = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_probes);
+	e->keepalive_idle_ms = jiffies_to_ms(ka_time);
+	e->keepalive_intvl_ms = jiffies_to_ms(ka_intvl);
+	e->keepalive_probes = ka_probes;
+
+	e->since_send_ms = ms_since(now_jiffies, BPF_CORE_READ(tp, lsndtime));
+	e->since_recv_ms = ms_since(now_jiffies, BPF_CORE_READ(tp, inet_conn.icsk_ack.lrcvtime));
+	e->since_ack_ms = ms_since(now_jiffies, BPF_CORE_READ(tp, rcv_tstamp));
+	e->bytes_sent = BPF_CORE_READ(tp, bytes_sent);
+	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	e->unacked = BPF_CORE_READ(tp, write_seq) - BPF_CORE_READ(tp, snd_una);
+	e->probes_before = e->probes_after = BPF_CORE_READ(tp, inet_conn.icsk_probes_out);
+	e->sk_err = BPF_CORE_READ(sk, sk_err);
+	e->sock_ino = sock_inode(sk);
+	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DEAD))
+		e->flags |= EVF_ORPHAN;
+	if (shutdown & 1) /* RCV_SHUTDOWN */
+		e->flags |= EVF_RCV_SHUTDOWN;
+	if (shutdown & 2) /* SEND_SHUTDOWN */
+		e->flags |= EVF_SEND_SHUTDOWN;
+}
+
+/* What the socket's storage remembers: owner, start, first FIN. */
+static __always_inline void fill_info(struct event *e, struct sock_info *info)
+{
+	if (!info)
+		return;
+	if (info->owner_pid) {
+		e->flags |= EVF_OWNER;
+		e->pid = info->owner_pid;
+		__builtin_memcpy(e->comm, info->owner_comm, sizeof(e->comm));
+	}
+	if (info->start_ns) {
+		e->flags |= EVF_START_KNOWN;
+		e->start_ns = info->start_ns;
+	}
+	if (info->established)
+		e->flags |= EVF_ESTABLISHED;
+	if (!e->sport)
+		e->sport = info->sport;
+	e->fin_side = info->fin_side;
+	e->fin_ns = info->fin_ns;
+	e->fin_idle_ms = info->fin_idle_ms;
+	if (info->reset_sent)
+		e->flags |= EVF_RESET_SENT_BEFORE;
+	if (info->reset_received)
+		e->flags |= EVF_RESET_RECEIVED_BEFORE;
+}
+
+static __always_inline bool addr_in_cidr(const __u8 *addr, __u8 family, __u32 i)
+{
+	__u8 bits = filter_cidrs[i].prefix_len;
+
+	if (filter_cidrs[i].family != family)
+		return false;
+	for (int b = 0; b < 16; b++) {
+		__u8 mask;
+
+		if (bits == 0)
+			return true;
+		mask = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
+		if ((addr[b] ^ filter_cidrs[i].addr[b]) & mask)
+			return false;
+		bits = bits >= 8 ? bits - 8 : 0;
+	}
+	return true;
+}
+
+static __always_inline bool current_is_filtered_owner(void)
+{
+	if (filter_pid && (bpf_get_current_pid_tgid() >> 32) != filter_pid)
+		return false;
+	if (filter_comm[0]) {
+		char comm[KATRACE_COMM_LEN];
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		for (int i = 0; i < KATRACE_COMM_LEN; i++) {
+			if (comm[i] != filter_comm[i])
+				return false;
+			if (!comm[i])
+				break;
+		}
+	}
+	return true;
+}
+
+/*
+ * The in-kernel filters, on the event's already-filled socket fields.
+ * owner_ctx says the current task holds the socket (its syscall).
+ */
+static __always_inline bool event_wanted(struct event *e, bool owner_ctx)
+{
+	if (filter_netns && e->netns != filter_netns)
+		return false;
+	if (filter_keepalive_only && !(e->flags & EVF_KEEPOPEN))
+		return false;
+	if (filter_port_count) {
+		bool hit = false;
+
+		for (__u32 i = 0; i < KATRACE_MAX_PORTS; i++) {
+			if (i >= filter_port_count)
+				break;
+			if (e->sport == filter_ports[i] || e->dport == filter_ports[i])
+				hit = true;
+		}
+		if (!hit)
+			return false;
+	}
+	if (filter_cidr_count) {
+		bool hit = false;
+
+		for (__u32 i = 0; i < KATRACE_MAX_CIDRS; i++) {
+			if (i >= filter_cidr_count)
+				break;
+			if (addr_in_cidr(e->saddr, e->family, i) || addr_in_cidr(e->daddr, e->family, i))
+				hit = true;
+		}
+		if (!hit)
+			return false;
+	}
+	if (filter_by_owner) {
+		__u32 ino = e->sock_ino;
+
+		if (owner_ctx && current_is_filtered_owner()) {
+			if (ino) {
+				__u8 one = 1;
+
+				bpf_map_update_elem(&owned_inodes, &ino, &one, BPF_ANY);
+			}
+			return true;
+		}
+		if (e->flags & EVF_OWNER) {
+			if (filter_pid && e->pid != filter_pid)
+				goto by_inode;
+			return true;
+		}
+	by_inode:
+		if (!ino || !bpf_map_lookup_elem(&owned_inodes, &ino))
+			return false;
+	}
+	return true;
+}
+
+static __always_inline struct timer_run *current_timer_run(__u64 sk)
+{
+	__u32 zero = 0;
+	struct timer_run *run = bpf_map_lookup_elem(&timer_runs, &zero);
+
+	if (run && run->timer && run->sk == sk)
+		return run;
+	return NULL;
+}
+
+/* Fill, filter and submit an event about a full TCP socket. */
+static __always_inline void submit_sock_event(struct event *e, struct sock *sk,
+					      struct sock_info *info, bool owner_ctx)
+{
+	struct timer_run *run = current_timer_run((__u64)sk);
+
+	fill_socket(e, sk, true);
+	fill_info(e, info);
+	if (owner_ctx) {
+		e->flags |= EVF_OWNER;
+		e->pid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(e->comm, sizeof(e->comm));
+	}
+	if (run) {
+		e->flags |= EVF_IN_KEEPALIVE_TIMER;
+		e->timer_state = run->state_before;
+		e->probes_before = run->probes_before;
+	}
+	if (!event_wanted(e, owner_ctx)) {
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+		return;
+	}
+	if (info)
+		info->reported = 1;
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline bool owned_by_user(struct sock *sk)
+{
+	return BPF_CORE_READ(sk, sk_lock.owned) != 0;
+}
+
+/* Remember who uses the socket, from its owner's syscalls only: a timer or
+ * softirq runs on whatever task the CPU had. */
+static __always_inline void remember_owner(struct sock_info *info)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+
+	if (info->owner_pid == pid)
+		return;
+	info->owner_pid = pid;
+	bpf_get_current_comm(info->owner_comm, sizeof(info->owner_comm));
+}
+
+static __always_inline void handle_state_change(struct sock *sk, int old, int new)
+{
+	struct sock_info *info;
+	bool owner_ctx;
+	__u64 now;
+
+	if (old == new || old == TCP_LISTEN || new == TCP_LISTEN)
+		return;
+	now = bpf_ktime_get_ns();
+	owner_ctx = owned_by_user(sk);
+
+	info = bpf_sk_storage_get(&sock_infos, sk, 0,
+				  new == TCP_CLOSE ? 0 : BPF_SK_STORAGE_GET_F_CREATE);
+	if (info) {
+		if (owner_ctx)
+			remember_owner(info);
+		if (!info->start_ns &&
+		    (new == TCP_SYN_SENT || new == TCP_SYN_RECV || new == TCP_ESTABLISHED))
+			info->start_ns = now;
+		if (new == TCP_ESTABLISHED) {
+			info->established = 1;
+			info->sport = sk->__sk_common.skc_num;
+			/* The keepalive timer can only read the cookie, not make
+			 * one: make it while we hold a proper socket pointer. */
+			bpf_get_socket_cookie(sk);
+		}
+	}
+
+	if (info && !info->fin_side && (new == TCP_FIN_WAIT1 || new == TCP_CLOSE_WAIT)) {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		__u64 now_jiffies = bpf_jiffies64();
+		__u32 idle = min_u32(ms_since(now_jiffies, BPF_CORE_READ(tp, lsndtime)),
+				     ms_since(now_jiffies, BPF_CORE_READ(tp, inet_conn.icsk_ack.lrcvtime)));
+
+		info->fin_side = new == TCP_FIN_WAIT1 ? FIN_LOCAL : FIN_REMOTE;
+		info->fin_ns = now;
+		info->fin_idle_ms = idle;
+		info->write_seq_at_fin = BPF_CORE_READ(tp, write_seq);
+		if (idle >= idle_threshold_ms && old == TCP_ESTABLISHED) {
+			struct event *e = reserve_event();
+
+			if (e) {
+				e->ts_ns = now;
+				e->kind = EV_IDLE_FIN;
+				e->cookie = bpf_get_socket_cookie(sk);
+				e->state = new;
+				e->old_state = old;
+				submit_sock_event(e, sk, info, owner_ctx);
+			}
+		}
+	}
+
+	if (emit_states) {
+		struct event *e = reserve_event();
+
+		if (e) {
+			e->ts_ns = now;
+			e->kind = EV_STATE;
+			e->cookie = bpf_get_socket_cookie(sk);
+			e->state = new;
+			e->old_state = old;
+			submit_sock_event(e, sk, info, owner_ctx);
+		}
+	}
+
+	if (new == TCP_CLOSE) {
+		struct timer_run *run = current_timer_run((__u64)sk);
+		bool wanted = emit_all_closes || (info && info->reported) || run;
+
+		if (run)
+			run->closed = 1;
+		if (!wanted && (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_KEEPOPEN))) {
+			__u64 cookie = bpf_get_socket_cookie(sk);
+
+			if (bpf_map_lookup_elem(&probes_out, &cookie)) {
+				bpf_map_delete_elem(&probes_out, &cookie);
+				wanted = true;
+			}
+		}
+		if (wanted) {
+			struct event *e = reserve_event();
+
+			if (e) {
+				e->ts_ns = now;
+				e->kind = EV_CLOSE;
+				e->cookie = bpf_get_socket_cookie(sk);
+				e->state = new;
+				e->old_state = old;
+				submit_sock_event(e, sk, info, owner_ctx);
+			}
+		}
+	}
+}
+
+static __always_inline void handle_reset(struct sock *sk, __u8 kind, __u32 reason, bool kernel_reason)
+{
+	struct sock_info *info = NULL;
+	struct event *e;
+	__u8 state;
+	bool full;
+
+	if (!sk)
+		return;
+	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	/* A listener answering a stray segment, or a half-open request: not a
+	 * connection anybody holds. */
+	if (state == TCP_LISTEN || state == TCP_NEW_SYN_RECV)
+		return;
+	if (kind == EV_RESET_SENT && BPF_CORE_READ(sk, __sk_common.skc_family) != AF_INET &&
+	    BPF_CORE_READ(sk, __sk_common.skc_family) != AF_INET6)
+		return;
+	full = state != TCP_TIME_WAIT;
+	if (full) {
+		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+			return;
+		info = bpf_sk_storage_get(&sock_infos, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	}
+	e = reserve_event();
+	if (!e)
+		return;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->cookie = bpf_get_socket_cookie(sk);
+	e->state = state;
+	e->reason = reason;
+	if (kernel_reason)
+		e->flags |= EVF_KERNEL_REASON;
+	if (!full) {
+		e->flags |= EVF_TIMEWAIT;
+		fill_socket(e, sk, false);
+		if (!event_wanted(e, false)) {
+			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+			return;
+		}
+		bpf_ringbuf_submit(e, 0);
+		return;
+	}
+	if (info && info->fin_side == FIN_REMOTE)
+		e->written_after_fin = BPF_CORE_READ((struct tcp_sock *)sk, write_seq) - info->write_seq_at_fin;
+	submit_sock_event(e, sk, info, owned_by_user(sk));
+	if (info) {
+		if (kind == EV_RESET_SENT)
+			info->reset_sent = 1;
+		else
+			info->reset_received = 1;
+	}
+}
+
+static __always_inline void handle_error_report(struct sock *sk)
+{
+	struct sock_info *info;
+	struct event *e;
+
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return;
+	info = bpf_sk_storage_get(&sock_infos, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	e = reserve_event();
+	if (!e)
+		return;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = EV_ERROR;
+	e->cookie = bpf_get_socket_cookie(sk);
+	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	submit_sock_event(e, sk, info, owned_by_user(sk));
+}
+
+/* --- tcp_keepalive_timer: entry and exit, for every strategy --- */
+
+static __always_inline void keepalive_timer_enter(__u64 timer)
+{
+	struct sock *sk = (struct sock *)(timer - bpf_core_field_offset(struct sock, sk_timer));
+	__u32 zero = 0;
+	struct timer_run *run = bpf_map_lookup_elem(&timer_runs, &zero);
+
+	if (!run)
+		return;
+	run->timer = timer;
+	run->sk = (__u64)sk;
+	run->closed = 0;
+	run->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	run->probes_before = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_probes_out);
+	run->state_before = BPF_CORE_READ(sk, __sk_common.skc_state);
+}
+
+static __always_inline void keepalive_timer_exit(__u64 timer)
+{
+	__u32 zero = 0;
+	struct timer_run *run = bpf_map_lookup_elem(&timer_runs, &zero);
+	struct probe_out *pending = NULL;
+	struct sock *sk;
+	struct event *e;
+	__u8 before, after, acked = 0;
+	__u32 rtt_ms = 0;
+	__u64 cookie;
+
+	if (!run || !run->timer || (timer && run->timer != timer))
+		return;
+	run->timer = 0;
+	/* A socket the timer closed was reported by the state, reset and error
+	 * handlers, and may be freed by now. */
+	if (run->closed)
+		return;
+	sk = (struct sock *)run->sk;
+	cookie = run->cookie;
+	before = run->probes_before;
+	after = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_probes_out);
+
+	if (before == 0 && cookie) {
+		pending = bpf_map_lookup_elem(&probes_out, &cookie);
+		if (pending) {
+			__u32 ack = BPF_CORE_READ((struct tcp_sock *)sk, rcv_tstamp);
+			__s32 delta = ack - (__u32)pending->sent_jiffies;
+
+			acked = pending->probes;
+			rtt_ms = delta > 0 ? jiffies_to_ms(delta) : 0;
+			bpf_map_delete_elem(&probes_out, &cookie);
+		}
+	}
+	if (after <= before && !acked)
+		return;
+	if (after > before && cookie) {
+		struct probe_out sent = {
+			.sent_jiffies = bpf_jiffies64(),
+			.probes = after,
+		};
+
+		bpf_map_update_elem(&probes_out, &cookie, &sent, BPF_ANY);
+	}
+
+	e = reserve_event();
+	if (!e)
+		return;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = EV_KEEPALIVE;
+	e->cookie = cookie;
+	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	fill_socket(e, sk, true);
+	e->probes_before = before;
+	e->probes_after = after;
+	e->acked_probes = acked;
+	e->probe_rtt_ms = rtt_ms;
+	e->flags |= EVF_IN_KEEPALIVE_TIMER;
+	if (!event_wanted(e, false)) {
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+		return;
+	}
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Gives every TCP socket that exists at start a cookie, so that keepalive
+ * timer runs on sockets older than katrace can be told apart. */
+SEC("iter/tcp")
+int prime_cookies(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+
+	if (skc)
+		bpf_get_socket_cookie(skc);
+	return 0;
+}
+
+/* --- tracepoint strategy --- */
+
+SEC("tp_btf/timer_expire_entry")
+int BPF_PROG(tp_timer_expire_entry, struct timer_list *timer)
+{
+	if ((__u64)timer->function != keepalive_timer_fn)
+		return 0;
+	keepalive_timer_enter((__u64)timer);
+	return 0;
+}
+
+SEC("tp_btf/timer_expire_exit")
+int BPF_PROG(tp_timer_expire_exit, struct timer_list *timer)
+{
+	if ((__u64)timer->function != keepalive_timer_fn)
+		return 0;
+	keepalive_timer_exit((__u64)timer);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	handle_state_change(sk, oldstate, newstate);
+	return 0;
+}
+
+/* --- fentry strategy --- */
+
+SEC("fentry/tcp_keepalive_timer")
+int BPF_PROG(fentry_tcp_keepalive_timer, struct timer_list *timer)
+{
+	keepalive_timer_enter((__u64)timer);
+	return 0;
+}
+
+SEC("fexit/tcp_keepalive_timer")
+int BPF_PROG(fexit_tcp_keepalive_timer, struct timer_list *timer)
+{
+	keepalive_timer_exit((__u64)timer);
+	return 0;
+}
+
+SEC("fentry/tcp_set_state")
+int BPF_PROG(fentry_tcp_set_state, struct sock *sk, int state)
+{
+	handle_state_change(sk, sk->__sk_common.skc_state, state);
+	return 0;
+}
+
+/* --- kprobe strategy: the timer by kprobe; state changes use the
+ * inet_sock_set_state tracepoint, because kprobe programs cannot use
+ * per-socket storage. --- */
+
+SEC("kprobe/tcp_keepalive_timer")
+int BPF_KPROBE(kprobe_tcp_keepalive_timer, struct timer_list *timer)
+{
+	keepalive_timer_enter((__u64)timer);
+	return 0;
+}
+
+SEC("kretprobe/tcp_keepalive_timer")
+int BPF_KRETPROBE(kretprobe_tcp_keepalive_timer)
+{
+	keepalive_timer_exit(0);
+	return 0;
+}
+
+/* --- every strategy --- */
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(tp_tcp_receive_reset, struct sock *sk)
+{
+	handle_reset(sk, EV_RESET_RECEIVED, 0, false);
+	return 0;
+}
+
+/* 6.10 and later pass the kernel's reason (enum sk_rst_reason). */
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tp_tcp_send_reset_reason, const struct sock *sk, const struct sk_buff *skb, int reason)
+{
+	handle_reset((struct sock *)sk, EV_RESET_SENT, reason, true);
+	return 0;
+}
+
+/* Before 6.10 the tracepoint has no reason; userspace infers one. */
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tp_tcp_send_reset, const struct sock *sk, const struct sk_buff *skb)
+{
+	handle_reset((struct sock *)sk, EV_RESET_SENT, 0, false);
+	return 0;
+}
+
+SEC("tp_btf/inet_sk_error_report")
+int BPF_PROG(tp_inet_sk_error_report, const struct sock *sk)
+{
+	handle_error_report((struct sock *)sk);
+	return 0;
+}

@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * The one event layout shared by the kernel programs and Go (bpf2go -type
+ * event generates the Go struct; tracer/decode.go reads it at fixed offsets).
+ * Add members only at the end and keep the struct free of implicit padding.
+ */
+#ifndef __KATRACE_H__
+#define __KATRACE_H__
+
+#define KATRACE_COMM_LEN 16
+#define KATRACE_MAX_PORTS 8
+#define KATRACE_MAX_CIDRS 8
+
+enum event_kind {
+	/* A TCP state change; sent only with --states. */
+	EV_STATE = 1,
+	/* The first FIN of a connection, either way, after at least
+	 * --idle-threshold without data. */
+	EV_IDLE_FIN = 2,
+	/* The socket reached CLOSE; sent for every socket with --all, else only
+	 * for sockets that had an event sent before. */
+	EV_CLOSE = 3,
+	EV_RESET_SENT = 4,
+	EV_RESET_RECEIVED = 5,
+	/* The kernel reported a socket error (sk_err). */
+	EV_ERROR = 6,
+	/* A run of tcp_keepalive_timer that changed something: a probe sent, an
+	 * earlier probe answered, or the socket closed. */
+	EV_KEEPALIVE = 7,
+};
+
+enum event_flags {
+	/* pid and comm are the socket's owner (process context, or remembered
+	 * in the socket's storage); otherwise they are zero. */
+	EVF_OWNER = 1 << 0,
+	/* SO_KEEPALIVE is on. */
+	EVF_KEEPOPEN = 1 << 1,
+	/* The event happened inside tcp_keepalive_timer for this socket. */
+	EVF_IN_KEEPALIVE_TIMER = 1 << 2,
+	/* reason is the kernel's own enum sk_rst_reason (6.10+). */
+	EVF_KERNEL_REASON = 1 << 3,
+	/* The socket was a timewait socket (the full socket is gone). */
+	EVF_TIMEWAIT = 1 << 4,
+	/* The socket was orphaned (closed by its process, SOCK_DEAD). */
+	EVF_ORPHAN = 1 << 5,
+	/* The peer's FIN has been received (RCV_SHUTDOWN). */
+	EVF_RCV_SHUTDOWN = 1 << 6,
+	/* Our FIN has been sent or queued (SEND_SHUTDOWN). */
+	EVF_SEND_SHUTDOWN = 1 << 7,
+	/* start_ns is known. */
+	EVF_START_KNOWN = 1 << 8,
+	/* A reset was sent or received on this socket earlier. */
+	EVF_RESET_SENT_BEFORE = 1 << 9,
+	EVF_RESET_RECEIVED_BEFORE = 1 << 10,
+	/* The connection reached ESTABLISHED (else the idle times mean nothing). */
+	EVF_ESTABLISHED = 1 << 11,
+};
+
+enum fin_side {
+	FIN_NONE = 0,
+	FIN_LOCAL = 1,
+	FIN_REMOTE = 2,
+};
+
+struct event {
+	/* bpf_ktime_get_ns() when the event happened. */
+	__u64 ts_ns;
+	/* Socket cookie: the identity of the socket. */
+	__u64 cookie;
+	__u64 bytes_sent;
+	__u64 bytes_received;
+	/* When the connection began (SYN sent or received, else ESTABLISHED),
+	 * if seen (EVF_START_KNOWN). */
+	__u64 start_ns;
+	/* When the first FIN went either way (fin_side), 0 if none yet. */
+	__u64 fin_ns;
+	__u32 pid;
+	__u32 netns;
+	/* Effective keepalive settings (socket's own, else the netns sysctls). */
+	__u32 keepalive_idle_ms;
+	__u32 keepalive_intvl_ms;
+	/* Milliseconds since: last data sent, last data received, last ACK. */
+	__u32 since_send_ms;
+	__u32 since_recv_ms;
+	__u32 since_ack_ms;
+	/* Idle time (no data either way) when the first FIN went. */
+	__u32 fin_idle_ms;
+	/* enum sk_rst_reason when EVF_KERNEL_REASON. */
+	__u32 reason;
+	/* sk_err at the event (positive errno). */
+	__s32 sk_err;
+	/* Bytes written but not yet acknowledged. */
+	__u32 unacked;
+	/* For EV_KEEPALIVE with acked_probes: ms from the probe to its ACK. */
+	__u32 probe_rtt_ms;
+	/* Bytes written by the application after the peer's FIN arrived. */
+	__u32 written_after_fin;
+	__u32 sock_ino;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u16 flags;
+	__u8 kind;
+	/* 4 or 6 */
+	__u8 family;
+	/* TCP state at the event: the new state for EV_STATE and EV_CLOSE. */
+	__u8 state;
+	__u8 old_state;
+	__u8 probes_before;
+	__u8 probes_after;
+	/* Effective keepalive probe count. */
+	__u8 keepalive_probes;
+	__u8 fin_side;
+	/* Unanswered probes that the peer has now answered (EV_KEEPALIVE). */
+	__u8 acked_probes;
+	/* Why the socket reached CLOSE inside a keepalive timer run: state
+	 * before the run (FIN_WAIT2 for the orphan linger). */
+	__u8 timer_state;
+	char comm[KATRACE_COMM_LEN];
+};
+
+/* An address filter: IPv4 in the first 4 bytes of addr. */
+struct cidr {
+	__u8 addr[16];
+	__u8 prefix_len;
+	__u8 family;
+	__u8 pad[2];
+};
+
+/* Per-socket memory kept in the kernel (BPF socket storage). */
+struct sock_info {
+	__u64 start_ns;
+	__u64 fin_ns;
+	/* snd_nxt-equivalent (write_seq) when the peer's FIN arrived, to tell
+	 * whether we wrote after it. */
+	__u32 write_seq_at_fin;
+	__u32 fin_idle_ms;
+	__u32 owner_pid;
+	char owner_comm[KATRACE_COMM_LEN];
+	__u8 fin_side;
+	/* An event about this socket reached userspace: its close must too. */
+	__u8 reported;
+	__u8 reset_sent;
+	__u8 reset_received;
+	__u8 established;
+	/* The local port: the kernel clears it before an active closer's CLOSE. */
+	__u16 sport;
+};
+
+/* What tcp_keepalive_timer's entry saw, for its exit (one per CPU: timer
+ * callbacks do not nest on a CPU). */
+struct timer_run {
+	__u64 timer;
+	__u64 sk;
+	__u64 cookie;
+	__u8 probes_before;
+	__u8 state_before;
+	__u8 closed;
+	__u8 pad[5];
+};
+
+/* A keepalive probe still waiting for its answer. */
+struct probe_out {
+	__u64 sent_jiffies;
+	__u8 probes;
+	__u8 pad[7];
+};
+
+#endif /* __KATRACE_H__ */

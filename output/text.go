@@ -1,0 +1,480 @@
+package output
+
+import (
+	"bufio"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/katrace/katrace/record"
+)
+
+// Text writes the human timeline: one aligned line per event, the verdict
+// (close) line last for each connection. It is not safe for concurrent use.
+//
+// Output is buffered; for a live timeline the caller should Flush whenever
+// the event source goes quiet (for instance after draining the ring buffer).
+type Text struct {
+	w   *bufio.Writer
+	buf []byte
+	loc *time.Location
+
+	headerDone  bool // column header written
+	summaryDone bool // summary table header written
+}
+
+var _ record.Sink = (*Text)(nil)
+
+// TextOption configures a Text printer.
+type TextOption func(*Text)
+
+// WithLocation sets the time zone of the TIME column (time.Local by
+// default); tests use it to get stable output.
+func WithLocation(loc *time.Location) TextOption {
+	return func(t *Text) {
+		if loc != nil {
+			t.loc = loc
+		}
+	}
+}
+
+// NewText returns a text printer writing to w.
+func NewText(w io.Writer, opts ...TextOption) *Text {
+	t := &Text{w: bufio.NewWriter(w), buf: make([]byte, 0, 512), loc: time.Local}
+	for _, o := range opts {
+		o(t)
+	}
+	return t
+}
+
+// Flush writes out any buffered lines.
+func (t *Text) Flush() error { return t.w.Flush() }
+
+// Column layout. The address column fits the widest IPv4 pair
+// ("255.255.255.255:65535 → 255.255.255.255:65535") so that every IPv4 line
+// lines up; a wider (IPv6) pair pushes only its own line's EVENT to the right
+// rather than being cut, since a truncated address is worse than a ragged
+// line.
+const (
+	timeLayout = "15:04:05.000"
+	pidCol     = 8
+	commCol    = 16 + 1 // TASK_COMM_LEN-1 bytes of name, then a space
+	addrWidth  = 45
+	addrGap    = 2
+
+	textHeader = "TIME          PID     COMM             LOCAL → REMOTE                                 EVENT\n"
+)
+
+// Summary table layout, matching summaryHeader.
+const (
+	summaryIndent   = 24 // under "IDLE TIMEOUTS SEEN"
+	summaryEndpoint = 25
+	summaryLocal    = 5
+	summaryRemote   = 6
+	summaryP50      = 9
+
+	summaryHeader = "IDLE TIMEOUTS SEEN      ENDPOINT                 LOCAL  REMOTE   P50      P90\n"
+)
+
+// Write prints r as one line (start and the first summary add a header).
+func (t *Text) Write(r *record.Record) error {
+	b := t.buf[:0]
+	switch r.Type {
+	case record.TypeStart:
+		// The banner goes above the column header so the header sits right
+		// on top of the first event.
+		b = appendStart(b, r)
+		b = t.appendHeader(b)
+	case record.TypeSummary:
+		b = t.appendHeader(b)
+		if !t.summaryDone {
+			t.summaryDone = true
+			b = append(b, '\n')
+			b = append(b, summaryHeader...)
+		}
+		b = appendSummary(b, r)
+	case record.TypeLost:
+		b = t.appendHeader(b)
+		b = t.appendClock(b, r.Time)
+		b = append(b, "!! lost "...)
+		b = strconv.AppendUint(b, r.Count, 10)
+		b = appendPlural(b, r.Count, " event", " events")
+		b = append(b, ": the ring buffer was full (raise --ring-size)\n"...)
+	case record.TypeEnd:
+		b = t.appendHeader(b)
+		b = t.appendClock(b, r.Time)
+		b = append(b, "stopped: "...)
+		b = strconv.AppendUint(b, r.Events, 10)
+		b = appendPlural(b, r.Events, " event, ", " events, ")
+		b = strconv.AppendUint(b, r.Lost, 10)
+		b = append(b, " lost\n"...)
+	default:
+		b = t.appendHeader(b)
+		b = t.appendSocketColumns(b, r)
+		b = appendEvent(b, r)
+		b = append(b, '\n')
+	}
+	t.buf = b
+	_, err := t.w.Write(b)
+	return err
+}
+
+func (t *Text) appendHeader(b []byte) []byte {
+	if t.headerDone {
+		return b
+	}
+	t.headerDone = true
+	return append(b, textHeader...)
+}
+
+func (t *Text) appendClock(b []byte, tm time.Time) []byte {
+	b = tm.In(t.loc).AppendFormat(b, timeLayout)
+	return append(b, ' ', ' ')
+}
+
+func (t *Text) appendSocketColumns(b []byte, r *record.Record) []byte {
+	s := &r.Sock
+	b = t.appendClock(b, r.Time)
+
+	start := len(b)
+	if s.PID == 0 {
+		b = append(b, '-')
+	} else {
+		b = strconv.AppendUint(b, uint64(s.PID), 10)
+	}
+	b = pad(b, start, pidCol, 1)
+
+	start = len(b)
+	b = appendSafe(b, s.Comm)
+	b = pad(b, start, commCol, 1)
+
+	start = len(b)
+	b = appendHostPort(b, s.LAddr, s.LPort)
+	b = append(b, " → "...)
+	b = appendHostPort(b, s.RAddr, s.RPort)
+	return pad(b, start, addrWidth+addrGap, addrGap)
+}
+
+// pad appends spaces until b[start:] is width columns wide, and at least
+// gap spaces in any case so that columns never run together.
+func pad(b []byte, start, width, gap int) []byte {
+	n := width - utf8.RuneCount(b[start:])
+	if n < gap {
+		n = gap
+	}
+	for ; n > 0; n-- {
+		b = append(b, ' ')
+	}
+	return b
+}
+
+// appendIntRight right-aligns v in width columns.
+func appendIntRight(b []byte, v int64, width int) []byte {
+	var tmp [20]byte
+	d := strconv.AppendInt(tmp[:0], v, 10)
+	for n := width - len(d); n > 0; n-- {
+		b = append(b, ' ')
+	}
+	return append(b, d...)
+}
+
+// appendHostPort writes 10.0.0.1:80 or [fd00::1]:80. IPv4-mapped IPv6
+// addresses of dual-stack sockets are shown as the IPv4 address a person
+// would type.
+func appendHostPort(b []byte, a netip.Addr, port uint16) []byte {
+	switch {
+	case !a.IsValid():
+		b = append(b, '?')
+	case a.Is4In6() || a.Is4():
+		b = a.Unmap().AppendTo(b)
+	default:
+		b = append(b, '[')
+		if zone := a.Zone(); zone != "" {
+			// An interface name could hold anything but '/', ':' and
+			// whitespace: keep terminal escapes out.
+			b = a.WithZone("").AppendTo(b)
+			b = append(b, '%')
+			b = appendSafe(b, zone)
+		} else {
+			b = a.AppendTo(b)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, ':')
+	return strconv.AppendUint(b, uint64(port), 10)
+}
+
+// appendSafe appends s with every unprintable rune (control characters,
+// terminal escapes, invalid UTF-8, line separators, bidi overrides) shown as
+// '?': a process names itself, and must not be able to forge or hide lines.
+func appendSafe(b []byte, s string) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f {
+			b = append(b, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size == 1) || !unicode.IsPrint(r) {
+			b = append(b, '?')
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return b
+}
+
+func appendPlural[N int | uint64](b []byte, n N, one, many string) []byte {
+	if n == 1 {
+		return append(b, one...)
+	}
+	return append(b, many...)
+}
+
+func appendStart(b []byte, r *record.Record) []byte {
+	b = append(b, "katrace tracing with the "...)
+	b = appendSafe(b, r.Mode)
+	b = append(b, " strategy ("...)
+	if r.Kernel != "" {
+		b = append(b, "kernel "...)
+		b = appendSafe(b, r.Kernel)
+		b = append(b, ", "...)
+	}
+	b = append(b, "katrace "...)
+	if r.Version != "" {
+		b = appendSafe(b, r.Version)
+	} else {
+		b = append(b, "(devel)"...)
+	}
+	return append(b, "); Ctrl-C to stop\n"...)
+}
+
+func appendSummary(b []byte, r *record.Record) []byte {
+	for range summaryIndent {
+		b = append(b, ' ')
+	}
+	start := len(b)
+	b = appendSafe(b, r.Endpoint)
+	b = pad(b, start, summaryEndpoint, 2)
+
+	b = appendIntRight(b, int64(r.IdleClosesLocal), summaryLocal)
+	b = append(b, "  "...)
+	b = appendIntRight(b, int64(r.IdleClosesRemote), summaryRemote)
+	b = append(b, "   "...)
+
+	// Percentiles of nothing are not zero.
+	seen := r.IdleClosesLocal+r.IdleClosesRemote > 0
+	start = len(b)
+	if seen {
+		b = appendDuration(b, r.IdleMsP50)
+	} else {
+		b = append(b, '-')
+	}
+	b = pad(b, start, summaryP50, 1)
+	if seen {
+		b = appendDuration(b, r.IdleMsP90)
+	} else {
+		b = append(b, '-')
+	}
+
+	if r.StaleReuses > 0 {
+		b = append(b, "  ⚠ "...)
+		b = strconv.AppendInt(b, int64(r.StaleReuses), 10)
+		b = appendPlural(b, r.StaleReuses, " stale reuse", " stale reuses")
+		b = append(b, ": clients keep idle connections longer than this endpoint's idle timeout"...)
+		if seen {
+			b = append(b, " (≈"...)
+			b = appendDuration(b, r.IdleMsP50)
+			b = append(b, ')')
+		}
+		b = append(b, ": shorten the client pool's idle timeout below it"...)
+	}
+	return append(b, '\n')
+}
+
+// appendEvent writes the EVENT column of a socket record.
+func appendEvent(b []byte, r *record.Record) []byte {
+	switch r.Type {
+	case record.TypeState:
+		b = append(b, "state "...)
+		b = appendSafe(b, r.OldState)
+		b = append(b, " → "...)
+		b = appendSafe(b, r.NewState)
+
+	case record.TypeKeepaliveProbe:
+		b = append(b, "keepalive probe "...)
+		b = strconv.AppendInt(b, int64(r.Probe), 10)
+		if r.MaxProbes > 0 {
+			b = append(b, '/')
+			b = strconv.AppendInt(b, int64(r.MaxProbes), 10)
+		}
+		b = append(b, " unanswered"...)
+		// Only the first probe follows an idle spell worth naming; later
+		// ones are one interval apart.
+		if r.Probe == 1 && r.IdleMs != record.Absent {
+			b = append(b, " (idle "...)
+			b = appendDuration(b, r.IdleMs)
+			b = append(b, ')')
+		}
+
+	case record.TypeKeepaliveAck:
+		b = append(b, "keepalive probe "...)
+		b = strconv.AppendInt(b, int64(r.Probe), 10)
+		b = append(b, " answered"...)
+		if r.RTTMs != record.Absent {
+			b = append(b, " (rtt "...)
+			b = appendDuration(b, r.RTTMs)
+			b = append(b, ')')
+		}
+
+	case record.TypeKeepaliveTimeout:
+		b = append(b, "keepalive timeout: peer silent after "...)
+		b = strconv.AppendInt(b, int64(r.Probes), 10)
+		b = appendPlural(b, r.Probes, " probe", " probes")
+		if r.Error != "" {
+			b = append(b, " → "...)
+			b = appendSafe(b, r.Error)
+		}
+
+	case record.TypeIdleClose:
+		if r.Side == record.SideRemote {
+			b = append(b, "idle close by peer"...)
+		} else {
+			b = append(b, "idle close by us"...)
+		}
+		if r.IdleMs != record.Absent {
+			b = append(b, " after "...)
+			b = appendDuration(b, r.IdleMs)
+			b = append(b, " idle"...)
+		}
+		if r.Sock.Requests > 0 {
+			b = append(b, " (after request "...)
+			b = strconv.AppendInt(b, int64(r.Sock.Requests), 10)
+			b = append(b, ')')
+		}
+
+	case record.TypeReset:
+		b = appendReset(b, r)
+
+	case record.TypeClose:
+		b = appendClose(b, r)
+
+	default:
+		b = append(b, "unknown event"...)
+	}
+	return b
+}
+
+func appendReset(b []byte, r *record.Record) []byte {
+	switch {
+	case r.AfterKeepalive:
+		b = append(b, "reset received in answer to a keepalive probe: peer lost the connection (rebooted?)"...)
+	default:
+		if r.Direction == record.DirectionSent {
+			b = append(b, "reset sent"...)
+		} else {
+			b = append(b, "reset received"...)
+		}
+		if !isUnknownReason(r.Reason) {
+			b = append(b, ": "...)
+			b = appendReasonWords(b, r.Reason)
+			if r.ReasonSource == record.SourceInferred {
+				b = append(b, " (reason inferred)"...)
+			}
+		}
+	}
+	if r.IdleMs != record.Absent {
+		b = append(b, ", idle "...)
+		b = appendDuration(b, r.IdleMs)
+	}
+	return b
+}
+
+func isUnknownReason(reason string) bool {
+	return reason == "" || strings.EqualFold(reason, "unknown")
+}
+
+// reasonWords explains the kernel's enum sk_rst_reason names an operator is
+// likely to meet; the name stays in parentheses so it can be searched for.
+var reasonWords = map[string]string{
+	"NOT_SPECIFIED":            "unspecified",
+	"NO_SOCKET":                "no such connection (NO_SOCKET)",
+	"TCP_ABORT_ON_CLOSE":       "closed with unread data (TCP_ABORT_ON_CLOSE)",
+	"TCP_ABORT_ON_LINGER":      "SO_LINGER 0 abort (TCP_ABORT_ON_LINGER)",
+	"TCP_ABORT_ON_DATA":        "data arrived after close (TCP_ABORT_ON_DATA)",
+	"TCP_ABORT_ON_MEMORY":      "out of socket memory (TCP_ABORT_ON_MEMORY)",
+	"TCP_KEEPALIVE_TIMEOUT":    "keepalive timeout (TCP_KEEPALIVE_TIMEOUT)",
+	"TCP_TIMEWAIT_SOCKET":      "segment to a closed connection (TCP_TIMEWAIT_SOCKET)",
+	"TCP_DISCONNECT_WITH_DATA": "disconnected with data unsent (TCP_DISCONNECT_WITH_DATA)",
+}
+
+func appendReasonWords(b []byte, reason string) []byte {
+	if w, ok := reasonWords[reason]; ok {
+		return append(b, w...)
+	}
+	start := len(b)
+	b = appendSafe(b, reason)
+	for i := start; i < len(b); i++ {
+		if c := b[i]; 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return b
+}
+
+func appendClose(b []byte, r *record.Record) []byte {
+	b = append(b, "closed"...)
+	if r.Cause != "" {
+		b = append(b, ": "...)
+		b = appendSafe(b, r.Cause)
+	}
+	if r.Detail != "" {
+		// The correlator has already said it better than a list of numbers.
+		b = append(b, ": "...)
+		return appendSafe(b, r.Detail)
+	}
+	if r.DurationMs >= 0 {
+		b = append(b, " after "...)
+		b = appendDuration(b, r.DurationMs)
+	}
+
+	open := false
+	sep := func(b []byte) []byte {
+		if open {
+			return append(b, ", "...)
+		}
+		open = true
+		return append(b, " ("...)
+	}
+	if r.IdleMs != record.Absent {
+		b = sep(b)
+		b = append(b, "idle "...)
+		b = appendDuration(b, r.IdleMs)
+	}
+	if r.ProbesSent > 0 {
+		b = sep(b)
+		b = strconv.AppendInt(b, int64(r.ProbesSent), 10)
+		b = appendPlural(b, r.ProbesSent, " probe", " probes")
+	}
+	if r.ReuseGapMs != record.Absent {
+		b = sep(b)
+		b = append(b, "wrote "...)
+		b = appendDuration(b, r.ReuseGapMs)
+		b = append(b, " after the peer's FIN"...)
+	}
+	if r.PeerIdleMs != record.Absent {
+		b = sep(b)
+		b = append(b, "peer idle timeout ≈"...)
+		b = appendDuration(b, r.PeerIdleMs)
+	}
+	if open {
+		b = append(b, ')')
+	}
+	return b
+}

@@ -1,0 +1,191 @@
+// Package record holds what katrace reports: one Record per line of output.
+// It is the contract between the tracer (which fills records) and the
+// printers (which write them); it knows nothing about BPF or about formats.
+//
+// A Record is a flat struct reused for every event so that the hot path does
+// not allocate. Optional numeric fields use Absent (-1) for "not known"; the
+// printers leave such fields out.
+package record
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Type is the kind of a record; String gives the NDJSON "type" value.
+type Type uint8
+
+const (
+	TypeStart Type = iota + 1
+	TypeState
+	TypeKeepaliveProbe
+	TypeKeepaliveAck
+	TypeKeepaliveTimeout
+	TypeIdleClose
+	TypeReset
+	TypeClose
+	TypeSummary
+	TypeLost
+	TypeEnd
+)
+
+var typeNames = [...]string{
+	TypeStart:            "start",
+	TypeState:            "state",
+	TypeKeepaliveProbe:   "keepalive_probe",
+	TypeKeepaliveAck:     "keepalive_ack",
+	TypeKeepaliveTimeout: "keepalive_timeout",
+	TypeIdleClose:        "idle_close",
+	TypeReset:            "reset",
+	TypeClose:            "close",
+	TypeSummary:          "summary",
+	TypeLost:             "lost",
+	TypeEnd:              "end",
+}
+
+func (t Type) String() string {
+	if int(t) < len(typeNames) && typeNames[t] != "" {
+		return typeNames[t]
+	}
+	return "unknown"
+}
+
+// HasSocket reports whether records of this type carry the socket fields.
+func (t Type) HasSocket() bool {
+	switch t {
+	case TypeStart, TypeSummary, TypeLost, TypeEnd:
+		return false
+	}
+	return true
+}
+
+// Absent marks an optional numeric field as unknown.
+const Absent = -1
+
+// Close causes (close.cause).
+const (
+	CauseKeepaliveTimeout  = "keepalive_timeout"
+	CauseRetransmitTimeout = "retransmit_timeout"
+	CauseIdleCloseLocal    = "idle_close_local"
+	CauseIdleCloseRemote   = "idle_close_remote"
+	CauseStaleReuse        = "stale_reuse"
+	CauseResetAfterIdle    = "reset_after_idle"
+	CauseResetReceived     = "reset_received"
+	CauseResetSent         = "reset_sent"
+	CauseFinWait2Timeout   = "fin_wait2_timeout"
+	CauseCloseLocal        = "close_local"
+	CauseCloseRemote       = "close_remote"
+	CauseError             = "error"
+)
+
+// Reset directions, idle-close sides and reason sources.
+const (
+	DirectionSent     = "sent"
+	DirectionReceived = "received"
+	SideLocal         = "local"
+	SideRemote        = "remote"
+	SourceKernel      = "kernel"
+	SourceInferred    = "inferred"
+)
+
+// Socket is the identity and owner of a connection, carried by every socket
+// record.
+type Socket struct {
+	Cookie uint64
+	IPv6   bool
+	LAddr  netip.Addr
+	RAddr  netip.Addr
+	LPort  uint16
+	RPort  uint16
+	NetNS  uint32
+	State  string // TCP state name at the event, e.g. "ESTABLISHED"
+
+	// PID is 0 when the owner is not known; Comm is then empty.
+	PID  uint32
+	Comm string
+
+	// Proto is "" when unknown, else "http/1.x", "http/2" or "tls".
+	Proto string
+	// Requests is the number of HTTP/1.x requests seen, Absent when unknown.
+	Requests int
+}
+
+// Record is one line of output. Which fields mean something depends on Type;
+// see the event contract in DESIGN.md and README.md.
+type Record struct {
+	Time time.Time
+	Type Type
+	Sock Socket
+
+	// start
+	Mode    string
+	Kernel  string
+	Version string
+
+	// state
+	OldState string
+	NewState string
+
+	// keepalive_probe, keepalive_ack, keepalive_timeout
+	Probe           int
+	MaxProbes       int
+	Probes          int
+	IntervalMs      int64
+	KeepaliveIdleMs int64
+	RTTMs           int64 // Absent when unknown
+	Error           string
+
+	// idle_close, reset, close, keepalive_probe
+	IdleMs int64 // Absent when unknown
+	Side   string
+
+	// reset
+	Direction    string
+	Reason       string
+	ReasonSource string
+	// AfterKeepalive marks a reset received while keepalive probes were
+	// unanswered: the peer answered a probe with a RST.
+	AfterKeepalive bool
+
+	// close
+	Cause         string
+	DurationMs    int64
+	ProbesSent    int
+	BytesSent     uint64
+	BytesReceived uint64
+	ReuseGapMs    int64 // Absent unless Cause is stale_reuse
+	// PeerIdleMs is, for stale_reuse, how long the connection had sat idle
+	// when the peer closed it: the peer's idle timeout. Absent when unknown.
+	PeerIdleMs int64
+	// Detail is a short, already-worded explanation for the text output
+	// (never part of the NDJSON contract).
+	Detail string
+
+	// summary
+	Endpoint         string
+	IdleClosesLocal  int
+	IdleClosesRemote int
+	IdleMsP50        int64
+	IdleMsP90        int64
+	// PoolMismatch, on a summary, is set when clients were seen reusing
+	// connections after this endpoint's idle timeout (stale reuse).
+	StaleReuses int
+
+	// lost, end
+	Count  uint64
+	Events uint64
+	Lost   uint64
+}
+
+// Reset clears r for reuse, keeping no values from the previous event.
+func (r *Record) Reset() {
+	*r = Record{IdleMs: Absent, RTTMs: Absent, ReuseGapMs: Absent, PeerIdleMs: Absent}
+	r.Sock.Requests = Absent
+}
+
+// Sink receives records. Implementations must not keep r after Write
+// returns: the caller reuses it.
+type Sink interface {
+	Write(r *Record) error
+	Flush() error
+}

@@ -1,0 +1,539 @@
+package tracer
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/katrace/katrace/record"
+)
+
+// Kernel event kinds and flags (bpf/katrace.h).
+const (
+	evState         = 1
+	evIdleFin       = 2
+	evClose         = 3
+	evResetSent     = 4
+	evResetReceived = 5
+	evError         = 6
+	evKeepalive     = 7
+
+	flagOwner              = 1 << 0
+	flagKeepOpen           = 1 << 1
+	flagInKeepaliveTimer   = 1 << 2
+	flagKernelReason       = 1 << 3
+	flagTimewait           = 1 << 4
+	flagOrphan             = 1 << 5
+	flagRcvShutdown        = 1 << 6
+	flagSendShutdown       = 1 << 7
+	flagStartKnown         = 1 << 8
+	flagResetSentBefore    = 1 << 9
+	flagResetReceivedBefor = 1 << 10
+	flagEstablished        = 1 << 11
+
+	finLocal  = 1
+	finRemote = 2
+)
+
+// TCP states, as the kernel numbers them.
+var stateNames = [...]string{
+	1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+	6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+	11: "CLOSING", 12: "NEW_SYN_RECV",
+}
+
+const (
+	tcpSynSent  = 2
+	tcpSynRecv  = 3
+	tcpFinWait2 = 5
+	tcpClose    = 7
+)
+
+func stateName(s uint8) string {
+	if int(s) < len(stateNames) && stateNames[s] != "" {
+		return stateNames[s]
+	}
+	return "UNKNOWN"
+}
+
+// OwnerLookup resolves a socket inode to the process that holds it.
+type OwnerLookup func(inode uint32) (pid uint32, comm string, ok bool)
+
+// CorrelatorConfig says what the correlator reports.
+type CorrelatorConfig struct {
+	IdleThreshold time.Duration
+	// AllCloses reports every close, not only the ones that explain a death.
+	AllCloses bool
+	// States reports every state change.
+	States bool
+	// MaxSockets caps the sockets remembered at once; the least recently
+	// active is forgotten first.
+	MaxSockets int
+	// WallOffset converts the kernel's monotonic nanoseconds to wall time.
+	WallOffset int64
+	// Owner resolves owners the kernel could not see; may be nil.
+	Owner OwnerLookup
+}
+
+// conn is what katrace remembers about one socket between its events.
+type conn struct {
+	cookie     uint64
+	sock       record.Socket
+	lastNs     uint64
+	probesSent int
+	// timeoutReported: the keepalive_timeout record is out (the kernel
+	// reports the error and the CLOSE in either order, by version).
+	timeoutReported bool
+	// resetReason is the reason of the last reset sent, for the close.
+	resetReason string
+
+	prev, next *conn // recency list, most recent first
+}
+
+// Correlator turns kernel events into records, per socket.
+type Correlator struct {
+	cfg   CorrelatorConfig
+	sink  record.Sink
+	conns map[uint64]*conn
+	// head and tail of the recency list.
+	head, tail *conn
+	free       []*conn
+	rec        record.Record
+
+	events  uint64
+	evicted uint64
+	// lastClosed is the cookie of the last socket closed: events the kernel
+	// sends after CLOSE (an error report) must not bring it back.
+	lastClosed uint64
+}
+
+// NewCorrelator returns a correlator writing to sink.
+func NewCorrelator(cfg CorrelatorConfig, sink record.Sink) *Correlator {
+	if cfg.MaxSockets <= 0 {
+		cfg.MaxSockets = 65536
+	}
+	return &Correlator{cfg: cfg, sink: sink, conns: make(map[uint64]*conn)}
+}
+
+// Tracked is the number of sockets remembered now.
+func (c *Correlator) Tracked() int { return len(c.conns) }
+
+// Events is the number of kernel events handled.
+func (c *Correlator) Events() uint64 { return c.events }
+
+// Evicted is the number of sockets forgotten because of MaxSockets.
+func (c *Correlator) Evicted() uint64 { return c.evicted }
+
+func (c *Correlator) wall(ns uint64) time.Time {
+	return time.Unix(0, int64(ns)+c.cfg.WallOffset)
+}
+
+// Handle takes one kernel event; records go to the sink.
+func (c *Correlator) Handle(e *katraceEvent) error {
+	c.events++
+	switch e.Kind {
+	case evState:
+		return c.onState(e)
+	case evIdleFin:
+		return c.onIdleFin(e)
+	case evResetSent, evResetReceived:
+		return c.onReset(e)
+	case evError:
+		return c.onError(e)
+	case evKeepalive:
+		return c.onKeepalive(e)
+	case evClose:
+		return c.onClose(e)
+	}
+	return nil
+}
+
+// lookup returns the socket's memory, creating it when create is set.
+func (c *Correlator) lookup(e *katraceEvent, create bool) *conn {
+	if cn := c.conns[e.Cookie]; cn != nil {
+		c.touch(cn, e.TsNs)
+		return cn
+	}
+	if !create || e.Cookie == 0 {
+		return nil
+	}
+	if len(c.conns) >= c.cfg.MaxSockets {
+		c.evict()
+	}
+	var cn *conn
+	if n := len(c.free); n > 0 {
+		cn = c.free[n-1]
+		c.free = c.free[:n-1]
+		*cn = conn{}
+	} else {
+		cn = &conn{}
+	}
+	cn.cookie = e.Cookie
+	cn.sock.Requests = record.Absent
+	c.conns[e.Cookie] = cn
+	c.pushFront(cn)
+	cn.lastNs = e.TsNs
+	return cn
+}
+
+func (c *Correlator) touch(cn *conn, ns uint64) {
+	cn.lastNs = ns
+	if c.head == cn {
+		return
+	}
+	c.unlink(cn)
+	c.pushFront(cn)
+}
+
+func (c *Correlator) pushFront(cn *conn) {
+	cn.prev, cn.next = nil, c.head
+	if c.head != nil {
+		c.head.prev = cn
+	}
+	c.head = cn
+	if c.tail == nil {
+		c.tail = cn
+	}
+}
+
+func (c *Correlator) unlink(cn *conn) {
+	if cn.prev != nil {
+		cn.prev.next = cn.next
+	} else {
+		c.head = cn.next
+	}
+	if cn.next != nil {
+		cn.next.prev = cn.prev
+	} else {
+		c.tail = cn.prev
+	}
+	cn.prev, cn.next = nil, nil
+}
+
+func (c *Correlator) forget(cn *conn) {
+	c.unlink(cn)
+	delete(c.conns, cn.cookie)
+	c.free = append(c.free, cn)
+}
+
+func (c *Correlator) evict() {
+	if c.tail != nil {
+		c.forget(c.tail)
+		c.evicted++
+	}
+}
+
+// fillSocket sets the socket fields of the record from the event and what
+// is remembered of the socket.
+func (c *Correlator) fillSocket(e *katraceEvent, cn *conn) {
+	r := &c.rec
+	r.Reset()
+	r.Time = c.wall(e.TsNs)
+	s := &r.Sock
+	s.Cookie = e.Cookie
+	s.NetNS = e.Netns
+	s.State = stateName(e.State)
+	s.LPort, s.RPort = e.Sport, e.Dport
+	if e.Family == 6 {
+		s.IPv6 = true
+		s.LAddr = netip.AddrFrom16(e.Saddr)
+		s.RAddr = netip.AddrFrom16(e.Daddr)
+	} else {
+		s.LAddr = netip.AddrFrom4([4]byte(e.Saddr[:4]))
+		s.RAddr = netip.AddrFrom4([4]byte(e.Daddr[:4]))
+	}
+	s.Requests = record.Absent
+
+	if cn != nil {
+		// By CLOSE the kernel may have cleared the local port of an active
+		// closer: keep the tuple seen earlier.
+		if s.LPort == 0 && cn.sock.LPort != 0 {
+			s.LAddr, s.LPort = cn.sock.LAddr, cn.sock.LPort
+		}
+		cn.sock.LAddr, cn.sock.LPort = s.LAddr, s.LPort
+	}
+
+	switch {
+	case e.Flags&flagOwner != 0 && e.Pid != 0:
+		s.PID = e.Pid
+		s.Comm = c.commString(e, cn)
+		if cn != nil {
+			cn.sock.PID, cn.sock.Comm = s.PID, s.Comm
+		}
+	case cn != nil && cn.sock.PID != 0:
+		s.PID, s.Comm = cn.sock.PID, cn.sock.Comm
+	case e.SockIno != 0 && c.cfg.Owner != nil:
+		if pid, comm, ok := c.cfg.Owner(e.SockIno); ok {
+			s.PID, s.Comm = pid, comm
+			if cn != nil {
+				cn.sock.PID, cn.sock.Comm = pid, comm
+			}
+		}
+	}
+}
+
+// commString returns the event's comm, reusing the remembered string when
+// it has not changed so that the hot path does not allocate.
+func (c *Correlator) commString(e *katraceEvent, cn *conn) string {
+	n := 0
+	for n < len(e.Comm) && e.Comm[n] != 0 {
+		n++
+	}
+	if cn != nil && cn.sock.PID == e.Pid && len(cn.sock.Comm) == n {
+		same := true
+		for i := 0; i < n; i++ {
+			if cn.sock.Comm[i] != byte(e.Comm[i]) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return cn.sock.Comm
+		}
+	}
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(e.Comm[i])
+	}
+	return string(b)
+}
+
+// idleMs is how long the connection had gone without data either way, or
+// Absent before it was established, when the kernel's stamps mean nothing.
+func idleMs(e *katraceEvent) int64 {
+	established := e.Flags&flagEstablished != 0 ||
+		(e.Flags&flagStartKnown == 0 && e.State != tcpSynSent && e.State != tcpSynRecv && e.OldState != tcpSynSent)
+	if !established {
+		return record.Absent
+	}
+	idle := int64(min(e.SinceSendMs, e.SinceRecvMs))
+	if e.Flags&flagStartKnown != 0 && e.TsNs >= e.StartNs {
+		idle = min(idle, int64((e.TsNs-e.StartNs)/uint64(time.Millisecond)))
+	}
+	return idle
+}
+
+func (c *Correlator) onState(e *katraceEvent) error {
+	cn := c.lookup(e, e.State != tcpClose)
+	if !c.cfg.States {
+		return nil
+	}
+	c.fillSocket(e, cn)
+	c.rec.Type = record.TypeState
+	c.rec.OldState = stateName(e.OldState)
+	c.rec.NewState = stateName(e.State)
+	return c.sink.Write(&c.rec)
+}
+
+func (c *Correlator) onIdleFin(e *katraceEvent) error {
+	cn := c.lookup(e, true)
+	c.fillSocket(e, cn)
+	r := &c.rec
+	r.Type = record.TypeIdleClose
+	r.Side = record.SideRemote
+	if e.FinSide == finLocal {
+		r.Side = record.SideLocal
+	}
+	r.IdleMs = int64(e.FinIdleMs)
+	return c.sink.Write(r)
+}
+
+func (c *Correlator) onKeepalive(e *katraceEvent) error {
+	cn := c.lookup(e, true)
+	if e.AckedProbes > 0 {
+		c.fillSocket(e, cn)
+		r := &c.rec
+		r.Type = record.TypeKeepaliveAck
+		r.Probe = int(e.AckedProbes)
+		r.RTTMs = int64(e.ProbeRttMs)
+		if err := c.sink.Write(r); err != nil {
+			return err
+		}
+	}
+	if e.ProbesAfter > e.ProbesBefore {
+		if cn != nil {
+			cn.probesSent++
+		}
+		c.fillSocket(e, cn)
+		r := &c.rec
+		r.Type = record.TypeKeepaliveProbe
+		r.Probe = int(e.ProbesAfter)
+		r.MaxProbes = int(e.KeepaliveProbes)
+		r.IntervalMs = int64(e.KeepaliveIntvlMs)
+		r.KeepaliveIdleMs = int64(e.KeepaliveIdleMs)
+		r.IdleMs = idleMs(e)
+		return c.sink.Write(r)
+	}
+	return nil
+}
+
+func (c *Correlator) onError(e *katraceEvent) error {
+	if e.Cookie == c.lastClosed {
+		return nil
+	}
+	cn := c.lookup(e, e.State != tcpClose)
+	if e.Flags&flagInKeepaliveTimer == 0 || e.SkErr == 0 || e.TimerState == tcpFinWait2 {
+		// Other errors are told in the close record's cause.
+		return nil
+	}
+	if cn != nil {
+		if cn.timeoutReported {
+			return nil
+		}
+		cn.timeoutReported = true
+	}
+	return c.keepaliveTimeout(e, cn)
+}
+
+func (c *Correlator) keepaliveTimeout(e *katraceEvent, cn *conn) error {
+	c.fillSocket(e, cn)
+	r := &c.rec
+	r.Type = record.TypeKeepaliveTimeout
+	r.Probes = int(e.ProbesBefore)
+	r.MaxProbes = int(e.KeepaliveProbes)
+	r.Error = errnoName(e.SkErr)
+	if e.SkErr == 0 {
+		r.Error = "ETIMEDOUT"
+	}
+	r.IdleMs = idleMs(e)
+	return c.sink.Write(r)
+}
+
+func (c *Correlator) onReset(e *katraceEvent) error {
+	cn := c.lookup(e, e.Flags&flagTimewait == 0)
+	reason, source := "", ""
+	if e.Kind == evResetSent {
+		reason, source = resetReason(e)
+		if cn != nil {
+			cn.resetReason = reason
+		}
+		// The keepalive timeout's own RST is part of that verdict.
+		if e.Flags&flagInKeepaliveTimer != 0 && !c.cfg.AllCloses {
+			return nil
+		}
+	}
+	c.fillSocket(e, cn)
+	r := &c.rec
+	r.Type = record.TypeReset
+	r.Direction = record.DirectionReceived
+	if e.Kind == evResetSent {
+		r.Direction = record.DirectionSent
+	}
+	r.Reason, r.ReasonSource = reason, source
+	if e.Flags&flagTimewait == 0 {
+		r.IdleMs = idleMs(e)
+	}
+	r.AfterKeepalive = e.Kind == evResetReceived && e.ProbesBefore > 0
+	return c.sink.Write(r)
+}
+
+func (c *Correlator) onClose(e *katraceEvent) error {
+	cn := c.lookup(e, false)
+	c.lastClosed = e.Cookie
+	cause := closeCause(e, c.cfg.IdleThreshold)
+	if cause == record.CauseKeepaliveTimeout && (cn == nil || !cn.timeoutReported) {
+		if err := c.keepaliveTimeout(e, cn); err != nil {
+			return err
+		}
+	}
+	if !c.cfg.AllCloses && (cause == record.CauseCloseLocal || cause == record.CauseCloseRemote) {
+		if cn != nil {
+			c.forget(cn)
+		}
+		return nil
+	}
+	c.fillSocket(e, cn)
+	r := &c.rec
+	r.Type = record.TypeClose
+	r.Cause = cause
+	if e.Flags&flagStartKnown != 0 && e.TsNs >= e.StartNs {
+		r.DurationMs = int64((e.TsNs - e.StartNs) / uint64(time.Millisecond))
+	} else {
+		r.DurationMs = record.Absent
+	}
+	r.IdleMs = idleMs(e)
+	if e.FinSide != 0 {
+		r.IdleMs = int64(e.FinIdleMs)
+	}
+	if cn != nil {
+		r.ProbesSent = cn.probesSent
+	}
+	if e.Flags&flagInKeepaliveTimer != 0 && int(e.ProbesBefore) > r.ProbesSent {
+		r.ProbesSent = int(e.ProbesBefore)
+	}
+	r.BytesSent, r.BytesReceived = e.BytesSent, e.BytesReceived
+	err := c.sink.Write(r)
+	if cn != nil {
+		c.forget(cn)
+	}
+	return err
+}
+
+// closeCause is the verdict on a connection's end, from the facts the
+// kernel gathered by the time the socket reached CLOSE.
+func closeCause(e *katraceEvent, idleThreshold time.Duration) string {
+	thresholdMs := uint32(idleThreshold / time.Millisecond)
+	switch {
+	case e.Flags&flagInKeepaliveTimer != 0 && e.TimerState == tcpFinWait2:
+		return record.CauseFinWait2Timeout
+	case e.Flags&flagInKeepaliveTimer != 0:
+		return record.CauseKeepaliveTimeout
+	case e.SkErr == int32(unix.ETIMEDOUT):
+		return record.CauseRetransmitTimeout
+	case e.Flags&flagResetReceivedBefor != 0:
+		return record.CauseResetReceived
+	case e.Flags&flagResetSentBefore != 0:
+		return record.CauseResetSent
+	case e.SkErr != 0:
+		return record.CauseError
+	case e.FinSide == finLocal:
+		if e.FinIdleMs >= thresholdMs {
+			return record.CauseIdleCloseLocal
+		}
+		return record.CauseCloseLocal
+	case e.FinSide == finRemote:
+		if e.FinIdleMs >= thresholdMs {
+			return record.CauseIdleCloseRemote
+		}
+		return record.CauseCloseRemote
+	}
+	return record.CauseCloseLocal
+}
+
+// resetNames are enum sk_rst_reason's names (include/net/rstreason.h).
+var resetNames = [...]string{
+	"NOT_SPECIFIED", "NO_SOCKET", "TCP_INVALID_ACK_SEQUENCE", "TCP_RFC7323_PAWS",
+	"TCP_TOO_OLD_ACK", "TCP_ACK_UNSENT_DATA", "TCP_FLAGS", "TCP_OLD_ACK",
+	"TCP_ABORT_ON_DATA", "TCP_TIMEWAIT_SOCKET", "INVALID_SYN", "TCP_ABORT_ON_CLOSE",
+	"TCP_ABORT_ON_LINGER", "TCP_ABORT_ON_MEMORY", "TCP_STATE", "TCP_KEEPALIVE_TIMEOUT",
+	"TCP_DISCONNECT_WITH_DATA",
+}
+
+// resetReason names why a reset was sent: the kernel's reason where it
+// gives one, else what the context implies, marked as inferred.
+func resetReason(e *katraceEvent) (reason, source string) {
+	if e.Flags&flagKernelReason != 0 {
+		if int(e.Reason) < len(resetNames) {
+			return resetNames[e.Reason], record.SourceKernel
+		}
+		return "REASON_" + strconv.Itoa(int(e.Reason)), record.SourceKernel
+	}
+	switch {
+	case e.Flags&flagInKeepaliveTimer != 0 && e.TimerState == tcpFinWait2:
+		return "TCP_STATE", record.SourceInferred
+	case e.Flags&flagInKeepaliveTimer != 0:
+		return "TCP_KEEPALIVE_TIMEOUT", record.SourceInferred
+	case e.Flags&flagTimewait != 0:
+		return "TCP_TIMEWAIT_SOCKET", record.SourceInferred
+	}
+	return "", ""
+}
+
+func errnoName(errno int32) string {
+	if name := unix.ErrnoName(unix.Errno(errno)); name != "" {
+		return name
+	}
+	return "errno " + strconv.Itoa(int(errno))
+}

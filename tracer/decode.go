@@ -1,0 +1,60 @@
+package tracer
+
+import (
+	"encoding/binary"
+	"errors"
+	"unsafe"
+)
+
+// eventSize is the size of struct event (bpf/katrace.h).
+const eventSize = int(unsafe.Sizeof(katraceEvent{}))
+
+var errShortEvent = errors.New("event shorter than struct event")
+
+// decodeEvent reads one struct event at the fixed offsets of the type
+// bpf2go generated from bpf/katrace.h, without reflection or allocation.
+func decodeEvent(b []byte, e *katraceEvent) error {
+	if len(b) < eventSize {
+		return errShortEvent
+	}
+	ne := binary.NativeEndian
+	e.TsNs = ne.Uint64(b[unsafe.Offsetof(e.TsNs):])
+	e.Cookie = ne.Uint64(b[unsafe.Offsetof(e.Cookie):])
+	e.BytesSent = ne.Uint64(b[unsafe.Offsetof(e.BytesSent):])
+	e.BytesReceived = ne.Uint64(b[unsafe.Offsetof(e.BytesReceived):])
+	e.StartNs = ne.Uint64(b[unsafe.Offsetof(e.StartNs):])
+	e.FinNs = ne.Uint64(b[unsafe.Offsetof(e.FinNs):])
+	e.Pid = ne.Uint32(b[unsafe.Offsetof(e.Pid):])
+	e.Netns = ne.Uint32(b[unsafe.Offsetof(e.Netns):])
+	e.KeepaliveIdleMs = ne.Uint32(b[unsafe.Offsetof(e.KeepaliveIdleMs):])
+	e.KeepaliveIntvlMs = ne.Uint32(b[unsafe.Offsetof(e.KeepaliveIntvlMs):])
+	e.SinceSendMs = ne.Uint32(b[unsafe.Offsetof(e.SinceSendMs):])
+	e.SinceRecvMs = ne.Uint32(b[unsafe.Offsetof(e.SinceRecvMs):])
+	e.SinceAckMs = ne.Uint32(b[unsafe.Offsetof(e.SinceAckMs):])
+	e.FinIdleMs = ne.Uint32(b[unsafe.Offsetof(e.FinIdleMs):])
+	e.Reason = ne.Uint32(b[unsafe.Offsetof(e.Reason):])
+	e.SkErr = int32(ne.Uint32(b[unsafe.Offsetof(e.SkErr):]))
+	e.Unacked = ne.Uint32(b[unsafe.Offsetof(e.Unacked):])
+	e.ProbeRttMs = ne.Uint32(b[unsafe.Offsetof(e.ProbeRttMs):])
+	e.WrittenAfterFin = ne.Uint32(b[unsafe.Offsetof(e.WrittenAfterFin):])
+	e.SockIno = ne.Uint32(b[unsafe.Offsetof(e.SockIno):])
+	copy(e.Saddr[:], b[unsafe.Offsetof(e.Saddr):])
+	copy(e.Daddr[:], b[unsafe.Offsetof(e.Daddr):])
+	e.Sport = ne.Uint16(b[unsafe.Offsetof(e.Sport):])
+	e.Dport = ne.Uint16(b[unsafe.Offsetof(e.Dport):])
+	e.Flags = ne.Uint16(b[unsafe.Offsetof(e.Flags):])
+	e.Kind = b[unsafe.Offsetof(e.Kind)]
+	e.Family = b[unsafe.Offsetof(e.Family)]
+	e.State = b[unsafe.Offsetof(e.State)]
+	e.OldState = b[unsafe.Offsetof(e.OldState)]
+	e.ProbesBefore = b[unsafe.Offsetof(e.ProbesBefore)]
+	e.ProbesAfter = b[unsafe.Offsetof(e.ProbesAfter)]
+	e.KeepaliveProbes = b[unsafe.Offsetof(e.KeepaliveProbes)]
+	e.FinSide = b[unsafe.Offsetof(e.FinSide)]
+	e.AckedProbes = b[unsafe.Offsetof(e.AckedProbes)]
+	e.TimerState = b[unsafe.Offsetof(e.TimerState)]
+	for i := range e.Comm {
+		e.Comm[i] = int8(b[unsafe.Offsetof(e.Comm)+uintptr(i)])
+	}
+	return nil
+}

@@ -1,0 +1,379 @@
+package tracer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Strategy is how katrace attaches to the keepalive timer and to TCP state
+// changes. The other probe points are BTF tracepoints under every strategy.
+type Strategy string
+
+const (
+	StrategyAuto       Strategy = "auto"
+	StrategyFentry     Strategy = "fentry"
+	StrategyKprobe     Strategy = "kprobe"
+	StrategyTracepoint Strategy = "tracepoint"
+)
+
+// Strategies lists the concrete strategies in the order auto tries them.
+var Strategies = []Strategy{StrategyFentry, StrategyKprobe, StrategyTracepoint}
+
+// ParseStrategy accepts auto or one of Strategies.
+func ParseStrategy(s string) (Strategy, error) {
+	switch st := Strategy(s); st {
+	case StrategyAuto, StrategyFentry, StrategyKprobe, StrategyTracepoint:
+		return st, nil
+	}
+	return "", fmt.Errorf("unknown attach strategy %q (want auto, fentry, kprobe or tracepoint)", s)
+}
+
+// programsOf lists, per strategy, the programs it attaches beyond the
+// common ones; every other strategy-specific program is deleted from the
+// spec before loading.
+var programsOf = map[Strategy][]string{
+	StrategyFentry:     {"fentry_tcp_keepalive_timer", "fexit_tcp_keepalive_timer", "fentry_tcp_set_state"},
+	StrategyKprobe:     {"kprobe_tcp_keepalive_timer", "kretprobe_tcp_keepalive_timer", "tp_inet_sock_set_state"},
+	StrategyTracepoint: {"tp_timer_expire_entry", "tp_timer_expire_exit", "tp_inet_sock_set_state"},
+}
+
+var commonPrograms = []string{"tp_tcp_receive_reset", "tp_inet_sk_error_report", primeCookiesProgram}
+
+// primeCookiesProgram is a TCP socket iterator run once at start, not attached.
+const primeCookiesProgram = "prime_cookies"
+
+// Filters are applied in the kernel: constants set before load.
+type Filters struct {
+	PID           uint32
+	Comm          string
+	Ports         []uint16
+	Prefixes      []netip.Prefix
+	NetNS         uint32
+	KeepaliveOnly bool
+}
+
+// Limits of the kernel-side filter tables (bpf/katrace.h).
+const (
+	MaxPorts    = 8
+	MaxPrefixes = 8
+)
+
+// loadOptions is what shapes the kernel programs.
+type loadOptions struct {
+	Filters         Filters
+	RingSize        uint32
+	IdleThresholdMs uint32
+	EmitStates      bool
+	EmitAllCloses   bool
+}
+
+// loaded is an attached set of programs.
+type loaded struct {
+	strategy Strategy
+	coll     *ebpf.Collection
+	links    []link.Link
+	// kernelResetReason says the kernel names why it sent a reset.
+	kernelResetReason bool
+}
+
+func (l *loaded) Close() error {
+	var errs []error
+	for _, lk := range l.links {
+		errs = append(errs, lk.Close())
+	}
+	if l.coll != nil {
+		l.coll.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// ErrNoBTF means the kernel exposes no BTF, which katrace cannot do without.
+var ErrNoBTF = errors.New("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): katrace needs a kernel 5.8+ built with CONFIG_DEBUG_INFO_BTF=y")
+
+// ErrPrivileges means the process lacks what loading BPF programs needs.
+var ErrPrivileges = errors.New("katrace needs root, or the capabilities CAP_BPF and CAP_PERFMON (e.g. sudo katrace trace)")
+
+// CheckPrerequisites reports the first missing prerequisite, as one line.
+func CheckPrerequisites() error {
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return ErrNoBTF
+	}
+	if !hasBPFCapabilities() {
+		return ErrPrivileges
+	}
+	return nil
+}
+
+func hasBPFCapabilities() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return os.Geteuid() == 0
+	}
+	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	if has(unix.CAP_SYS_ADMIN) {
+		return true
+	}
+	return has(unix.CAP_BPF) && has(unix.CAP_PERFMON)
+}
+
+// attach loads and attaches the programs of one strategy (auto: the first
+// that works, in the order of Strategies).
+func attach(want Strategy, opts loadOptions) (*loaded, error) {
+	if want != StrategyAuto {
+		return attachStrategy(want, opts)
+	}
+	var reasons []string
+	for _, s := range Strategies {
+		l, err := attachStrategy(s, opts)
+		if err == nil {
+			return l, nil
+		}
+		reasons = append(reasons, fmt.Sprintf("%s: %v", s, err))
+	}
+	return nil, fmt.Errorf("no attach strategy works here (%s)", strings.Join(reasons, "; "))
+}
+
+func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
+	spec, err := loadKatrace()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded programs: %w", err)
+	}
+	reason, err := kernelHasResetReason()
+	if err != nil {
+		return nil, err
+	}
+	keep := map[string]bool{}
+	for _, p := range append(append([]string{}, commonPrograms...), programsOf[s]...) {
+		keep[p] = true
+	}
+	if reason {
+		keep["tp_tcp_send_reset_reason"] = true
+	} else {
+		keep["tp_tcp_send_reset"] = true
+	}
+	for name := range spec.Programs {
+		if !keep[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	if err := configure(spec, s, opts); err != nil {
+		return nil, err
+	}
+
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return nil, fmt.Errorf("loading programs: %w", explain(err))
+	}
+	l := &loaded{strategy: s, coll: coll, kernelResetReason: reason}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	for name, prog := range coll.Programs {
+		if name == primeCookiesProgram {
+			continue
+		}
+		lk, err := attachProgram(name, prog)
+		if err != nil {
+			return nil, fmt.Errorf("attaching %s: %w", name, explain(err))
+		}
+		l.links = append(l.links, lk)
+	}
+	if err := primeCookies(coll.Programs[primeCookiesProgram]); err != nil {
+		return nil, fmt.Errorf("giving existing sockets a cookie: %w", explain(err))
+	}
+	return l, nil
+}
+
+// primeCookies runs the socket iterator over every TCP socket once.
+func primeCookies(prog *ebpf.Program) error {
+	it, err := link.AttachIter(link.IterOptions{Program: prog})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	rd, err := it.Open()
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	_, err = io.Copy(io.Discard, rd)
+	return err
+}
+
+func attachProgram(name string, prog *ebpf.Program) (link.Link, error) {
+	switch {
+	case strings.HasPrefix(name, "kprobe_"):
+		return link.Kprobe("tcp_keepalive_timer", prog, nil)
+	case strings.HasPrefix(name, "kretprobe_"):
+		return link.Kretprobe("tcp_keepalive_timer", prog, nil)
+	default:
+		return link.AttachTracing(link.TracingOptions{Program: prog})
+	}
+}
+
+func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions) error {
+	set := func(name string, v any) error {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("program constant %s is missing", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+		return nil
+	}
+	f := opts.Filters
+	if len(f.Ports) > MaxPorts {
+		return fmt.Errorf("at most %d --port filters", MaxPorts)
+	}
+	if len(f.Prefixes) > MaxPrefixes {
+		return fmt.Errorf("at most %d --addr filters", MaxPrefixes)
+	}
+	var ports [MaxPorts]uint16
+	copy(ports[:], f.Ports)
+	var cidrs [MaxPrefixes]katraceCidr
+	for i, p := range f.Prefixes {
+		p = p.Masked()
+		a := p.Addr()
+		c := &cidrs[i]
+		c.PrefixLen = uint8(p.Bits())
+		if a.Is4() {
+			c.Family = 4
+			b := a.As4()
+			copy(c.Addr[:], b[:])
+		} else {
+			c.Family = 6
+			c.Addr = a.As16()
+		}
+	}
+	var comm [16]byte
+	copy(comm[:15], f.Comm)
+
+	if s == StrategyTracepoint {
+		addr, err := kernelSymbol("tcp_keepalive_timer")
+		if err != nil {
+			return err
+		}
+		if err := set("keepalive_timer_fn", addr); err != nil {
+			return err
+		}
+	}
+	for _, kv := range []struct {
+		name string
+		v    any
+	}{
+		{"idle_threshold_ms", opts.IdleThresholdMs},
+		{"emit_states", opts.EmitStates},
+		{"emit_all_closes", opts.EmitAllCloses},
+		{"filter_by_owner", f.PID != 0 || f.Comm != ""},
+		{"filter_pid", f.PID},
+		{"filter_comm", comm},
+		{"filter_netns", f.NetNS},
+		{"filter_keepalive_only", f.KeepaliveOnly},
+		{"filter_port_count", uint32(len(f.Ports))},
+		{"filter_ports", ports},
+		{"filter_cidr_count", uint32(len(f.Prefixes))},
+		{"filter_cidrs", cidrs},
+	} {
+		if err := set(kv.name, kv.v); err != nil {
+			return err
+		}
+	}
+	if opts.RingSize != 0 {
+		spec.Maps["events"].MaxEntries = opts.RingSize
+	}
+	return nil
+}
+
+// explain turns the kernel's terse refusals into a reason a user can act on.
+func explain(err error) error {
+	var ve *ebpf.VerifierError
+	switch {
+	case errors.As(err, &ve):
+		return fmt.Errorf("the verifier refused a program: %v", ve)
+	case errors.Is(err, unix.EPERM):
+		if hasBPFCapabilities() {
+			return fmt.Errorf("the kernel refused (EPERM, e.g. lockdown or a security module): %w", err)
+		}
+		return ErrPrivileges
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EINVAL):
+		return fmt.Errorf("not supported by this kernel: %w", err)
+	}
+	return err
+}
+
+// kernelHasResetReason reports whether the tcp_send_reset tracepoint passes
+// enum sk_rst_reason (Linux 6.10+).
+func kernelHasResetReason() (bool, error) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false, fmt.Errorf("reading kernel BTF: %w", err)
+	}
+	var td *btf.Typedef
+	if err := spec.TypeByName("btf_trace_tcp_send_reset", &td); err != nil {
+		return false, fmt.Errorf("kernel BTF has no tcp_send_reset tracepoint: %w", err)
+	}
+	ptr, ok := td.Type.(*btf.Pointer)
+	if !ok {
+		return false, fmt.Errorf("unexpected BTF for btf_trace_tcp_send_reset: %v", td.Type)
+	}
+	proto, ok := ptr.Target.(*btf.FuncProto)
+	if !ok {
+		return false, fmt.Errorf("unexpected BTF for btf_trace_tcp_send_reset: %v", ptr.Target)
+	}
+	// void *ctx, const struct sock *sk, const struct sk_buff *skb[, reason]
+	return len(proto.Params) >= 4, nil
+}
+
+// kernelSymbol finds a function's address in /proc/kallsyms.
+func kernelSymbol(name string) (uint64, error) {
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		return 0, fmt.Errorf("reading /proc/kallsyms: %w", err)
+	}
+	defer f.Close()
+	addr, err := findSymbol(f, name)
+	if err != nil {
+		return 0, err
+	}
+	return addr, nil
+}
+
+func findSymbol(r io.Reader, name string) (uint64, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		// "ffffffff8202df70 t tcp_keepalive_timer" (a module name may follow)
+		fields := strings.Fields(line)
+		if len(fields) < 3 || fields[2] != name {
+			continue
+		}
+		addr, err := strconv.ParseUint(fields[0], 16, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parsing /proc/kallsyms line %q: %w", line, err)
+		}
+		if addr == 0 {
+			return 0, fmt.Errorf("/proc/kallsyms hides %s's address (kernel.kptr_restrict): the tracepoint strategy needs it", name)
+		}
+		return addr, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("reading /proc/kallsyms: %w", err)
+	}
+	return 0, fmt.Errorf("%s is not in /proc/kallsyms", name)
+}

@@ -1,0 +1,296 @@
+// Package tracer loads katrace's kernel programs, reads their events from
+// the ring buffer, and turns them into records, per socket.
+package tracer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/katrace/katrace/record"
+)
+
+// DefaultRingSize holds about 24,000 events: a quarter of a second of a
+// host closing 100,000 connections a second with every event reported, and
+// far more in the default view, where ordinary connections send nothing.
+const DefaultRingSize = 4 << 20
+
+// Config is everything a trace needs.
+type Config struct {
+	Attach        Strategy
+	Filters       Filters
+	RingSize      uint32
+	IdleThreshold time.Duration
+	// All reports every close; States every state change.
+	All        bool
+	States     bool
+	MaxSockets int
+	Version    string
+	// Attached, when set, is called once everything is attached and the
+	// start record is written.
+	Attached func(Strategy)
+}
+
+const (
+	flushEvery    = 100 * time.Millisecond
+	lostEvery     = 250 * time.Millisecond
+	ownerScanTick = time.Second
+)
+
+// Run traces until ctx is done or writing to sink fails.
+func Run(ctx context.Context, cfg Config, sink record.Sink) error {
+	if err := CheckPrerequisites(); err != nil {
+		return err
+	}
+	if cfg.IdleThreshold <= 0 {
+		cfg.IdleThreshold = time.Second
+	}
+	l, err := attach(cfg.Attach, loadOptions{
+		Filters:         cfg.Filters,
+		RingSize:        cfg.RingSize,
+		IdleThresholdMs: uint32(cfg.IdleThreshold / time.Millisecond),
+		EmitStates:      cfg.States,
+		EmitAllCloses:   cfg.All,
+	})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+
+	rd, err := ringbuf.NewReader(l.coll.Maps["events"])
+	if err != nil {
+		return fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	defer rd.Close()
+
+	offset, err := wallOffset()
+	if err != nil {
+		return err
+	}
+	owners := newOwnerIndex()
+	byOwner := cfg.Filters.PID != 0 || cfg.Filters.Comm != ""
+	if byOwner {
+		owners.wanted = func(pid uint32, comm string) bool {
+			return (cfg.Filters.PID == 0 || pid == cfg.Filters.PID) &&
+				(cfg.Filters.Comm == "" || comm == cfg.Filters.Comm)
+		}
+	}
+	corr := NewCorrelator(CorrelatorConfig{
+		IdleThreshold: cfg.IdleThreshold,
+		AllCloses:     cfg.All,
+		States:        cfg.States,
+		MaxSockets:    cfg.MaxSockets,
+		WallOffset:    offset,
+		Owner:         owners.Lookup,
+	}, sink)
+
+	p := &pump{
+		rd:      rd,
+		sink:    sink,
+		corr:    corr,
+		lostMap: l.coll.Maps["lost_events"],
+	}
+	if byOwner {
+		p.ownedMap = l.coll.Maps["owned_inodes"]
+		p.owners = owners
+		p.seedOwned()
+	}
+
+	var rec record.Record
+	rec.Reset()
+	rec.Time = time.Now()
+	rec.Type = record.TypeStart
+	rec.Mode = string(l.strategy)
+	rec.Kernel = kernelRelease()
+	rec.Version = cfg.Version
+	if err := sink.Write(&rec); err != nil {
+		return err
+	}
+	if err := sink.Flush(); err != nil {
+		return err
+	}
+	if cfg.Attached != nil {
+		cfg.Attached(l.strategy)
+	}
+
+	runErr := p.run(ctx)
+	// Detach first, so that what is left in the ring is all there will be.
+	for _, lk := range l.links {
+		lk.Close()
+	}
+	l.links = nil
+	if runErr == nil {
+		runErr = p.drain()
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	p.pollLost(time.Now())
+
+	rec.Reset()
+	rec.Time = time.Now()
+	rec.Type = record.TypeEnd
+	rec.Events = corr.Events()
+	rec.Lost = p.lostTotal
+	if err := sink.Write(&rec); err != nil {
+		return err
+	}
+	return sink.Flush()
+}
+
+// pump moves events from the ring buffer through the correlator.
+type pump struct {
+	rd        *ringbuf.Reader
+	sink      record.Sink
+	corr      *Correlator
+	lostMap   *ebpf.Map
+	lostTotal uint64
+	lostBuf   []uint64
+	lastLost  time.Time
+	lastFlush time.Time
+	lastSeed  time.Time
+	ownedMap  *ebpf.Map
+	owners    *ownerIndex
+	raw       ringbuf.Record
+	ev        katraceEvent
+	rec       record.Record
+}
+
+func (p *pump) run(ctx context.Context) error {
+	var n uint32
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil
+		}
+		p.rd.SetDeadline(time.Now().Add(flushEvery))
+		for {
+			err := p.rd.ReadInto(&p.raw)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("reading the ring buffer: %w", err)
+			}
+			if err := p.handle(); err != nil {
+				return err
+			}
+			// Checking the clock costs; every 64 events is often enough
+			// to flush within flushEvery while events flow.
+			if n++; n%64 == 0 && time.Since(p.lastFlush) >= flushEvery {
+				if err := p.tick(); err != nil {
+					return err
+				}
+				if ctx.Err() != nil {
+					return nil
+				}
+			}
+		}
+		if err := p.tick(); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *pump) handle() error {
+	if err := decodeEvent(p.raw.RawSample, &p.ev); err != nil {
+		return nil
+	}
+	return p.corr.Handle(&p.ev)
+}
+
+// drain reads what the ring still holds after the programs were detached.
+func (p *pump) drain() error {
+	p.rd.SetDeadline(time.Now())
+	for {
+		err := p.rd.ReadInto(&p.raw)
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrClosed) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading the ring buffer: %w", err)
+		}
+		if err := p.handle(); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *pump) tick() error {
+	now := time.Now()
+	if now.Sub(p.lastLost) >= lostEvery {
+		if err := p.reportLost(now); err != nil {
+			return err
+		}
+	}
+	if p.ownedMap != nil && now.Sub(p.lastSeed) >= ownerScanTick {
+		p.seedOwned()
+	}
+	p.lastFlush = now
+	return p.sink.Flush()
+}
+
+// pollLost reads the kernel's count of events it could not deliver and
+// returns how many are new.
+func (p *pump) pollLost(now time.Time) uint64 {
+	p.lastLost = now
+	if err := p.lostMap.Lookup(uint32(0), &p.lostBuf); err != nil {
+		return 0
+	}
+	var total uint64
+	for _, v := range p.lostBuf {
+		total += v
+	}
+	if total <= p.lostTotal {
+		return 0
+	}
+	fresh := total - p.lostTotal
+	p.lostTotal = total
+	return fresh
+}
+
+func (p *pump) reportLost(now time.Time) error {
+	fresh := p.pollLost(now)
+	if fresh == 0 {
+		return nil
+	}
+	p.rec.Reset()
+	p.rec.Time = now
+	p.rec.Type = record.TypeLost
+	p.rec.Count = fresh
+	return p.sink.Write(&p.rec)
+}
+
+// seedOwned tells the kernel which socket inodes the processes selected by
+// --pid/--comm hold, so that their timer and softirq events pass the filter.
+func (p *pump) seedOwned() {
+	p.lastSeed = time.Now()
+	p.owners.scan()
+	one := uint8(1)
+	for _, ino := range p.owners.inodes() {
+		_ = p.ownedMap.Update(ino, one, ebpf.UpdateAny)
+	}
+}
+
+// wallOffset is what to add to bpf_ktime_get_ns() to get Unix nanoseconds.
+func wallOffset() (int64, error) {
+	var ts unix.Timespec
+	before := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, fmt.Errorf("reading the monotonic clock: %w", err)
+	}
+	return before.UnixNano() - ts.Nano(), nil
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
