@@ -239,14 +239,11 @@ static __always_inline bool addr_in_cidr(const __u8 *addr, __u8 family, __u32 i)
 	return true;
 }
 
-static __always_inline bool current_is_filtered_owner(void)
+static __always_inline bool owner_is_filtered(__u32 pid, const char *comm)
 {
-	if (filter_pid && (bpf_get_current_pid_tgid() >> 32) != filter_pid)
+	if (filter_pid && pid != filter_pid)
 		return false;
 	if (filter_comm[0]) {
-		char comm[KATRACE_COMM_LEN];
-
-		bpf_get_current_comm(comm, sizeof(comm));
 		for (int i = 0; i < KATRACE_COMM_LEN; i++) {
 			if (comm[i] != filter_comm[i])
 				return false;
@@ -255,6 +252,15 @@ static __always_inline bool current_is_filtered_owner(void)
 		}
 	}
 	return true;
+}
+
+static __always_inline bool current_is_filtered_owner(void)
+{
+	char comm[KATRACE_COMM_LEN] = {};
+
+	if (filter_comm[0])
+		bpf_get_current_comm(comm, sizeof(comm));
+	return owner_is_filtered(bpf_get_current_pid_tgid() >> 32, comm);
 }
 
 /*
@@ -293,21 +299,20 @@ static __always_inline bool event_wanted(struct event *e, bool owner_ctx)
 	}
 	if (filter_by_owner) {
 		__u32 ino = e->sock_ino;
+		__u8 one = 1;
 
-		if (owner_ctx && current_is_filtered_owner()) {
-			if (ino) {
-				__u8 one = 1;
-
+		/* In the owner's own syscall, the owner is the current task. */
+		if (owner_ctx) {
+			if (!current_is_filtered_owner())
+				return false;
+			if (ino)
 				bpf_map_update_elem(&owned_inodes, &ino, &one, BPF_ANY);
-			}
 			return true;
 		}
-		if (e->flags & EVF_OWNER) {
-			if (filter_pid && e->pid != filter_pid)
-				goto by_inode;
-			return true;
-		}
-	by_inode:
+		/* Elsewhere, the owner remembered in the socket's storage... */
+		if (e->flags & EVF_OWNER)
+			return owner_is_filtered(e->pid, e->comm);
+		/* ...or the sockets userspace found in the owner's /proc fds. */
 		if (!ino || !bpf_map_lookup_elem(&owned_inodes, &ino))
 			return false;
 	}
@@ -333,7 +338,7 @@ static __always_inline void submit_sock_event(struct event *e, struct sock *sk,
 	fill_socket(e, sk, true);
 	fill_info(e, info);
 	if (owner_ctx) {
-		e->flags |= EVF_OWNER;
+		e->flags |= EVF_OWNER | EVF_OWNER_CONTEXT;
 		e->pid = bpf_get_current_pid_tgid() >> 32;
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
 	}
@@ -382,14 +387,17 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 	info = bpf_sk_storage_get(&sock_infos, sk, 0,
 				  new == TCP_CLOSE ? 0 : BPF_SK_STORAGE_GET_F_CREATE);
 	if (info) {
+		__u16 sport = sk->__sk_common.skc_num;
+
 		if (owner_ctx)
 			remember_owner(info);
+		if (sport)
+			info->sport = sport;
 		if (!info->start_ns &&
 		    (new == TCP_SYN_SENT || new == TCP_SYN_RECV || new == TCP_ESTABLISHED))
 			info->start_ns = now;
 		if (new == TCP_ESTABLISHED) {
 			info->established = 1;
-			info->sport = sk->__sk_common.skc_num;
 			/* The keepalive timer can only read the cookie, not make
 			 * one: make it while we hold a proper socket pointer. */
 			bpf_get_socket_cookie(sk);
@@ -435,7 +443,12 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 
 	if (new == TCP_CLOSE) {
 		struct timer_run *run = current_timer_run((__u64)sk);
-		bool wanted = emit_all_closes || (info && info->reported) || run;
+		/* A close in the owner's syscall from a state that needs a reset is
+		 * an abort (SO_LINGER 0, unread data): the kernel sends the RST
+		 * right after, and userspace waits for it to give the verdict. */
+		bool abort = owner_ctx && ((1 << old) & ((1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT) |
+							 (1 << TCP_FIN_WAIT1) | (1 << TCP_SYN_RECV)));
+		bool wanted = emit_all_closes || (info && info->reported) || run || abort;
 
 		if (run)
 			run->closed = 1;
@@ -721,6 +734,34 @@ SEC("tp_btf/tcp_send_reset")
 int BPF_PROG(tp_tcp_send_reset, const struct sock *sk, const struct sk_buff *skb)
 {
 	handle_reset((struct sock *)sk, EV_RESET_SENT, 0, false);
+	return 0;
+}
+
+/* The owner's own reads and writes name the owner of sockets it accepted
+ * (6.4+; optional). Only a socket whose owner is not known yet pays more
+ * than a lookup. */
+static __always_inline void learn_owner(struct sock *sk)
+{
+	struct sock_info *info;
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return;
+	info = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
+	if (info && info->owner_pid != bpf_get_current_pid_tgid() >> 32)
+		remember_owner(info);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
+{
+	learn_owner(sk);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
+{
+	learn_owner(sk);
 	return 0;
 }
 

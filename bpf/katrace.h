@@ -54,6 +54,8 @@ enum event_flags {
 	EVF_RESET_RECEIVED_BEFORE = 1 << 10,
 	/* The connection reached ESTABLISHED (else the idle times mean nothing). */
 	EVF_ESTABLISHED = 1 << 11,
+	/* The event ran in the owner's syscall (the socket was locked by it). */
+	EVF_OWNER_CONTEXT = 1 << 12,
 };
 
 enum fin_side {

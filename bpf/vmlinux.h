@@ -137,7 +137,13 @@ struct socket_alloc {
 	struct inode vfs_inode;
 };
 
+struct hlist_node {
+	struct hlist_node *next;
+	struct hlist_node **pprev;
+};
+
 struct timer_list {
+	struct hlist_node entry;
 	unsigned long expires;
 	void (*function)(struct timer_list *);
 };
@@ -161,6 +167,12 @@ struct inet_connection_sock {
 	__u8 icsk_retransmits;
 	__u8 icsk_probes_out;
 	u32 icsk_user_timeout;
+	/* katrace sockets: the armed timer. Older kernels (6.1) keep its
+	 * expiry in icsk_timeout; 6.18 has no icsk_timeout, only the timer's
+	 * own expires (guarded with bpf_core_field_exists). */
+	struct timer_list icsk_retransmit_timer;
+	__u8 icsk_pending;
+	unsigned long icsk_timeout;
 	struct {
 		__u32 lrcvtime;
 	} icsk_ack;
@@ -181,6 +193,21 @@ struct tcp_sock {
 
 struct sk_buff {
 	unsigned int len;
+};
+
+/* katrace sockets: timewait and request sockets (only sock_common valid). */
+struct inet_timewait_sock {
+	struct sock_common __tw_common;
+	struct timer_list tw_timer;
+};
+
+struct tcp_timewait_sock {
+	struct inet_timewait_sock tw_sk;
+};
+
+struct request_sock {
+	struct sock_common __req_common;
+	struct timer_list rsk_timer;
 };
 
 struct seq_file;

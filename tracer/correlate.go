@@ -32,6 +32,7 @@ const (
 	flagResetSentBefore    = 1 << 9
 	flagResetReceivedBefor = 1 << 10
 	flagEstablished        = 1 << 11
+	flagOwnerContext       = 1 << 12
 
 	finLocal  = 1
 	finRemote = 2
@@ -45,10 +46,13 @@ var stateNames = [...]string{
 }
 
 const (
-	tcpSynSent  = 2
-	tcpSynRecv  = 3
-	tcpFinWait2 = 5
-	tcpClose    = 7
+	tcpEstablished = 1
+	tcpSynSent     = 2
+	tcpSynRecv     = 3
+	tcpFinWait2    = 5
+	tcpClose       = 7
+	tcpCloseWait   = 8
+	tcpFinWait1    = 4
 )
 
 func stateName(s uint8) string {
@@ -107,7 +111,16 @@ type Correlator struct {
 	// lastClosed is the cookie of the last socket closed: events the kernel
 	// sends after CLOSE (an error report) must not bring it back.
 	lastClosed uint64
+	// pending holds closes that may be aborts: the kernel moves an aborted
+	// socket to CLOSE first and sends the RST right after, so the verdict
+	// waits for that reset (or for abortWait to pass without one).
+	pending  [8]katraceEvent
+	npending int
 }
+
+// abortWait is how long a possible abort's close waits for its reset,
+// which the kernel sends in the same system call.
+const abortWait = 5 * time.Millisecond
 
 // NewCorrelator returns a correlator writing to sink.
 func NewCorrelator(cfg CorrelatorConfig, sink record.Sink) *Correlator {
@@ -133,6 +146,11 @@ func (c *Correlator) wall(ns uint64) time.Time {
 // Handle takes one kernel event; records go to the sink.
 func (c *Correlator) Handle(e *katraceEvent) error {
 	c.events++
+	if c.npending > 0 {
+		if err := c.settlePending(e); err != nil {
+			return err
+		}
+	}
 	switch e.Kind {
 	case evState:
 		return c.onState(e)
@@ -429,7 +447,73 @@ func (c *Correlator) onReset(e *katraceEvent) error {
 	return c.sink.Write(r)
 }
 
+// mayBeAbort says whether a close is one the kernel follows with a RST.
+func mayBeAbort(e *katraceEvent) bool {
+	if e.Flags&flagOwnerContext == 0 || e.Flags&flagResetSentBefore != 0 {
+		return false
+	}
+	switch e.OldState {
+	case tcpEstablished, tcpSynRecv, tcpFinWait1, tcpCloseWait:
+		return true
+	}
+	return false
+}
+
+// settlePending gives their verdict to the pending closes that e settles:
+// its own reset, or enough time passed without one.
+func (c *Correlator) settlePending(e *katraceEvent) error {
+	for i := 0; i < c.npending; {
+		p := &c.pending[i]
+		switch {
+		case e.Kind == evResetSent && e.Cookie == p.Cookie:
+			// Report the reset first, then the close it explains.
+			if err := c.onReset(e); err != nil {
+				return err
+			}
+			p.Flags |= flagResetSentBefore
+			e.Kind = 0 // handled
+		case e.TsNs < p.TsNs+uint64(abortWait):
+			i++
+			continue
+		}
+		ev := *p
+		c.npending--
+		c.pending[i] = c.pending[c.npending]
+		if err := c.finishClose(&ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Flush gives their verdict to closes still waiting for a reset; call it
+// when the ring buffer is empty.
+func (c *Correlator) Flush() error {
+	for c.npending > 0 {
+		c.npending--
+		ev := c.pending[c.npending]
+		if err := c.finishClose(&ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (c *Correlator) onClose(e *katraceEvent) error {
+	if mayBeAbort(e) {
+		if c.npending == len(c.pending) {
+			if err := c.Flush(); err != nil {
+				return err
+			}
+		}
+		c.pending[c.npending] = *e
+		c.npending++
+		return nil
+	}
+	return c.finishClose(e)
+}
+
+func (c *Correlator) finishClose(e *katraceEvent) error {
 	cn := c.lookup(e, false)
 	c.lastClosed = e.Cookie
 	cause := closeCause(e, c.cfg.IdleThreshold)
@@ -464,6 +548,10 @@ func (c *Correlator) onClose(e *katraceEvent) error {
 		r.ProbesSent = int(e.ProbesBefore)
 	}
 	r.BytesSent, r.BytesReceived = e.BytesSent, e.BytesReceived
+	// The kernel counts the peer's FIN as a byte received; we count data.
+	if e.Flags&flagRcvShutdown != 0 && r.BytesReceived > 0 {
+		r.BytesReceived--
+	}
 	err := c.sink.Write(r)
 	if cn != nil {
 		c.forget(cn)

@@ -115,6 +115,8 @@ const (
 	katraceProgPrimeCookies               = "prime_cookies"
 	katraceProgTpInetSkErrorReport        = "tp_inet_sk_error_report"
 	katraceProgTpInetSockSetState         = "tp_inet_sock_set_state"
+	katraceProgTpSockRecvLength           = "tp_sock_recv_length"
+	katraceProgTpSockSendLength           = "tp_sock_send_length"
 	katraceProgTpTcpReceiveReset          = "tp_tcp_receive_reset"
 	katraceProgTpTcpSendReset             = "tp_tcp_send_reset"
 	katraceProgTpTcpSendResetReason       = "tp_tcp_send_reset_reason"
@@ -186,6 +188,8 @@ type katraceProgramSpecs struct {
 	PrimeCookies               *ebpf.ProgramSpec `ebpf:"prime_cookies"`
 	TpInetSkErrorReport        *ebpf.ProgramSpec `ebpf:"tp_inet_sk_error_report"`
 	TpInetSockSetState         *ebpf.ProgramSpec `ebpf:"tp_inet_sock_set_state"`
+	TpSockRecvLength           *ebpf.ProgramSpec `ebpf:"tp_sock_recv_length"`
+	TpSockSendLength           *ebpf.ProgramSpec `ebpf:"tp_sock_send_length"`
 	TpTcpReceiveReset          *ebpf.ProgramSpec `ebpf:"tp_tcp_receive_reset"`
 	TpTcpSendReset             *ebpf.ProgramSpec `ebpf:"tp_tcp_send_reset"`
 	TpTcpSendResetReason       *ebpf.ProgramSpec `ebpf:"tp_tcp_send_reset_reason"`
@@ -296,6 +300,8 @@ type katracePrograms struct {
 	PrimeCookies               *ebpf.Program `ebpf:"prime_cookies"`
 	TpInetSkErrorReport        *ebpf.Program `ebpf:"tp_inet_sk_error_report"`
 	TpInetSockSetState         *ebpf.Program `ebpf:"tp_inet_sock_set_state"`
+	TpSockRecvLength           *ebpf.Program `ebpf:"tp_sock_recv_length"`
+	TpSockSendLength           *ebpf.Program `ebpf:"tp_sock_send_length"`
 	TpTcpReceiveReset          *ebpf.Program `ebpf:"tp_tcp_receive_reset"`
 	TpTcpSendReset             *ebpf.Program `ebpf:"tp_tcp_send_reset"`
 	TpTcpSendResetReason       *ebpf.Program `ebpf:"tp_tcp_send_reset_reason"`
@@ -313,6 +319,8 @@ func (p *katracePrograms) Close() error {
 		p.PrimeCookies,
 		p.TpInetSkErrorReport,
 		p.TpInetSockSetState,
+		p.TpSockRecvLength,
+		p.TpSockSendLength,
 		p.TpTcpReceiveReset,
 		p.TpTcpSendReset,
 		p.TpTcpSendResetReason,

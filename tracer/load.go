@@ -150,7 +150,11 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded programs: %w", err)
 	}
-	reason, err := kernelHasResetReason()
+	kspec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("reading kernel BTF: %w", err)
+	}
+	reason, err := kernelHasResetReason(kspec)
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +166,11 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
 		keep["tp_tcp_send_reset_reason"] = true
 	} else {
 		keep["tp_tcp_send_reset"] = true
+	}
+	for _, tp := range ownerTracepoints {
+		if hasTracepoint(kspec, tp) {
+			keep["tp_"+tp] = true
+		}
 	}
 	for name := range spec.Programs {
 		if !keep[name] {
@@ -316,13 +325,18 @@ func explain(err error) error {
 	return err
 }
 
+// ownerTracepoints teach the kernel side who owns accepted sockets (6.4+);
+// older kernels go without them.
+var ownerTracepoints = []string{"sock_recv_length", "sock_send_length"}
+
+func hasTracepoint(spec *btf.Spec, name string) bool {
+	var td *btf.Typedef
+	return spec.TypeByName("btf_trace_"+name, &td) == nil
+}
+
 // kernelHasResetReason reports whether the tcp_send_reset tracepoint passes
 // enum sk_rst_reason (Linux 6.10+).
-func kernelHasResetReason() (bool, error) {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return false, fmt.Errorf("reading kernel BTF: %w", err)
-	}
+func kernelHasResetReason(spec *btf.Spec) (bool, error) {
 	var td *btf.Typedef
 	if err := spec.TypeByName("btf_trace_tcp_send_reset", &td); err != nil {
 		return false, fmt.Errorf("kernel BTF has no tcp_send_reset tracepoint: %w", err)
@@ -376,4 +390,17 @@ func findSymbol(r io.Reader, name string) (uint64, error) {
 		return 0, fmt.Errorf("reading /proc/kallsyms: %w", err)
 	}
 	return 0, fmt.Errorf("%s is not in /proc/kallsyms", name)
+}
+
+// Probe reports whether a strategy loads and attaches on this kernel, by
+// trying it with the smallest ring buffer and detaching at once.
+func Probe(s Strategy) error {
+	if s == StrategyAuto {
+		return fmt.Errorf("probe a concrete strategy, not %s", s)
+	}
+	l, err := attachStrategy(s, loadOptions{RingSize: uint32(os.Getpagesize()), IdleThresholdMs: 1000})
+	if err != nil {
+		return err
+	}
+	return l.Close()
 }

@@ -128,6 +128,9 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 	if runErr == nil {
 		runErr = p.drain()
 	}
+	if runErr == nil {
+		runErr = corr.Flush()
+	}
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
 	}
@@ -232,6 +235,9 @@ func (p *pump) tick() error {
 		p.seedOwned()
 	}
 	p.lastFlush = now
+	if err := p.corr.Flush(); err != nil {
+		return err
+	}
 	return p.sink.Flush()
 }
 

@@ -78,6 +78,8 @@ func newApp() *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			traceCommand(onUsageError),
+			socketsCommand(onUsageError),
+			checkCommand(onUsageError),
 			versionCommand(),
 		},
 		Action: func(c *cli.Context) error {

@@ -1,0 +1,47 @@
+# katrace. `make` builds bin/katrace with Go alone (the BPF objects are
+# generated and committed); `make generate` needs clang-16 and libbpf-dev.
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+BIN      := bin/katrace
+ARGS     ?=
+
+export CGO_ENABLED := 0
+
+.PHONY: all build run test unit-test e2e-test lint generate check-generate build-arm64 bench vmtest clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/katrace
+
+# Build and start tracing (needs root: uses sudo when not root).
+run: build
+	@if [ "$$(id -u)" = 0 ]; then ./$(BIN) trace $(ARGS); else sudo ./$(BIN) trace $(ARGS); fi
+
+# Every test: lint, unit tests, and the privileged end-to-end tests (which
+# skip, saying why, without root and BTF).
+test: lint
+	$(GO) test -count=1 ./...
+
+unit-test:
+	$(GO) test -count=1 -short ./...
+
+lint:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+generate:
+	$(GO) generate ./...
+
+# CI: the committed BPF objects and Go bindings are what `make generate` makes.
+check-generate: generate
+	@git diff --exit-code --stat -- tracer sockets || { echo "generated files are stale: run make generate and commit"; exit 1; }
+
+build-arm64:
+	GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/katrace-arm64 ./cmd/katrace
+
+clean:
+	rm -rf bin

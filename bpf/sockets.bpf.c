@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR MIT)
+/*
+ * katrace sockets: a TCP socket iterator (iter/tcp) that writes one struct
+ * socket_row (sockets.h) per socket into the iterator's seq_file. Userspace
+ * reads the rows from the iterator's file descriptor.
+ *
+ * The iterator walks the listening and established hash tables of every
+ * network namespace, so it sees full sockets, request sockets
+ * (TCP_NEW_SYN_RECV) and timewait sockets (TCP_TIME_WAIT). Only the
+ * sock_common part of the last two is valid; in particular skc_flags is a
+ * pointer there (skc_listener, skc_tw_dr), not the socket's flags.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "sockets.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+extern int CONFIG_HZ __kconfig;
+
+/* icsk_pending values (include/net/inet_connection_sock.h). */
+#define ICSK_TIME_RETRANS 1
+#define ICSK_TIME_PROBE0 3
+#define ICSK_TIME_LOSS_PROBE 5
+#define ICSK_TIME_REO_TIMEOUT 6
+
+/* So that bpf2go emits the row type. */
+const struct socket_row *unused_socket_row __attribute__((unused));
+
+static __always_inline __u32 jiffies_to_ms(__u64 j)
+{
+	return j * 1000 / CONFIG_HZ;
+}
+
+/* Milliseconds from now until a 64-bit jiffies expiry (0 when past). */
+static __always_inline __u32 ms_until(__u64 now, unsigned long expires)
+{
+	__s64 delta = (__s64)(expires - now);
+
+	return delta > 0 ? jiffies_to_ms(delta) : 0;
+}
+
+/* Milliseconds from a 32-bit jiffies stamp to now. */
+static __always_inline __u32 ms_since(__u64 now, __u32 stamp)
+{
+	__s32 delta = (__u32)now - stamp;
+
+	return delta > 0 ? jiffies_to_ms(delta) : 0;
+}
+
+static __always_inline bool timer_armed(struct timer_list *t)
+{
+	return BPF_CORE_READ(t, entry.pprev) != NULL;
+}
+
+static __always_inline void fill_common(struct socket_row *r, struct sock_common *skc)
+{
+	__u16 family = BPF_CORE_READ(skc, skc_family);
+
+	r->cookie = bpf_get_socket_cookie(skc);
+	r->state = BPF_CORE_READ(skc, skc_state);
+	r->sport = BPF_CORE_READ(skc, skc_num);
+	r->dport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
+	r->netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
+	if (family == AF_INET6) {
+		r->family = 6;
+		BPF_CORE_READ_INTO(&r->saddr, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&r->daddr, skc, skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		r->family = 4;
+		BPF_CORE_READ_INTO((__u32 *)r->saddr, skc, skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)r->daddr, skc, skc_daddr);
+	}
+}
+
+static __always_inline void fill_full(struct socket_row *r, struct tcp_sock *tp, __u64 now)
+{
+	struct sock *sk = (struct sock *)tp;
+	struct inet_connection_sock *icsk = (struct inet_connection_sock *)tp;
+	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	unsigned long skflags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	struct socket *sock = BPF_CORE_READ(sk, sk_socket);
+	__u32 ka_time = BPF_CORE_READ(tp, keepalive_time);
+	__u32 ka_intvl = BPF_CORE_READ(tp, keepalive_intvl);
+	__u8 ka_probes = BPF_CORE_READ(tp, keepalive_probes);
+	__u8 pending;
+	unsigned long expires;
+
+	r->kind = SOCKET_FULL;
+	if (skflags & (1UL << SOCK_KEEPOPEN))
+		r->flags |= ROWF_KEEPOPEN;
+	if (skflags & (1UL << SOCK_DEAD))
+		r->flags |= ROWF_ORPHAN;
+
+	/* 0 on the socket means: inherit the namespace's sysctl. */
+	if (ka_time)
+		r->flags |= ROWF_OWN_IDLE;
+	else
+		ka_time = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_time);
+	if (ka_intvl)
+		r->flags |= ROWF_OWN_INTVL;
+	else
+		ka_intvl = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_intvl);
+	if (ka_probes)
+		r->flags |= ROWF_OWN_PROBES;
+	else
+		ka_probes = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_probes);
+	r->keepalive_idle_ms = jiffies_to_ms(ka_time);
+	r->keepalive_intvl_ms = jiffies_to_ms(ka_intvl);
+	r->keepalive_probes = ka_probes;
+	r->user_timeout_ms = BPF_CORE_READ(icsk, icsk_user_timeout);
+	r->probes_out = BPF_CORE_READ(icsk, icsk_probes_out);
+	r->retransmits = BPF_CORE_READ(icsk, icsk_retransmits);
+
+	if (sock) {
+		struct socket_alloc *alloc = container_of(sock, struct socket_alloc, socket);
+
+		r->ino = BPF_CORE_READ(alloc, vfs_inode.i_ino);
+	}
+
+	if (r->state != TCP_LISTEN) {
+		__u32 since_send = ms_since(now, BPF_CORE_READ(tp, lsndtime));
+		__u32 since_recv = ms_since(now, BPF_CORE_READ(icsk, icsk_ack.lrcvtime));
+
+		r->idle_ms = since_send < since_recv ? since_send : since_recv;
+		r->flags |= ROWF_IDLE_KNOWN;
+	}
+
+	/* The same precedence as inet_diag (and so ss -o). */
+	pending = BPF_CORE_READ(icsk, icsk_pending);
+	if (bpf_core_field_exists(icsk->icsk_timeout))
+		expires = BPF_CORE_READ(icsk, icsk_timeout);
+	else
+		expires = BPF_CORE_READ(icsk, icsk_retransmit_timer.expires);
+	if (pending == ICSK_TIME_RETRANS || pending == ICSK_TIME_LOSS_PROBE ||
+	    pending == ICSK_TIME_REO_TIMEOUT) {
+		r->timer = TIMER_RETRANSMIT;
+		r->timer_in_ms = ms_until(now, expires);
+	} else if (pending == ICSK_TIME_PROBE0) {
+		r->timer = TIMER_ZERO_WINDOW_PROBE;
+		r->timer_in_ms = ms_until(now, expires);
+	} else if (timer_armed(&sk->sk_timer)) {
+		if (r->state == TCP_FIN_WAIT2 && !(r->flags & ROWF_KEEPOPEN))
+			r->timer = TIMER_FIN_WAIT2;
+		else
+			r->timer = TIMER_KEEPALIVE;
+		r->timer_in_ms = ms_until(now, BPF_CORE_READ(sk, sk_timer.expires));
+	}
+}
+
+SEC("iter/tcp")
+int dump_sockets(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct seq_file *seq = ctx->meta->seq;
+	struct socket_row r;
+	struct tcp_sock *tp;
+	__u64 now;
+
+	if (!skc)
+		return 0;
+	__builtin_memset(&r, 0, sizeof(r));
+	now = bpf_jiffies64();
+	fill_common(&r, skc);
+	r.uid = ctx->uid;
+
+	if (r.state == TCP_TIME_WAIT) {
+		struct inet_timewait_sock *tw = (struct inet_timewait_sock *)skc;
+
+		r.kind = SOCKET_TIMEWAIT;
+		if (timer_armed(&tw->tw_timer)) {
+			r.timer = TIMER_TIME_WAIT;
+			r.timer_in_ms = ms_until(now, BPF_CORE_READ(tw, tw_timer.expires));
+		}
+	} else if (r.state == TCP_NEW_SYN_RECV) {
+		struct request_sock *req = (struct request_sock *)skc;
+
+		r.kind = SOCKET_REQUEST;
+		if (timer_armed(&req->rsk_timer)) {
+			r.timer = TIMER_SYNACK;
+			r.timer_in_ms = ms_until(now, BPF_CORE_READ(req, rsk_timer.expires));
+		}
+	} else {
+		tp = bpf_skc_to_tcp_sock(skc);
+		if (!tp)
+			return 0;
+		fill_full(&r, tp, now);
+	}
+	bpf_seq_write(seq, &r, sizeof(r));
+	return 0;
+}

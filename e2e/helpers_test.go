@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func inodeOf(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
+// runHelper is the body of a helper process (a re-exec of the test binary
+// inside a network namespace). It speaks in lines: events on stdout,
+// commands on stdin.
+func runHelper(role string, args []string) int {
+	var err error
+	switch role {
+	case "server":
+		err = serve(args)
+	case "client":
+		err = client(args)
+	default:
+		err = fmt.Errorf("unknown helper role %q", role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func say(format string, args ...any) {
+	fmt.Printf(format+"\n", args...)
+}
+
+// serve: server ADDR PORT MODE. MODE echo answers each line with "pong";
+// hold reads and discards until the peer closes. Each connection is closed
+// when the peer closes it.
+func serve(args []string) error {
+	if len(args) < 3 {
+		return fmt.Errorf("server ADDR PORT MODE")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(args[0], args[1]))
+	if err != nil {
+		return err
+	}
+	say("listening")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			if args[2] == "hold" {
+				io.Copy(io.Discard, c)
+				return
+			}
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				if _, err := io.WriteString(c, "pong\n"); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// client: client ADDR PORT [IDLE INTVL COUNT]. Connects (with keepalive
+// when given), says "connected LPORT", then runs commands from stdin:
+// ping (a request and its answer), close, linger0close, wait (read until
+// the connection fails or ends).
+func client(args []string) error {
+	if len(args) < 2 {
+		return fmt.Errorf("client ADDR PORT [IDLE INTVL COUNT]")
+	}
+	var d net.Dialer
+	d.KeepAlive = -1
+	conn, err := d.Dial("tcp", net.JoinHostPort(args[0], args[1]))
+	if err != nil {
+		return err
+	}
+	c := conn.(*net.TCPConn)
+	if len(args) >= 5 {
+		idle, err1 := time.ParseDuration(args[2])
+		intvl, err2 := time.ParseDuration(args[3])
+		count, err3 := strconv.Atoi(args[4])
+		if err1 != nil || err2 != nil || err3 != nil {
+			return fmt.Errorf("bad keepalive settings %v", args[2:5])
+		}
+		if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: idle, Interval: intvl, Count: count}); err != nil {
+			return err
+		}
+	}
+	say("connected %d", c.LocalAddr().(*net.TCPAddr).Port)
+	answers := bufio.NewReader(c)
+	cmds := bufio.NewScanner(os.Stdin)
+	for cmds.Scan() {
+		switch cmd := strings.TrimSpace(cmds.Text()); cmd {
+		case "ping":
+			if _, err := io.WriteString(c, "ping\n"); err != nil {
+				say("error %v", err)
+				continue
+			}
+			line, err := answers.ReadString('\n')
+			if err != nil {
+				say("error %v", err)
+				continue
+			}
+			say("got %s", strings.TrimSpace(line))
+		case "close":
+			say("closed %v", c.Close())
+		case "linger0close":
+			if err := c.SetLinger(0); err != nil {
+				return err
+			}
+			say("closed %v", c.Close())
+		case "wait":
+			_, err := io.Copy(io.Discard, c)
+			if err == nil {
+				say("eof")
+			} else {
+				say("error %v", err)
+			}
+		case "exit":
+			return nil
+		default:
+			return fmt.Errorf("unknown command %q", cmd)
+		}
+	}
+	return nil
+}
