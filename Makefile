@@ -45,3 +45,10 @@ build-arm64:
 
 clean:
 	rm -rf bin
+
+# The privileged tests again, in a qemu guest on Debian's 6.1 kernel, once
+# per strategy this machine's kernel cannot run (see vmtest/README.md).
+VMTEST_STRATEGIES ?= fentry kprobe
+vmtest:
+	$(GO) test -c -o bin/e2e.test ./e2e
+	vmtest/run.sh --test-binary bin/e2e.test $(addprefix --strategy ,$(VMTEST_STRATEGIES)) -- -test.timeout 15m

@@ -182,11 +182,17 @@ static __always_inline void fill_socket(struct event *e, struct sock *sk, bool f
 	e->bytes_sent = BPF_CORE_READ(tp, bytes_sent);
 	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
 	e->unacked = BPF_CORE_READ(tp, write_seq) - BPF_CORE_READ(tp, snd_una);
+	e->unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+	if ((BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_LINGER)) &&
+	    !BPF_CORE_READ(sk, sk_lingertime))
+		e->flags |= EVF_LINGER_ZERO;
 	e->probes_before = e->probes_after = BPF_CORE_READ(tp, inet_conn.icsk_probes_out);
 	e->sk_err = BPF_CORE_READ(sk, sk_err);
 	e->sock_ino = sock_inode(sk);
 	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DEAD))
 		e->flags |= EVF_ORPHAN;
+	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE))
+		e->flags |= EVF_PEER_FIN;
 	if (shutdown & 1) /* RCV_SHUTDOWN */
 		e->flags |= EVF_RCV_SHUTDOWN;
 	if (shutdown & 2) /* SEND_SHUTDOWN */

@@ -56,6 +56,11 @@ enum event_flags {
 	EVF_ESTABLISHED = 1 << 11,
 	/* The event ran in the owner's syscall (the socket was locked by it). */
 	EVF_OWNER_CONTEXT = 1 << 12,
+	/* SO_LINGER is on with a zero timeout: close() aborts. */
+	EVF_LINGER_ZERO = 1 << 13,
+	/* The peer's FIN arrived (SOCK_DONE; a local close() sets
+	 * RCV_SHUTDOWN without one). */
+	EVF_PEER_FIN = 1 << 14,
 };
 
 enum fin_side {
@@ -120,6 +125,10 @@ struct event {
 	 * before the run (FIN_WAIT2 for the orphan linger). */
 	__u8 timer_state;
 	char comm[KATRACE_COMM_LEN];
+	/* Bytes received that the application never read (rcv_nxt -
+	 * copied_seq): close() with unread data aborts the connection. */
+	__u32 unread;
+	__u32 pad;
 };
 
 /* An address filter: IPv4 in the first 4 bytes of addr. */

@@ -85,6 +85,7 @@ static __always_inline void fill_full(struct socket_row *r, struct tcp_sock *tp,
 	__u32 ka_time = BPF_CORE_READ(tp, keepalive_time);
 	__u32 ka_intvl = BPF_CORE_READ(tp, keepalive_intvl);
 	__u8 ka_probes = BPF_CORE_READ(tp, keepalive_probes);
+	struct timer_list *ka_timer;
 	__u8 pending;
 	unsigned long expires;
 
@@ -128,6 +129,14 @@ static __always_inline void fill_full(struct socket_row *r, struct tcp_sock *tp,
 		r->flags |= ROWF_IDLE_KNOWN;
 	}
 
+	/* The keepalive timer (tcp_keepalive_timer, which also runs the
+	 * FIN_WAIT2 linger) is sk_timer upstream; some stable kernels (Debian's
+	 * 6.1.192) moved it to icsk_keepalive_timer, leaving sk_timer to MPTCP. */
+	if (bpf_core_field_exists(icsk->icsk_keepalive_timer))
+		ka_timer = &icsk->icsk_keepalive_timer;
+	else
+		ka_timer = &sk->sk_timer;
+
 	/* The same precedence as inet_diag (and so ss -o). */
 	pending = BPF_CORE_READ(icsk, icsk_pending);
 	if (bpf_core_field_exists(icsk->icsk_timeout))
@@ -141,12 +150,12 @@ static __always_inline void fill_full(struct socket_row *r, struct tcp_sock *tp,
 	} else if (pending == ICSK_TIME_PROBE0) {
 		r->timer = TIMER_ZERO_WINDOW_PROBE;
 		r->timer_in_ms = ms_until(now, expires);
-	} else if (timer_armed(&sk->sk_timer)) {
+	} else if (timer_armed(ka_timer)) {
 		if (r->state == TCP_FIN_WAIT2 && !(r->flags & ROWF_KEEPOPEN))
 			r->timer = TIMER_FIN_WAIT2;
 		else
 			r->timer = TIMER_KEEPALIVE;
-		r->timer_in_ms = ms_until(now, BPF_CORE_READ(sk, sk_timer.expires));
+		r->timer_in_ms = ms_until(now, BPF_CORE_READ(ka_timer, expires));
 	}
 }
 
@@ -170,6 +179,9 @@ int dump_sockets(struct bpf_iter__tcp *ctx)
 		struct inet_timewait_sock *tw = (struct inet_timewait_sock *)skc;
 
 		r.kind = SOCKET_TIMEWAIT;
+		/* TIME_WAIT, or FIN_WAIT2 for an orphan whose linger the
+		 * timewait socket took over: what ss shows. */
+		r.state = BPF_CORE_READ(tw, tw_substate);
 		if (timer_armed(&tw->tw_timer)) {
 			r.timer = TIMER_TIME_WAIT;
 			r.timer_in_ms = ms_until(now, BPF_CORE_READ(tw, tw_timer.expires));

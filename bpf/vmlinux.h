@@ -156,6 +156,7 @@ struct sock {
 	struct timer_list sk_timer;
 	u16 sk_protocol;
 	u8 sk_shutdown;
+	unsigned long sk_lingertime;
 };
 
 struct inet_sock {
@@ -173,6 +174,9 @@ struct inet_connection_sock {
 	struct timer_list icsk_retransmit_timer;
 	__u8 icsk_pending;
 	unsigned long icsk_timeout;
+	/* Some stable kernels (Debian's 6.1.192) run tcp_keepalive_timer on
+	 * this timer instead of sk->sk_timer; 6.18 has no such member. */
+	struct timer_list icsk_keepalive_timer;
 	struct {
 		__u32 lrcvtime;
 	} icsk_ack;
@@ -186,6 +190,8 @@ struct tcp_sock {
 	u32 snd_una;
 	u32 lsndtime;
 	u32 rcv_tstamp;
+	u32 rcv_nxt;
+	u32 copied_seq;
 	u8 keepalive_probes;
 	unsigned int keepalive_time;
 	unsigned int keepalive_intvl;
@@ -198,6 +204,7 @@ struct sk_buff {
 /* katrace sockets: timewait and request sockets (only sock_common valid). */
 struct inet_timewait_sock {
 	struct sock_common __tw_common;
+	unsigned char tw_substate;
 	struct timer_list tw_timer;
 };
 
@@ -228,7 +235,9 @@ struct bpf_iter__tcp {
 
 enum sock_flags {
 	SOCK_DEAD = 0,
+	SOCK_DONE = 1,
 	SOCK_KEEPOPEN = 3,
+	SOCK_LINGER = 4,
 };
 
 enum {

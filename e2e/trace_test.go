@@ -306,21 +306,35 @@ func TestFilters(t *testing.T) {
 		side string
 	}{
 		{"port", func(p *pair, _ []int) tracer.Filters { return tracer.Filters{Ports: []uint16{18091}} },
-			func(p *pair) [2]conn { return [2]conn{{"", p.serverAddr, "18090", false}, {"", p.serverAddr, "18091", false}} }, "both"},
+			func(p *pair) [2]conn {
+				return [2]conn{{"", p.serverAddr, "18090", false}, {"", p.serverAddr, "18091", false}}
+			}, "both"},
 		{"addr", func(p *pair, _ []int) tracer.Filters {
 			return tracer.Filters{Prefixes: []netip.Prefix{netip.MustParsePrefix(p.server6 + "/128")}}
-		}, func(p *pair) [2]conn { return [2]conn{{"", p.serverAddr, "18092", false}, {"", p.server6, "18092", false}} }, "both"},
+		}, func(p *pair) [2]conn {
+			return [2]conn{{"", p.serverAddr, "18092", false}, {"", p.server6, "18092", false}}
+		}, "both"},
 		{"addr-v4-cidr", func(p *pair, _ []int) tracer.Filters {
 			return tracer.Filters{Prefixes: []netip.Prefix{netip.PrefixFrom(netip.MustParseAddr(p.serverAddr), 24).Masked()}}
-		}, func(p *pair) [2]conn { return [2]conn{{"", p.server6, "18093", false}, {"", p.serverAddr, "18093", false}} }, "both"},
+		}, func(p *pair) [2]conn {
+			return [2]conn{{"", p.server6, "18093", false}, {"", p.serverAddr, "18093", false}}
+		}, "both"},
 		{"netns", func(p *pair, _ []int) tracer.Filters { return tracer.Filters{NetNS: p.clientIno} },
-			func(p *pair) [2]conn { return [2]conn{{"", p.serverAddr, "18094", false}, {"", p.serverAddr, "18095", false}} }, "netns"},
+			func(p *pair) [2]conn {
+				return [2]conn{{"", p.serverAddr, "18094", false}, {"", p.serverAddr, "18095", false}}
+			}, "netns"},
 		{"pid", func(p *pair, pids []int) tracer.Filters { return tracer.Filters{PID: uint32(pids[1])} },
-			func(p *pair) [2]conn { return [2]conn{{"", p.serverAddr, "18096", false}, {"", p.serverAddr, "18097", false}} }, "client"},
+			func(p *pair) [2]conn {
+				return [2]conn{{"", p.serverAddr, "18096", false}, {"", p.serverAddr, "18097", false}}
+			}, "client"},
 		{"comm", func(p *pair, _ []int) tracer.Filters { return tracer.Filters{Comm: "kafilterother"} },
-			func(p *pair) [2]conn { return [2]conn{{"", p.serverAddr, "18098", false}, {other, p.serverAddr, "18099", false}} }, "client"},
+			func(p *pair) [2]conn {
+				return [2]conn{{"", p.serverAddr, "18098", false}, {other, p.serverAddr, "18099", false}}
+			}, "client"},
 		{"keepalive-only", func(p *pair, _ []int) tracer.Filters { return tracer.Filters{KeepaliveOnly: true} },
-			func(p *pair) [2]conn { return [2]conn{{"", p.serverAddr, "18100", false}, {"", p.serverAddr, "18101", true}} }, "server-ka"},
+			func(p *pair) [2]conn {
+				return [2]conn{{"", p.serverAddr, "18100", false}, {"", p.serverAddr, "18101", true}}
+			}, "server-ka"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

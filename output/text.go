@@ -381,7 +381,20 @@ func appendReset(b []byte, r *record.Record) []byte {
 		} else {
 			b = append(b, "reset received"...)
 		}
-		if !isUnknownReason(r.Reason) {
+		switch {
+		case r.Detail != "":
+			// What the application did, then the kernel's word for it.
+			b = append(b, ": "...)
+			b = appendSafe(b, r.Detail)
+			if !isUnknownReason(r.Reason) {
+				b = append(b, " ("...)
+				b = appendSafe(b, r.Reason)
+				if r.ReasonSource == record.SourceInferred {
+					b = append(b, ", inferred"...)
+				}
+				b = append(b, ')')
+			}
+		case !isUnknownReason(r.Reason):
 			b = append(b, ": "...)
 			b = appendReasonWords(b, r.Reason)
 			if r.ReasonSource == record.SourceInferred {

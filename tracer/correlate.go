@@ -33,6 +33,8 @@ const (
 	flagResetReceivedBefor = 1 << 10
 	flagEstablished        = 1 << 11
 	flagOwnerContext       = 1 << 12
+	flagLingerZero         = 1 << 13
+	flagPeerFin            = 1 << 14
 
 	finLocal  = 1
 	finRemote = 2
@@ -440,6 +442,7 @@ func (c *Correlator) onReset(e *katraceEvent) error {
 		r.Direction = record.DirectionSent
 	}
 	r.Reason, r.ReasonSource = reason, source
+	r.Detail = abortDetail(e)
 	if e.Flags&flagTimewait == 0 {
 		r.IdleMs = idleMs(e)
 	}
@@ -549,7 +552,7 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 	}
 	r.BytesSent, r.BytesReceived = e.BytesSent, e.BytesReceived
 	// The kernel counts the peer's FIN as a byte received; we count data.
-	if e.Flags&flagRcvShutdown != 0 && r.BytesReceived > 0 {
+	if e.Flags&flagPeerFin != 0 && r.BytesReceived > 0 {
 		r.BytesReceived--
 	}
 	err := c.sink.Write(r)
@@ -615,8 +618,28 @@ func resetReason(e *katraceEvent) (reason, source string) {
 		return "TCP_KEEPALIVE_TIMEOUT", record.SourceInferred
 	case e.Flags&flagTimewait != 0:
 		return "TCP_TIMEWAIT_SOCKET", record.SourceInferred
+	// An abort in the owner's close(), named as 6.10+ kernels name it.
+	case e.Flags&flagOwnerContext != 0 && e.State == tcpClose && e.Unread > 0:
+		return "TCP_ABORT_ON_CLOSE", record.SourceInferred
+	case e.Flags&flagOwnerContext != 0 && e.State == tcpClose && e.Flags&flagLingerZero != 0:
+		return "TCP_STATE", record.SourceInferred
 	}
 	return "", ""
+}
+
+// abortDetail says, in words, which application action aborted the
+// connection, when the reset came from its close().
+func abortDetail(e *katraceEvent) string {
+	if e.Kind != evResetSent || e.Flags&flagOwnerContext == 0 || e.State != tcpClose {
+		return ""
+	}
+	switch {
+	case e.Unread > 0:
+		return "closed with " + strconv.FormatUint(uint64(e.Unread), 10) + " bytes unread"
+	case e.Flags&flagLingerZero != 0:
+		return "SO_LINGER 0 close"
+	}
+	return ""
 }
 
 func errnoName(errno int32) string {

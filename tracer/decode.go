@@ -56,5 +56,7 @@ func decodeEvent(b []byte, e *katraceEvent) error {
 	for i := range e.Comm {
 		e.Comm[i] = int8(b[unsafe.Offsetof(e.Comm)+uintptr(i)])
 	}
+	e.Unread = ne.Uint32(b[unsafe.Offsetof(e.Unread):])
+	e.Pad = ne.Uint32(b[unsafe.Offsetof(e.Pad):])
 	return nil
 }

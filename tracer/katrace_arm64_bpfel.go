@@ -59,6 +59,8 @@ type katraceEvent struct {
 	AckedProbes      uint8
 	TimerState       uint8
 	Comm             [16]int8
+	Unread           uint32
+	Pad              uint32
 }
 
 type katraceProbeOut struct {

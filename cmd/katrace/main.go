@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -38,25 +39,28 @@ func main() {
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(exitCode(run(ctx, os.Args)))
+	os.Exit(exitCode(run(ctx, os.Args, os.Stdout), os.Stderr))
 }
 
-func exitCode(err error) int {
+// exitCode reports err on stderr in one line and picks the exit code.
+func exitCode(err error, stderr io.Writer) int {
 	var ue usageError
 	switch {
 	case err == nil, errors.Is(err, syscall.EPIPE):
 		return exitOK
 	case errors.As(err, &ue):
-		fmt.Fprintf(os.Stderr, "katrace: %v (see katrace --help)\n", err)
+		fmt.Fprintf(stderr, "katrace: %v (see katrace --help)\n", err)
 		return exitUsage
 	default:
-		fmt.Fprintf(os.Stderr, "katrace: %v\n", err)
+		fmt.Fprintf(stderr, "katrace: %v\n", err)
 		return exitFailure
 	}
 }
 
-func run(ctx context.Context, args []string) error {
-	return newApp().RunContext(ctx, args)
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	app := newApp()
+	app.Writer = stdout
+	return app.RunContext(ctx, args)
 }
 
 func newApp() *cli.App {

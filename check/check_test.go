@@ -1,0 +1,165 @@
+package check
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/katrace/katrace/tracer"
+)
+
+func TestRetriesTimeout(t *testing.T) {
+	for retries, want := range map[int64]int64{15: 924_600, 8: 102_200, 3: 3_000, 9: 204_600} {
+		if got := RetriesTimeoutMs(retries); got != want {
+			t.Errorf("RetriesTimeoutMs(%d) = %d, want %d", retries, got, want)
+		}
+	}
+}
+
+func defaults() []Sysctl {
+	return []Sysctl{
+		{"net.ipv4.tcp_keepalive_time", 7200, "s"},
+		{"net.ipv4.tcp_keepalive_intvl", 75, "s"},
+		{"net.ipv4.tcp_keepalive_probes", 9, ""},
+		{"net.ipv4.tcp_fin_timeout", 60, "s"},
+		{"net.ipv4.tcp_retries2", 15, ""},
+	}
+}
+
+func TestAdvise(t *testing.T) {
+	all := strings.Join(Advise(defaults()), "\n")
+	for _, want := range []string{
+		"tcp_keepalive_time is 2h00m (7200 s): longer than the idle timeout of Azure Load Balancer (4 min by default), AWS NLB (350 s), GCP VPC connection tracking (10 min)",
+		"TCP_KEEPIDLE",
+		"7200 + 75 × 9 s = 2h11m",
+		"per network namespace",
+		"nginx's keepalive_timeout is 75 s",
+		"gunicorn's keepalive 2 s",
+		"tcp_retries2 = 15 times, about 15m25s",
+		"TCP_USER_TIMEOUT",
+		"tcp_fin_timeout is 1m00s",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("advice lacks %q:\n%s", want, all)
+		}
+	}
+	short := defaults()
+	short[0].Value = 300
+	adv := strings.Join(Advise(short), "\n")
+	if !strings.Contains(adv, "longer than the idle timeout of Azure Load Balancer (4 min by default).") {
+		t.Errorf("300 s exceeds only Azure's 4 min:\n%s", adv)
+	}
+	short[0].Value = 60
+	if adv := Advise(short)[0]; !strings.Contains(adv, "shorter than") {
+		t.Errorf("60 s: %s", adv)
+	}
+}
+
+func fakeEnv(t *testing.T, works map[tracer.Strategy]bool, prereq error) Env {
+	sys := t.TempDir()
+	if err := os.MkdirAll(sys+"/kernel/security", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sys+"/kernel/security/lockdown", []byte("none [integrity] confidentiality\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return Env{
+		SysRoot: sys,
+		Probe: func(s tracer.Strategy) error {
+			if works[s] {
+				return nil
+			}
+			return errors.New(string(s) + " refused\nverifier log line 2")
+		},
+		Prerequisites: func() error { return prereq },
+		Iterator:      func() error { return nil },
+		RingBuffer:    func() error { return nil },
+	}
+}
+
+func TestRunVerdict(t *testing.T) {
+	r := Run(fakeEnv(t, map[tracer.Strategy]bool{tracer.StrategyTracepoint: true}, nil))
+	if !r.CanTrace || r.TraceWouldUse != "tracepoint" || r.Err() != nil || r.Lockdown != "integrity" {
+		t.Errorf("tracepoint only: can %v use %q err %v lockdown %q", r.CanTrace, r.TraceWouldUse, r.Err(), r.Lockdown)
+	}
+	if len(r.Strategies) != 3 || r.Strategies[0].Name != "fentry" || r.Strategies[0].Works ||
+		!strings.HasPrefix(r.Strategies[0].Reason, "fentry refused …") || strings.Contains(r.Strategies[0].Reason, "\n") {
+		t.Errorf("strategies: %+v", r.Strategies)
+	}
+	r = Run(fakeEnv(t, map[tracer.Strategy]bool{tracer.StrategyKprobe: true, tracer.StrategyTracepoint: true}, nil))
+	if r.TraceWouldUse != "kprobe" {
+		t.Errorf("would use %q, want the first that works (kprobe)", r.TraceWouldUse)
+	}
+	r = Run(fakeEnv(t, nil, nil))
+	if r.CanTrace || r.Err() == nil || !errors.Is(r.Err(), ErrCannotTrace) ||
+		!strings.Contains(r.Reason, "no attach strategy works here (fentry: fentry refused") {
+		t.Errorf("nothing works: can %v reason %q", r.CanTrace, r.Reason)
+	}
+	r = Run(fakeEnv(t, map[tracer.Strategy]bool{tracer.StrategyTracepoint: true}, tracer.ErrPrivileges))
+	if r.CanTrace || r.Reason != tracer.ErrPrivileges.Error() {
+		t.Errorf("no privileges: can %v reason %q", r.CanTrace, r.Reason)
+	}
+}
+
+func TestLockdown(t *testing.T) {
+	proc, sys := t.TempDir(), t.TempDir()
+	if got := lockdown(proc, sys); got != "unknown (securityfs not mounted; mount -t securityfs securityfs /sys/kernel/security to read it)" {
+		t.Errorf("no securityfs: %q", got)
+	}
+	os.MkdirAll(proc+"/self", 0o755)
+	os.WriteFile(proc+"/self/mounts", []byte("securityfs /sys/kernel/security securityfs rw 0 0\n"), 0o644)
+	if got := lockdown(proc, sys); !strings.HasPrefix(got, "none") {
+		t.Errorf("securityfs without lockdown: %q", got)
+	}
+}
+
+func TestWriters(t *testing.T) {
+	r := Run(fakeEnv(t, map[tracer.Strategy]bool{tracer.StrategyTracepoint: true}, nil))
+	r.Sysctls = defaults()
+	r.Advice = Advise(r.Sysctls)
+	var b bytes.Buffer
+	if err := WriteJSON(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(b.String(), "\n") != 1 {
+		t.Errorf("JSON is not one line:\n%s", b.String())
+	}
+	var back map[string]any
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"type", "kernel", "btf", "lockdown", "capabilities", "memlock_bytes", "ring_buffer", "strategies", "trace_would_use", "can_trace", "netns", "sysctls", "advice"} {
+		if _, ok := back[k]; !ok {
+			t.Errorf("JSON lacks %q", k)
+		}
+	}
+	b.Reset()
+	if err := WriteText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"lockdown          integrity\n",
+		"  fentry          no: fentry refused …\n",
+		"  tracepoint      works\n",
+		"trace would use   tracepoint (--attach auto)\n",
+		"verdict           katrace trace can run here, with the tracepoint strategy\n",
+		"  net.ipv4.tcp_keepalive_time    7200 s (2h00m)\n",
+		"  net.ipv4.tcp_keepalive_probes  9\n",
+		"\nadvice\n  - tcp_keepalive_time is 2h00m",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text lacks %q:\n%s", want, out)
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "  - ") || strings.HasPrefix(l, "    ") {
+			if len([]rune(l)) > 78 {
+				t.Errorf("advice line longer than 78: %q", l)
+			}
+		}
+	}
+}

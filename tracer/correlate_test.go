@@ -1,0 +1,326 @@
+package tracer
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/katrace/katrace/record"
+)
+
+// memSink keeps copies of the records written.
+type memSink struct{ recs []record.Record }
+
+func (m *memSink) Write(r *record.Record) error { m.recs = append(m.recs, *r); return nil }
+func (m *memSink) Flush() error                 { return nil }
+
+func (m *memSink) types() []string {
+	var out []string
+	for _, r := range m.recs {
+		out = append(out, r.Type.String())
+	}
+	return out
+}
+
+func (m *memSink) last(t record.Type) *record.Record {
+	for i := len(m.recs) - 1; i >= 0; i-- {
+		if m.recs[i].Type == t {
+			return &m.recs[i]
+		}
+	}
+	return nil
+}
+
+const ms = uint64(time.Millisecond)
+
+// sock is a recorded socket: events are built from it as the kernel
+// fills them.
+type sock struct {
+	cookie uint64
+	start  uint64
+	pid    uint32
+	comm   string
+}
+
+func (s sock) ev(kind uint8, at uint64, state uint8) katraceEvent {
+	e := katraceEvent{
+		TsNs: s.start + at*ms, Cookie: s.cookie, Kind: kind, State: state, Family: 4,
+		Sport: 40750, Dport: 18081, Netns: 4026531840, SockIno: 0,
+		StartNs: s.start, KeepaliveIdleMs: 1000, KeepaliveIntvlMs: 1000, KeepaliveProbes: 3,
+	}
+	e.Flags |= flagStartKnown | flagEstablished
+	copy(e.Saddr[:], []byte{10, 213, 0, 1})
+	copy(e.Daddr[:], []byte{10, 213, 0, 2})
+	return e
+}
+
+// owned marks an event as run in the owner's syscall.
+func (s sock) owned(e katraceEvent) katraceEvent {
+	e.Flags |= flagOwner | flagOwnerContext
+	e.Pid = s.pid
+	for i := range e.Comm {
+		e.Comm[i] = 0
+	}
+	for i, c := range []byte(s.comm) {
+		e.Comm[i] = int8(c)
+	}
+	return e
+}
+
+func feed(t *testing.T, cfg CorrelatorConfig, evs ...katraceEvent) *memSink {
+	t.Helper()
+	sink := &memSink{}
+	c := NewCorrelator(cfg, sink)
+	for i := range evs {
+		if err := c.Handle(&evs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sink
+}
+
+var defaults = CorrelatorConfig{IdleThreshold: time.Second}
+
+func probe(s sock, at uint64, before, after uint8) katraceEvent {
+	e := s.ev(evKeepalive, at, 1)
+	e.Flags |= flagInKeepaliveTimer
+	e.ProbesBefore, e.ProbesAfter = before, after
+	e.SinceSendMs, e.SinceRecvMs = uint32(at), uint32(at)
+	return e
+}
+
+func inTimer(e katraceEvent, probes uint8, timerState uint8) katraceEvent {
+	e.Flags |= flagInKeepaliveTimer
+	e.ProbesBefore = probes
+	e.TimerState = timerState
+	return e
+}
+
+func TestKeepaliveTimeoutBothKernelOrders(t *testing.T) {
+	s := sock{cookie: 7, start: 1e12, pid: 4121, comm: "python3"}
+	probes := []katraceEvent{probe(s, 1000, 0, 1), probe(s, 2000, 1, 2), probe(s, 3000, 2, 3)}
+
+	closeEv := inTimer(s.owned(s.ev(evClose, 4000, tcpClose)), 3, tcpEstablished)
+	closeEv.Flags &^= flagOwnerContext // the owner comes from the socket's storage
+	closeEv.OldState = tcpEstablished
+	closeEv.SkErr = int32(unix.ETIMEDOUT)
+	closeEv.SinceSendMs, closeEv.SinceRecvMs = 4000, 4000
+	errEv := inTimer(s.owned(s.ev(evError, 4000, tcpClose)), 3, tcpEstablished)
+	errEv.Flags &^= flagOwnerContext
+	errEv.SkErr = int32(unix.ETIMEDOUT)
+
+	for name, tail := range map[string][]katraceEvent{
+		"6.18: CLOSE, then the error": {closeEv, errEv},
+		"6.1: the error, then CLOSE":  {errEv, closeEv},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sink := feed(t, defaults, append(append([]katraceEvent{}, probes...), tail...)...)
+			want := "[keepalive_probe keepalive_probe keepalive_probe keepalive_timeout close]"
+			if got := fmt.Sprint(sink.types()); got != want {
+				t.Fatalf("records %s, want %s", got, want)
+			}
+			for i, r := range sink.recs[:3] {
+				if r.Probe != i+1 || r.MaxProbes != 3 || r.IntervalMs != 1000 {
+					t.Errorf("probe %d: %+v", i+1, r)
+				}
+			}
+			to := sink.last(record.TypeKeepaliveTimeout)
+			if to.Probes != 3 || to.Error != "ETIMEDOUT" || to.Sock.PID != 4121 || to.Sock.Comm != "python3" {
+				t.Errorf("timeout: %+v", to)
+			}
+			cl := sink.last(record.TypeClose)
+			if cl.Cause != record.CauseKeepaliveTimeout || cl.ProbesSent != 3 || cl.DurationMs != 4000 || cl.IdleMs != 4000 {
+				t.Errorf("close: %+v", cl)
+			}
+			if cl.Sock.PID != 4121 || cl.Sock.Comm != "python3" {
+				t.Errorf("close owner %d/%s", cl.Sock.PID, cl.Sock.Comm)
+			}
+		})
+	}
+}
+
+func TestTimerEventsNeverUseTheInterruptedTask(t *testing.T) {
+	s := sock{cookie: 8, start: 1e12, pid: 4121, comm: "python3"}
+	// A process-context event names the owner; timer events carry none
+	// (the kernel leaves pid/comm zero in them) and must get the owner
+	// remembered for the socket.
+	syn := s.owned(s.ev(evState, 0, tcpSynSent))
+	syn.OldState = tcpClose
+	sink := feed(t, CorrelatorConfig{IdleThreshold: time.Second, States: true}, syn, probe(s, 1000, 0, 1))
+	p := sink.last(record.TypeKeepaliveProbe)
+	if p.Sock.PID != 4121 || p.Sock.Comm != "python3" {
+		t.Fatalf("probe attributed to %d/%q", p.Sock.PID, p.Sock.Comm)
+	}
+	// With no owner known at all, the owner lookup is asked (by inode).
+	s2 := sock{cookie: 9, start: 1e12}
+	ev := probe(s2, 1000, 0, 1)
+	ev.SockIno = 555
+	sink = feed(t, CorrelatorConfig{IdleThreshold: time.Second, Owner: func(ino uint32) (uint32, string, bool) {
+		return 77, "nginx", ino == 555
+	}}, ev)
+	if p := sink.last(record.TypeKeepaliveProbe); p.Sock.PID != 77 || p.Sock.Comm != "nginx" {
+		t.Fatalf("probe attributed to %d/%q, want the inode's owner", p.Sock.PID, p.Sock.Comm)
+	}
+}
+
+func TestKeepaliveAnswered(t *testing.T) {
+	s := sock{cookie: 10, start: 1e12}
+	ack := probe(s, 2000, 0, 1)
+	ack.AckedProbes = 1
+	ack.ProbeRttMs = 4
+	sink := feed(t, defaults, probe(s, 1000, 0, 1), ack)
+	want := "[keepalive_probe keepalive_ack keepalive_probe]"
+	if got := fmt.Sprint(sink.types()); got != want {
+		t.Fatalf("records %s, want %s", got, want)
+	}
+	if a := sink.recs[1]; a.Probe != 1 || a.RTTMs != 4 {
+		t.Errorf("ack: %+v", a)
+	}
+}
+
+func closeAt(s sock, at uint64, old uint8, fin uint8, finIdle uint32) katraceEvent {
+	e := s.ev(evClose, at, tcpClose)
+	e.OldState = old
+	e.FinSide = fin
+	e.FinIdleMs = finIdle
+	return e
+}
+
+func TestCloseCauses(t *testing.T) {
+	s := sock{cookie: 11, start: 1e12, pid: 1, comm: "app"}
+	withErr := func(e katraceEvent, errno unix.Errno) katraceEvent { e.SkErr = int32(errno); return e }
+	withFlags := func(e katraceEvent, f uint16) katraceEvent { e.Flags |= f; return e }
+	cases := []struct {
+		name string
+		evs  []katraceEvent
+		want string
+	}{
+		{"retransmit timeout", []katraceEvent{withErr(closeAt(s, 900, tcpEstablished, 0, 0), unix.ETIMEDOUT)}, record.CauseRetransmitTimeout},
+		{"reset received", []katraceEvent{withFlags(withErr(closeAt(s, 900, tcpEstablished, 0, 0), unix.ECONNRESET), flagResetReceivedBefor)}, record.CauseResetReceived},
+		{"error", []katraceEvent{withErr(closeAt(s, 900, tcpSynSent, 0, 0), unix.EHOSTUNREACH)}, record.CauseError},
+		{"idle close local", []katraceEvent{closeAt(s, 900, tcpFinWait2, finLocal, 1500)}, record.CauseIdleCloseLocal},
+		{"idle close remote", []katraceEvent{closeAt(s, 900, 9 /* LAST_ACK */, finRemote, 75000)}, record.CauseIdleCloseRemote},
+		{"close local", []katraceEvent{closeAt(s, 900, tcpFinWait2, finLocal, 5)}, record.CauseCloseLocal},
+		{"close remote", []katraceEvent{closeAt(s, 900, 9, finRemote, 5)}, record.CauseCloseRemote},
+		{"fin_wait2 timeout", []katraceEvent{inTimer(closeAt(s, 900, tcpFinWait2, finLocal, 5), 0, tcpFinWait2)}, record.CauseFinWait2Timeout},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := feed(t, CorrelatorConfig{IdleThreshold: time.Second, AllCloses: true}, tc.evs...)
+			cl := sink.last(record.TypeClose)
+			if cl == nil {
+				t.Fatalf("no close: %v", sink.types())
+			}
+			if cl.Cause != tc.want {
+				t.Fatalf("cause %q, want %q", cl.Cause, tc.want)
+			}
+		})
+	}
+}
+
+func TestAbortWaitsForItsReset(t *testing.T) {
+	s := sock{cookie: 12, start: 1e12, pid: 99, comm: "client"}
+	// SO_LINGER 0: the kernel moves the socket to CLOSE in the owner's
+	// close(), then sends the RST.
+	cl := s.owned(closeAt(s, 500, tcpEstablished, 0, 0))
+	rst := s.owned(s.ev(evResetSent, 500, tcpClose))
+	rst.TsNs += 2000 // 2 µs later
+	rst.Flags |= flagKernelReason
+	rst.Reason = 14 // TCP_STATE
+	sink := feed(t, defaults, cl, rst)
+	if got := fmt.Sprint(sink.types()); got != "[reset close]" {
+		t.Fatalf("records %s, want [reset close]", got)
+	}
+	if r := sink.recs[0]; r.Reason != "TCP_STATE" || r.ReasonSource != record.SourceKernel || r.Direction != record.DirectionSent {
+		t.Errorf("reset: %+v", r)
+	}
+	if c := sink.recs[1]; c.Cause != record.CauseResetSent || c.Sock.PID != 99 {
+		t.Errorf("close: %+v", c)
+	}
+
+	// Without a reset (a close with nothing to abort), the close is
+	// ordinary and, by default, not shown.
+	sink = feed(t, defaults, cl)
+	if len(sink.recs) != 0 {
+		t.Fatalf("an ordinary close printed %v", sink.types())
+	}
+}
+
+func TestResetReasonInferredWithoutKernelReason(t *testing.T) {
+	s := sock{cookie: 13, start: 1e12}
+	rst := inTimer(s.ev(evResetSent, 100, tcpClose), 3, tcpEstablished)
+	sink := feed(t, CorrelatorConfig{IdleThreshold: time.Second, AllCloses: true}, rst)
+	r := sink.last(record.TypeReset)
+	if r == nil || r.Reason != "TCP_KEEPALIVE_TIMEOUT" || r.ReasonSource != record.SourceInferred {
+		t.Fatalf("reset: %+v", r)
+	}
+}
+
+func TestDefaultViewShowsOnlyWhatExplainsAnEnd(t *testing.T) {
+	s := sock{cookie: 14, start: 1e12}
+	st := s.ev(evState, 10, tcpEstablished)
+	st.OldState = tcpSynSent
+	evs := []katraceEvent{st, closeAt(s, 900, tcpFinWait2, finLocal, 5)}
+	if sink := feed(t, defaults, evs...); len(sink.recs) != 0 {
+		t.Fatalf("default view printed %v", sink.types())
+	}
+	sink := feed(t, CorrelatorConfig{IdleThreshold: time.Second, AllCloses: true, States: true}, evs...)
+	if got := fmt.Sprint(sink.types()); got != "[state close]" {
+		t.Fatalf("--all --states printed %s", got)
+	}
+}
+
+func TestLocalPortKeptAcrossClose(t *testing.T) {
+	s := sock{cookie: 15, start: 1e12}
+	cl := closeAt(s, 900, tcpFinWait2, finLocal, 5000)
+	cl.Sport = 0 // cleared by the kernel before an active closer's CLOSE
+	sink := feed(t, defaults, probe(s, 100, 0, 1), cl)
+	if c := sink.last(record.TypeClose); c.Sock.LPort != 40750 {
+		t.Fatalf("close lost the local port: %+v", c.Sock)
+	}
+}
+
+func TestMemoryIsBounded(t *testing.T) {
+	sink := &memSink{}
+	c := NewCorrelator(CorrelatorConfig{IdleThreshold: time.Second, MaxSockets: 100}, sink)
+	for i := uint64(1); i <= 1000; i++ {
+		e := probe(sock{cookie: i, start: 1e12}, i, 0, 1)
+		if err := c.Handle(&e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Tracked() != 100 || c.Evicted() != 900 {
+		t.Fatalf("tracking %d sockets, evicted %d; want 100 and 900", c.Tracked(), c.Evicted())
+	}
+	// The most recently active are the ones kept.
+	if c.conns[1000] == nil || c.conns[1] != nil {
+		t.Fatal("evicted the wrong sockets")
+	}
+	// Closed sockets are forgotten.
+	cl := closeAt(sock{cookie: 1000, start: 1e12}, 2000, tcpFinWait2, finLocal, 5)
+	if err := c.Handle(&cl); err != nil {
+		t.Fatal(err)
+	}
+	if c.conns[1000] != nil || c.Tracked() != 99 {
+		t.Fatal("a closed socket is still remembered")
+	}
+}
+
+func BenchmarkCorrelateKeepalive(b *testing.B) {
+	c := NewCorrelator(defaults, &discardSink{})
+	e := probe(sock{cookie: 1, start: 1e12, pid: 1, comm: "x"}, 1000, 0, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = c.Handle(&e)
+	}
+}
+
+type discardSink struct{}
+
+func (discardSink) Write(*record.Record) error { return nil }
+func (discardSink) Flush() error               { return nil }

@@ -1,0 +1,99 @@
+package tracer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+)
+
+// encodeEvent is decodeEvent's inverse, by reflection-free binary.Write of
+// the generated struct: it is what the kernel's struct event looks like.
+func encodeEvent(t testing.TB, e *katraceEvent) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.NativeEndian, e); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestEventLayout(t *testing.T) {
+	// struct event in bpf/katrace.h: keep in sync, no implicit padding.
+	if eventSize != 176 {
+		t.Fatalf("struct event is %d bytes, want 176", eventSize)
+	}
+	if n := binary.Size(katraceEvent{}); n != eventSize {
+		t.Fatalf("struct event has padding: %d bytes of fields in %d", n, eventSize)
+	}
+}
+
+func TestDecodeRoundTrip(t *testing.T) {
+	in := katraceEvent{
+		TsNs: 1, Cookie: 2, BytesSent: 3, BytesReceived: 4, StartNs: 5, FinNs: 6,
+		Pid: 7, Netns: 8, KeepaliveIdleMs: 9, KeepaliveIntvlMs: 10, SinceSendMs: 11,
+		SinceRecvMs: 12, SinceAckMs: 13, FinIdleMs: 14, Reason: 15, SkErr: -16,
+		Unacked: 17, ProbeRttMs: 18, WrittenAfterFin: 19, SockIno: 20,
+		Sport: 21, Dport: 22, Flags: 23, Kind: 24, Family: 25, State: 26, OldState: 27,
+		ProbesBefore: 28, ProbesAfter: 29, KeepaliveProbes: 30, FinSide: 31,
+		AckedProbes: 32, TimerState: 33, Unread: 34, Pad: 35,
+	}
+	for i := range in.Saddr {
+		in.Saddr[i] = byte(100 + i)
+		in.Daddr[i] = byte(200 + i)
+	}
+	copy(in.Comm[:], []int8{'c', 'u', 'r', 'l'})
+	var out katraceEvent
+	if err := decodeEvent(encodeEvent(t, &in), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out != in {
+		t.Fatalf("decoded\n%+v\nwant\n%+v", out, in)
+	}
+}
+
+func TestDecodeShort(t *testing.T) {
+	var e katraceEvent
+	if err := decodeEvent(make([]byte, eventSize-1), &e); err == nil {
+		t.Fatal("a short sample decoded")
+	}
+}
+
+func TestDecodeAllocs(t *testing.T) {
+	b := encodeEvent(t, &katraceEvent{Kind: evClose})
+	var e katraceEvent
+	if n := testing.AllocsPerRun(100, func() { _ = decodeEvent(b, &e) }); n != 0 {
+		t.Fatalf("decodeEvent allocates %v times", n)
+	}
+}
+
+// FuzzDecode: any bytes decode or are refused, and what decodes re-encodes
+// to the same bytes.
+func FuzzDecode(f *testing.F) {
+	f.Add(make([]byte, eventSize))
+	f.Add(encodeEvent(f, &katraceEvent{Kind: evKeepalive, ProbesAfter: 1, Family: 6}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var e katraceEvent
+		if err := decodeEvent(b, &e); err != nil {
+			if len(b) >= eventSize {
+				t.Fatalf("refused %d bytes: %v", len(b), err)
+			}
+			return
+		}
+		if got := encodeEvent(t, &e); !bytes.Equal(got, b[:eventSize]) {
+			t.Fatalf("round trip differs")
+		}
+		// The correlator takes any decoded event without panicking.
+		c := NewCorrelator(CorrelatorConfig{AllCloses: true, States: true}, &memSink{})
+		_ = c.Handle(&e)
+		_ = c.Flush()
+	})
+}
+
+func BenchmarkDecode(b *testing.B) {
+	raw := encodeEvent(b, &katraceEvent{Kind: evClose, Family: 4})
+	var e katraceEvent
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = decodeEvent(raw, &e)
+	}
+}
