@@ -35,6 +35,9 @@ volatile const __u32 filter_port_count = 0;
 volatile const __u16 filter_ports[KATRACE_MAX_PORTS] = {};
 volatile const __u32 filter_cidr_count = 0;
 volatile const struct cidr filter_cidrs[KATRACE_MAX_CIDRS] = {};
+/* Owners come from tcp_recvmsg/tcp_sendmsg hooks into the owners map
+ * (kernels before 6.4, which lack the sock_*_length tracepoints). */
+volatile const bool owners_by_cookie = false;
 
 /* Force the event type into BTF so bpf2go -type can generate it. */
 const struct event *unused_event __attribute__((unused));
@@ -84,6 +87,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } owned_inodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct owner);
+} owners SEC(".maps");
 
 static __always_inline __u32 jiffies_to_ms(__u64 j)
 {
@@ -215,6 +225,7 @@ static __always_inline void fill_info(struct event *e, struct sock_info *info)
 	}
 	if (info->established)
 		e->flags |= EVF_ESTABLISHED;
+	e->role = info->role;
 	if (!e->sport)
 		e->sport = info->sport;
 	e->fin_side = info->fin_side;
@@ -325,6 +336,22 @@ static __always_inline bool event_wanted(struct event *e, bool owner_ctx)
 	return true;
 }
 
+static __always_inline void fill_owner_by_cookie(struct event *e)
+{
+	/* On the stack: older verifiers refuse map keys in ring buffer memory. */
+	__u64 cookie = e->cookie;
+	struct owner *o;
+
+	if (!owners_by_cookie || (e->flags & EVF_OWNER) || !cookie)
+		return;
+	o = bpf_map_lookup_elem(&owners, &cookie);
+	if (!o)
+		return;
+	e->flags |= EVF_OWNER;
+	e->pid = o->pid;
+	__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
+}
+
 static __always_inline struct timer_run *current_timer_run(__u64 sk)
 {
 	__u32 zero = 0;
@@ -343,11 +370,14 @@ static __always_inline void submit_sock_event(struct event *e, struct sock *sk,
 
 	fill_socket(e, sk, true);
 	fill_info(e, info);
+	if (info && info->fin_side == FIN_REMOTE)
+		e->written_after_fin = BPF_CORE_READ((struct tcp_sock *)sk, write_seq) - info->write_seq_at_fin;
 	if (owner_ctx) {
 		e->flags |= EVF_OWNER | EVF_OWNER_CONTEXT;
 		e->pid = bpf_get_current_pid_tgid() >> 32;
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
 	}
+	fill_owner_by_cookie(e);
 	if (run) {
 		e->flags |= EVF_IN_KEEPALIVE_TIMER;
 		e->timer_state = run->state_before;
@@ -402,7 +432,11 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		if (!info->start_ns &&
 		    (new == TCP_SYN_SENT || new == TCP_SYN_RECV || new == TCP_ESTABLISHED))
 			info->start_ns = now;
+		if (new == TCP_SYN_SENT)
+			info->role = ROLE_ACTIVE;
 		if (new == TCP_ESTABLISHED) {
+			if (old == TCP_SYN_RECV && !info->role)
+				info->role = ROLE_PASSIVE;
 			info->established = 1;
 			/* The keepalive timer can only read the cookie, not make
 			 * one: make it while we hold a proper socket pointer. */
@@ -524,8 +558,6 @@ static __always_inline void handle_reset(struct sock *sk, __u8 kind, __u32 reaso
 		bpf_ringbuf_submit(e, 0);
 		return;
 	}
-	if (info && info->fin_side == FIN_REMOTE)
-		e->written_after_fin = BPF_CORE_READ((struct tcp_sock *)sk, write_seq) - info->write_seq_at_fin;
 	submit_sock_event(e, sk, info, owned_by_user(sk));
 	if (info) {
 		if (kind == EV_RESET_SENT)
@@ -557,7 +589,12 @@ static __always_inline void handle_error_report(struct sock *sk)
 
 static __always_inline void keepalive_timer_enter(__u64 timer)
 {
-	struct sock *sk = (struct sock *)(timer - bpf_core_field_offset(struct sock, sk_timer));
+	/* Most kernels run tcp_keepalive_timer on sk->sk_timer; some (Debian's
+	 * 6.1.1xx backports) on a dedicated icsk_keepalive_timer. */
+	__u64 offset = bpf_core_field_exists(struct inet_connection_sock, icsk_keepalive_timer) ?
+			       bpf_core_field_offset(struct inet_connection_sock, icsk_keepalive_timer) :
+			       bpf_core_field_offset(struct sock, sk_timer);
+	struct sock *sk = (struct sock *)(timer - offset);
 	__u32 zero = 0;
 	struct timer_run *run = bpf_map_lookup_elem(&timer_runs, &zero);
 
@@ -629,6 +666,7 @@ static __always_inline void keepalive_timer_exit(__u64 timer)
 	e->acked_probes = acked;
 	e->probe_rtt_ms = rtt_ms;
 	e->flags |= EVF_IN_KEEPALIVE_TIMER;
+	fill_owner_by_cookie(e);
 	if (!event_wanted(e, false)) {
 		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 		return;
@@ -768,6 +806,52 @@ SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 {
 	learn_owner(sk);
+	return 0;
+}
+
+/* Before 6.4: the same, from tcp_recvmsg/tcp_sendmsg, by cookie (kprobe
+ * programs cannot use socket storage). Works on any kernel pointer. */
+static __always_inline void learn_owner_by_cookie(struct sock *sk)
+{
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct owner *known, fresh = {};
+
+	if (!cookie)
+		return;
+	known = bpf_map_lookup_elem(&owners, &cookie);
+	if (known && known->pid == pid)
+		return;
+	fresh.pid = pid;
+	bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+	bpf_map_update_elem(&owners, &cookie, &fresh, BPF_ANY);
+}
+
+SEC("fentry/tcp_recvmsg")
+int BPF_PROG(fentry_tcp_recvmsg, struct sock *sk)
+{
+	learn_owner_by_cookie(sk);
+	return 0;
+}
+
+SEC("fentry/tcp_sendmsg")
+int BPF_PROG(fentry_tcp_sendmsg, struct sock *sk)
+{
+	learn_owner_by_cookie(sk);
+	return 0;
+}
+
+SEC("kprobe/tcp_recvmsg")
+int BPF_KPROBE(kprobe_tcp_recvmsg, struct sock *sk)
+{
+	learn_owner_by_cookie(sk);
+	return 0;
+}
+
+SEC("kprobe/tcp_sendmsg")
+int BPF_KPROBE(kprobe_tcp_sendmsg, struct sock *sk)
+{
+	learn_owner_by_cookie(sk);
 	return 0;
 }
 

@@ -128,7 +128,17 @@ struct event {
 	/* Bytes received that the application never read (rcv_nxt -
 	 * copied_seq): close() with unread data aborts the connection. */
 	__u32 unread;
-	__u32 pad;
+	/* enum sock_role: who opened the connection, when seen. */
+	__u8 role;
+	__u8 pad[3];
+};
+
+enum sock_role {
+	ROLE_UNKNOWN = 0,
+	/* accepted: the local end is the service */
+	ROLE_PASSIVE = 1,
+	/* connected: the remote end is the service */
+	ROLE_ACTIVE = 2,
 };
 
 /* An address filter: IPv4 in the first 4 bytes of addr. */
@@ -155,6 +165,7 @@ struct sock_info {
 	__u8 reset_sent;
 	__u8 reset_received;
 	__u8 established;
+	__u8 role;
 	/* The local port: the kernel clears it before an active closer's CLOSE. */
 	__u16 sport;
 };
@@ -169,6 +180,13 @@ struct timer_run {
 	__u8 state_before;
 	__u8 closed;
 	__u8 pad[5];
+};
+
+/* The process that last read or wrote a socket, by cookie (kernels
+ * without the sock_recv_length tracepoint). */
+struct owner {
+	__u32 pid;
+	char comm[KATRACE_COMM_LEN];
 };
 
 /* A keepalive probe still waiting for its answer. */

@@ -345,7 +345,7 @@ func startTrace(t *testing.T, cfg tracer.Config) *session {
 	}
 	t.Cleanup(func() {
 		s.stop()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("KATRACE_TEST_SHOW") != "" {
 			s.mu.Lock()
 			t.Logf("katrace's text output:\n%s", s.text.String())
 			s.mu.Unlock()

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -43,35 +45,78 @@ func say(format string, args ...any) {
 	fmt.Printf(format+"\n", args...)
 }
 
-// serve: server ADDR PORT MODE. MODE echo answers each line with "pong";
-// hold reads and discards until the peer closes. Each connection is closed
-// when the peer closes it.
+// serve: server ADDR PORT MODE [IDLE]. MODE echo answers each line with
+// "pong"; hold reads and discards until the peer closes; unread never
+// reads; http is a net/http server whose IdleTimeout is IDLE. Commands on
+// stdin: closeall closes every accepted connection, abortall does so with
+// SO_LINGER 0.
 func serve(args []string) error {
 	if len(args) < 3 {
-		return fmt.Errorf("server ADDR PORT MODE")
+		return fmt.Errorf("server ADDR PORT MODE [IDLE]")
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(args[0], args[1]))
 	if err != nil {
 		return err
 	}
-	say("listening")
-	for {
-		c, err := ln.Accept()
+	var mu sync.Mutex
+	var conns []*net.TCPConn
+	go func() {
+		cmds := bufio.NewScanner(os.Stdin)
+		for cmds.Scan() {
+			mu.Lock()
+			for _, c := range conns {
+				if cmds.Text() == "abortall" {
+					c.SetLinger(0)
+				}
+				c.Close()
+			}
+			say("%s %d", cmds.Text(), len(conns))
+			conns = nil
+			mu.Unlock()
+		}
+	}()
+	if args[2] == "http" {
+		if len(args) < 4 {
+			return fmt.Errorf("server ADDR PORT http IDLE")
+		}
+		idle, err := time.ParseDuration(args[3])
 		if err != nil {
 			return err
 		}
+		srv := &http.Server{
+			IdleTimeout: idle,
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				io.WriteString(w, "ok")
+			}),
+		}
+		say("listening")
+		return srv.Serve(ln)
+	}
+	say("listening")
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		c := conn.(*net.TCPConn)
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
 		go func() {
-			defer c.Close()
-			if args[2] == "hold" {
-				io.Copy(io.Discard, c)
+			switch args[2] {
+			case "unread":
 				return
-			}
-			sc := bufio.NewScanner(c)
-			for sc.Scan() {
-				if _, err := io.WriteString(c, "pong\n"); err != nil {
-					return
+			case "hold":
+				io.Copy(io.Discard, c)
+			default:
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					if _, err := io.WriteString(c, "pong\n"); err != nil {
+						break
+					}
 				}
 			}
+			c.Close()
 		}()
 	}
 }
@@ -107,6 +152,21 @@ func client(args []string) error {
 	cmds := bufio.NewScanner(os.Stdin)
 	for cmds.Scan() {
 		switch cmd := strings.TrimSpace(cmds.Text()); cmd {
+		case "get":
+			// One HTTP/1.1 request on the kept-alive connection, as a pool
+			// that does not watch its idle connections would send it.
+			if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: katrace\r\n\r\n"); err != nil {
+				say("error %v", err)
+				continue
+			}
+			resp, err := http.ReadResponse(answers, nil)
+			if err != nil {
+				say("error %v", err)
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			say("got %s", resp.Status)
 		case "ping":
 			if _, err := io.WriteString(c, "ping\n"); err != nil {
 				say("error %v", err)

@@ -376,7 +376,11 @@ func TestFilters(t *testing.T) {
 			for _, r := range s.all(func(r rec) bool { return r.has("sock") }) {
 				ino := uint32(r.num("netns"))
 				if ino != p.clientIno && ino != p.serverIno {
-					t.Errorf("a record from outside the test's namespaces passed the filter: %v", r)
+					// Other sockets on the host may match too (and the
+					// namespaces of earlier subtests close theirs late).
+					if tc.side == "netns" {
+						t.Errorf("a record from another namespace passed the netns filter: %v", r)
+					}
 					continue
 				}
 				clientOut := ino == p.clientIno && int(r.num("lport")) == ports[0]

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/katrace/katrace/output"
 	"github.com/katrace/katrace/record"
 )
 
@@ -38,6 +39,9 @@ const (
 
 	finLocal  = 1
 	finRemote = 2
+
+	rolePassive = 1
+	roleActive  = 2
 )
 
 // TCP states, as the kernel numbers them.
@@ -118,6 +122,8 @@ type Correlator struct {
 	// waits for that reset (or for abortWait to pass without one).
 	pending  [8]katraceEvent
 	npending int
+
+	summary summary
 }
 
 // abortWait is how long a possible abort's close waits for its reset,
@@ -357,6 +363,7 @@ func (c *Correlator) onIdleFin(e *katraceEvent) error {
 		r.Side = record.SideLocal
 	}
 	r.IdleMs = int64(e.FinIdleMs)
+	c.summary.idleClose(e)
 	return c.sink.Write(r)
 }
 
@@ -550,6 +557,24 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 	if e.Flags&flagInKeepaliveTimer != 0 && int(e.ProbesBefore) > r.ProbesSent {
 		r.ProbesSent = int(e.ProbesBefore)
 	}
+	switch cause {
+	case record.CauseStaleReuse:
+		r.ReuseGapMs = reuseGapMs(e)
+		r.PeerIdleMs = int64(e.FinIdleMs)
+		r.Detail = "wrote " + output.FormatDuration(r.ReuseGapMs) +
+			" after the peer closed the idle connection (peer idle timeout ≈ " +
+			output.FormatDuration(r.PeerIdleMs) + "); peer reset it"
+		c.summary.staleReuse(e)
+	case record.CauseResetAfterIdle:
+		r.IdleMs = int64(e.SinceRecvMs - e.SinceSendMs)
+		r.Detail = "first write after " + output.FormatDuration(r.IdleMs) +
+			" idle drew a reset, no FIN seen: the peer or a middlebox (NAT, load balancer) forgot the connection"
+	case record.CauseResetReceived:
+		if e.ProbesBefore > 0 {
+			r.Detail = "the peer answered keepalive probe " + strconv.Itoa(int(e.ProbesBefore)) +
+				" with a reset: it lost the connection (rebooted or restarted?)"
+		}
+	}
 	r.BytesSent, r.BytesReceived = e.BytesSent, e.BytesReceived
 	// The kernel counts the peer's FIN as a byte received; we count data.
 	if e.Flags&flagPeerFin != 0 && r.BytesReceived > 0 {
@@ -574,6 +599,12 @@ func closeCause(e *katraceEvent, idleThreshold time.Duration) string {
 	case e.SkErr == int32(unix.ETIMEDOUT):
 		return record.CauseRetransmitTimeout
 	case e.Flags&flagResetReceivedBefor != 0:
+		switch {
+		case isStaleReuse(e):
+			return record.CauseStaleReuse
+		case isResetAfterIdle(e, thresholdMs):
+			return record.CauseResetAfterIdle
+		}
 		return record.CauseResetReceived
 	case e.Flags&flagResetSentBefore != 0:
 		return record.CauseResetSent
@@ -591,6 +622,29 @@ func closeCause(e *katraceEvent, idleThreshold time.Duration) string {
 		return record.CauseCloseRemote
 	}
 	return record.CauseCloseLocal
+}
+
+// isStaleReuse: the peer closed (its FIN arrived), we wrote after that,
+// and the peer answered with a RST.
+func isStaleReuse(e *katraceEvent) bool {
+	return e.FinSide == finRemote && e.WrittenAfterFin > 0
+}
+
+// isResetAfterIdle: no FIN either way, our write after a silence of at
+// least the idle threshold was never acknowledged, and a RST came instead:
+// the peer, or a NAT or load balancer between us, forgot the connection.
+func isResetAfterIdle(e *katraceEvent, thresholdMs uint32) bool {
+	return e.FinSide == 0 && e.Unacked > 0 && e.SinceRecvMs >= e.SinceSendMs &&
+		e.SinceRecvMs-e.SinceSendMs >= thresholdMs
+}
+
+// reuseGapMs is the time from the peer's FIN to our last write.
+func reuseGapMs(e *katraceEvent) int64 {
+	wrote := int64(e.TsNs) - int64(e.SinceSendMs)*int64(time.Millisecond)
+	if e.FinNs == 0 || wrote < int64(e.FinNs) {
+		return 0
+	}
+	return (wrote - int64(e.FinNs)) / int64(time.Millisecond)
 }
 
 // resetNames are enum sk_rst_reason's names (include/net/rstreason.h).

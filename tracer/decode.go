@@ -57,6 +57,7 @@ func decodeEvent(b []byte, e *katraceEvent) error {
 		e.Comm[i] = int8(b[unsafe.Offsetof(e.Comm)+uintptr(i)])
 	}
 	e.Unread = ne.Uint32(b[unsafe.Offsetof(e.Unread):])
-	e.Pad = ne.Uint32(b[unsafe.Offsetof(e.Pad):])
+	e.Role = b[unsafe.Offsetof(e.Role)]
+	copy(e.Pad[:], b[unsafe.Offsetof(e.Pad):])
 	return nil
 }

@@ -60,7 +60,14 @@ type katraceEvent struct {
 	TimerState       uint8
 	Comm             [16]int8
 	Unread           uint32
-	Pad              uint32
+	Role             uint8
+	Pad              [3]uint8
+}
+
+type katraceOwner struct {
+	_    structs.HostLayout
+	Pid  uint32
+	Comm [16]int8
 }
 
 type katraceProbeOut struct {
@@ -83,7 +90,7 @@ type katraceSockInfo struct {
 	ResetSent     uint8
 	ResetReceived uint8
 	Established   uint8
-	_             [1]byte
+	Role          uint8
 	Sport         uint16
 	_             [4]byte
 }
@@ -106,13 +113,18 @@ const (
 	katraceMapEvents                      = "events"
 	katraceMapLostEvents                  = "lost_events"
 	katraceMapOwnedInodes                 = "owned_inodes"
+	katraceMapOwners                      = "owners"
 	katraceMapProbesOut                   = "probes_out"
 	katraceMapSockInfos                   = "sock_infos"
 	katraceMapTimerRuns                   = "timer_runs"
 	katraceProgFentryTcpKeepaliveTimer    = "fentry_tcp_keepalive_timer"
+	katraceProgFentryTcpRecvmsg           = "fentry_tcp_recvmsg"
+	katraceProgFentryTcpSendmsg           = "fentry_tcp_sendmsg"
 	katraceProgFentryTcpSetState          = "fentry_tcp_set_state"
 	katraceProgFexitTcpKeepaliveTimer     = "fexit_tcp_keepalive_timer"
 	katraceProgKprobeTcpKeepaliveTimer    = "kprobe_tcp_keepalive_timer"
+	katraceProgKprobeTcpRecvmsg           = "kprobe_tcp_recvmsg"
+	katraceProgKprobeTcpSendmsg           = "kprobe_tcp_sendmsg"
 	katraceProgKretprobeTcpKeepaliveTimer = "kretprobe_tcp_keepalive_timer"
 	katraceProgPrimeCookies               = "prime_cookies"
 	katraceProgTpInetSkErrorReport        = "tp_inet_sk_error_report"
@@ -137,6 +149,7 @@ const (
 	katraceVarFilterPorts                 = "filter_ports"
 	katraceVarIdleThresholdMs             = "idle_threshold_ms"
 	katraceVarKeepaliveTimerFn            = "keepalive_timer_fn"
+	katraceVarOwnersByCookie              = "owners_by_cookie"
 	katraceVarUnusedEvent                 = "unused_event"
 )
 
@@ -183,9 +196,13 @@ type katraceSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type katraceProgramSpecs struct {
 	FentryTcpKeepaliveTimer    *ebpf.ProgramSpec `ebpf:"fentry_tcp_keepalive_timer"`
+	FentryTcpRecvmsg           *ebpf.ProgramSpec `ebpf:"fentry_tcp_recvmsg"`
+	FentryTcpSendmsg           *ebpf.ProgramSpec `ebpf:"fentry_tcp_sendmsg"`
 	FentryTcpSetState          *ebpf.ProgramSpec `ebpf:"fentry_tcp_set_state"`
 	FexitTcpKeepaliveTimer     *ebpf.ProgramSpec `ebpf:"fexit_tcp_keepalive_timer"`
 	KprobeTcpKeepaliveTimer    *ebpf.ProgramSpec `ebpf:"kprobe_tcp_keepalive_timer"`
+	KprobeTcpRecvmsg           *ebpf.ProgramSpec `ebpf:"kprobe_tcp_recvmsg"`
+	KprobeTcpSendmsg           *ebpf.ProgramSpec `ebpf:"kprobe_tcp_sendmsg"`
 	KretprobeTcpKeepaliveTimer *ebpf.ProgramSpec `ebpf:"kretprobe_tcp_keepalive_timer"`
 	PrimeCookies               *ebpf.ProgramSpec `ebpf:"prime_cookies"`
 	TpInetSkErrorReport        *ebpf.ProgramSpec `ebpf:"tp_inet_sk_error_report"`
@@ -206,6 +223,7 @@ type katraceMapSpecs struct {
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	LostEvents  *ebpf.MapSpec `ebpf:"lost_events"`
 	OwnedInodes *ebpf.MapSpec `ebpf:"owned_inodes"`
+	Owners      *ebpf.MapSpec `ebpf:"owners"`
 	ProbesOut   *ebpf.MapSpec `ebpf:"probes_out"`
 	SockInfos   *ebpf.MapSpec `ebpf:"sock_infos"`
 	TimerRuns   *ebpf.MapSpec `ebpf:"timer_runs"`
@@ -228,6 +246,7 @@ type katraceVariableSpecs struct {
 	FilterPorts         *ebpf.VariableSpec `ebpf:"filter_ports"`
 	IdleThresholdMs     *ebpf.VariableSpec `ebpf:"idle_threshold_ms"`
 	KeepaliveTimerFn    *ebpf.VariableSpec `ebpf:"keepalive_timer_fn"`
+	OwnersByCookie      *ebpf.VariableSpec `ebpf:"owners_by_cookie"`
 	UnusedEvent         *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -254,6 +273,7 @@ type katraceMaps struct {
 	Events      *ebpf.Map `ebpf:"events"`
 	LostEvents  *ebpf.Map `ebpf:"lost_events"`
 	OwnedInodes *ebpf.Map `ebpf:"owned_inodes"`
+	Owners      *ebpf.Map `ebpf:"owners"`
 	ProbesOut   *ebpf.Map `ebpf:"probes_out"`
 	SockInfos   *ebpf.Map `ebpf:"sock_infos"`
 	TimerRuns   *ebpf.Map `ebpf:"timer_runs"`
@@ -264,6 +284,7 @@ func (m *katraceMaps) Close() error {
 		m.Events,
 		m.LostEvents,
 		m.OwnedInodes,
+		m.Owners,
 		m.ProbesOut,
 		m.SockInfos,
 		m.TimerRuns,
@@ -287,6 +308,7 @@ type katraceVariables struct {
 	FilterPorts         *ebpf.Variable `ebpf:"filter_ports"`
 	IdleThresholdMs     *ebpf.Variable `ebpf:"idle_threshold_ms"`
 	KeepaliveTimerFn    *ebpf.Variable `ebpf:"keepalive_timer_fn"`
+	OwnersByCookie      *ebpf.Variable `ebpf:"owners_by_cookie"`
 	UnusedEvent         *ebpf.Variable `ebpf:"unused_event"`
 }
 
@@ -295,9 +317,13 @@ type katraceVariables struct {
 // It can be passed to loadKatraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type katracePrograms struct {
 	FentryTcpKeepaliveTimer    *ebpf.Program `ebpf:"fentry_tcp_keepalive_timer"`
+	FentryTcpRecvmsg           *ebpf.Program `ebpf:"fentry_tcp_recvmsg"`
+	FentryTcpSendmsg           *ebpf.Program `ebpf:"fentry_tcp_sendmsg"`
 	FentryTcpSetState          *ebpf.Program `ebpf:"fentry_tcp_set_state"`
 	FexitTcpKeepaliveTimer     *ebpf.Program `ebpf:"fexit_tcp_keepalive_timer"`
 	KprobeTcpKeepaliveTimer    *ebpf.Program `ebpf:"kprobe_tcp_keepalive_timer"`
+	KprobeTcpRecvmsg           *ebpf.Program `ebpf:"kprobe_tcp_recvmsg"`
+	KprobeTcpSendmsg           *ebpf.Program `ebpf:"kprobe_tcp_sendmsg"`
 	KretprobeTcpKeepaliveTimer *ebpf.Program `ebpf:"kretprobe_tcp_keepalive_timer"`
 	PrimeCookies               *ebpf.Program `ebpf:"prime_cookies"`
 	TpInetSkErrorReport        *ebpf.Program `ebpf:"tp_inet_sk_error_report"`
@@ -314,9 +340,13 @@ type katracePrograms struct {
 func (p *katracePrograms) Close() error {
 	return _KatraceClose(
 		p.FentryTcpKeepaliveTimer,
+		p.FentryTcpRecvmsg,
+		p.FentryTcpSendmsg,
 		p.FentryTcpSetState,
 		p.FexitTcpKeepaliveTimer,
 		p.KprobeTcpKeepaliveTimer,
+		p.KprobeTcpRecvmsg,
+		p.KprobeTcpSendmsg,
 		p.KretprobeTcpKeepaliveTimer,
 		p.PrimeCookies,
 		p.TpInetSkErrorReport,

@@ -167,9 +167,20 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
 	} else {
 		keep["tp_tcp_send_reset"] = true
 	}
+	ownerTPs := true
 	for _, tp := range ownerTracepoints {
 		if hasTracepoint(kspec, tp) {
 			keep["tp_"+tp] = true
+		} else {
+			ownerTPs = false
+		}
+	}
+	// Older kernels: learn owners from tcp_recvmsg/tcp_sendmsg where the
+	// strategy can hook functions.
+	ownersByCookie := !ownerTPs && s != StrategyTracepoint
+	if ownersByCookie {
+		for _, fn := range []string{"tcp_recvmsg", "tcp_sendmsg"} {
+			keep[string(s)+"_"+fn] = true
 		}
 	}
 	for name := range spec.Programs {
@@ -179,6 +190,9 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
 	}
 	if err := configure(spec, s, opts); err != nil {
 		return nil, err
+	}
+	if err := spec.Variables["owners_by_cookie"].Set(ownersByCookie); err != nil {
+		return nil, fmt.Errorf("setting owners_by_cookie: %w", err)
 	}
 
 	coll, err := ebpf.NewCollection(spec)
@@ -223,12 +237,14 @@ func primeCookies(prog *ebpf.Program) error {
 	return err
 }
 
+// attachProgram attaches a program; a kprobe's function is in its name
+// (kprobe_tcp_recvmsg probes tcp_recvmsg).
 func attachProgram(name string, prog *ebpf.Program) (link.Link, error) {
 	switch {
 	case strings.HasPrefix(name, "kprobe_"):
-		return link.Kprobe("tcp_keepalive_timer", prog, nil)
+		return link.Kprobe(strings.TrimPrefix(name, "kprobe_"), prog, nil)
 	case strings.HasPrefix(name, "kretprobe_"):
-		return link.Kretprobe("tcp_keepalive_timer", prog, nil)
+		return link.Kretprobe(strings.TrimPrefix(name, "kretprobe_"), prog, nil)
 	default:
 		return link.AttachTracing(link.TracingOptions{Program: prog})
 	}

@@ -134,7 +134,19 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
 	}
-	p.pollLost(time.Now())
+	if n := p.pollLost(time.Now()); n > 0 {
+		// Reported before the summary, like every other loss.
+		rec.Reset()
+		rec.Time = time.Now()
+		rec.Type = record.TypeLost
+		rec.Count = n
+		if err := sink.Write(&rec); err != nil {
+			return err
+		}
+	}
+	if err := corr.WriteSummary(time.Now()); err != nil {
+		return err
+	}
 
 	rec.Reset()
 	rec.Time = time.Now()

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// progCost is one kernel program's bpf_stats.
+type progCost struct {
+	name    string
+	runs    uint64
+	runtime time.Duration
+}
+
+func (c progCost) perRun() float64 {
+	if c.runs == 0 {
+		return 0
+	}
+	return float64(c.runtime.Nanoseconds()) / float64(c.runs)
+}
+
+// programsOf returns the BPF programs process pid holds open (its program
+// and link fds name them in fdinfo), by name.
+func programsOf(pid int) (map[string]progCost, error) {
+	ids := map[ebpf.ProgramID]bool{}
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "prog_id:"); ok {
+				if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
+					ids[ebpf.ProgramID(id)] = true
+				}
+			}
+		}
+	}
+	out := map[string]progCost{}
+	for id := range ids {
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		info, err := p.Info()
+		st, err2 := p.Stats()
+		p.Close()
+		if err != nil || err2 != nil {
+			continue
+		}
+		c := out[info.Name]
+		c.name = info.Name
+		c.runs += st.RunCount
+		c.runtime += st.Runtime
+		out[info.Name] = c
+	}
+	return out, nil
+}
+
+// withStats turns kernel.bpf_stats_enabled on for the duration of f.
+func withStats(f func()) error {
+	const knob = "/proc/sys/kernel/bpf_stats_enabled"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(knob, []byte("1"), 0); err != nil {
+		return err
+	}
+	defer os.WriteFile(knob, old, 0)
+	f()
+	return nil
+}
+
+func runKernelCost(t *table, o options) {
+	type phase struct {
+		name string
+		args []string
+		load func() error
+	}
+	phases := []phase{
+		{"default, churn", nil, func() error { _, err := runChurn(o); return err }},
+		{"--all --states, churn", []string{"--all", "--states"}, func() error { _, err := runChurn(o); return err }},
+		{"default, delayed-ACK timers", nil, func() error { return delackTimers(1000, o.dur) }},
+	}
+	results := make([]map[string]progCost, len(phases))
+	err := withStats(func() {
+		for i, ph := range phases {
+			p, err := startKatrace(o.katrace, ph.args...)
+			if err != nil {
+				logf("kernel cost, %s: %v", ph.name, err)
+				continue
+			}
+			if err := ph.load(); err != nil {
+				logf("kernel cost, %s: %v", ph.name, err)
+			}
+			results[i], err = programsOf(p.pid())
+			if err != nil {
+				logf("kernel cost, %s: %v", ph.name, err)
+			}
+			p.stop()
+		}
+	})
+	if err != nil {
+		t.add("kernel cost", "bpf_stats", "cannot enable kernel.bpf_stats_enabled: "+err.Error(), ptr(false))
+		return
+	}
+	for i, ph := range phases {
+		var names []string
+		for n := range results[i] {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			c := results[i][n]
+			if c.runs == 0 {
+				continue
+			}
+			logf("kernel cost, %s: %-18s %9d runs %7.1f ns/run", ph.name, n, c.runs, c.perRun())
+		}
+	}
+	stateProg := "tp_inet_sock_se" // the kernel keeps 15 characters of a name
+	for i, ph := range phases[:2] {
+		c, ok := results[i][stateProg]
+		if !ok {
+			t.add("kernel ns per state change, "+ph.name, "≤ 100 ns", "tp_inet_sock_set_state not found", ptr(false))
+			continue
+		}
+		t.add("kernel ns per state change, "+ph.name, "≤ 100 ns",
+			fmt.Sprintf("%.0f ns (%d runs)", c.perRun(), c.runs), ptr(c.perRun() <= 100))
+	}
+	for i, ph := range phases {
+		if i == 1 {
+			continue
+		}
+		var sum progCost
+		var parts []string
+		for _, n := range []string{"tp_timer_expire_entry", "tp_timer_expire_exit"} {
+			c, ok := results[i][n[:min(len(n), 15)]]
+			if !ok {
+				continue
+			}
+			sum.runs += c.runs
+			sum.runtime += c.runtime
+			parts = append(parts, fmt.Sprintf("%s %.0f", strings.TrimPrefix(n, "tp_timer_expire_"), c.perRun()))
+		}
+		if sum.runs == 0 {
+			continue
+		}
+		t.add("kernel ns per timer event (entry/exit), "+ph.name, "≤ 20 ns",
+			fmt.Sprintf("%.0f ns (%s; %d runs)", sum.perRun(), strings.Join(parts, ", "), sum.runs), ptr(sum.perRun() <= 20))
+	}
+	// The rest, for the record: per-syscall owner tracepoints and resets.
+	if res := results[0]; res != nil {
+		var parts []string
+		for _, n := range []string{"tp_sock_recv_le", "tp_sock_send_le", "tp_tcp_receive_", "tp_tcp_send_res", "tp_inet_sk_erro"} {
+			if c, ok := res[n]; ok && c.runs > 0 {
+				parts = append(parts, fmt.Sprintf("%s %.0f ns × %d", n, c.perRun(), c.runs))
+			}
+		}
+		t.add("kernel ns, other programs (default, churn)", "-", strings.Join(parts, "; "), nil)
+	}
+}
+
+// delackTimers keeps conns loopback connections where the client writes a
+// byte every 40 ms and the server never answers: the server's delayed-ACK
+// timer (a timer_list, not a keepalive timer) fires for each.
+func delackTimers(conns int, d time.Duration) error {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	var wg sync.WaitGroup
+	var stop atomic.Bool
+	var accepted []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted = append(accepted, c)
+			mu.Unlock()
+			go func() {
+				buf := make([]byte, 64)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	dialer := net.Dialer{KeepAlive: -1}
+	for i := 0; i < conns; i++ {
+		c, err := dialer.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer c.Close()
+			time.Sleep(time.Duration(i) * 40 * time.Millisecond / time.Duration(conns))
+			tk := time.NewTicker(40 * time.Millisecond)
+			defer tk.Stop()
+			for !stop.Load() {
+				if _, err := c.Write([]byte{1}); err != nil {
+					return
+				}
+				<-tk.C
+			}
+		}(i)
+	}
+	time.Sleep(d)
+	stop.Store(true)
+	wg.Wait()
+	mu.Lock()
+	for _, c := range accepted {
+		c.Close()
+	}
+	mu.Unlock()
+	return nil
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"time"
+)
+
+// bpftrace programs: printing one line per TCP state change (the events
+// katrace --all --states prints), and only counting them in the kernel.
+const (
+	bpftracePrint = `tracepoint:sock:inet_sock_set_state /args->protocol == 6/ {
+	printf("%lld %d %s %s:%d > %s:%d %d -> %d\n", nsecs, pid, comm,
+		ntop(args->saddr), args->sport, ntop(args->daddr), args->dport,
+		args->oldstate, args->newstate);
+}`
+	bpftraceCount = `tracepoint:sock:inet_sock_set_state /args->protocol == 6/ { @states = count(); }`
+)
+
+// tracerConfig is one traced configuration of the churn comparison.
+type tracerConfig struct {
+	name  string
+	start func() (*tracerProc, error)
+	// katrace: its end record says events and loss.
+	katrace bool
+}
+
+type pairStats struct {
+	ratios           []float64
+	untraced, traced []float64
+	events, lost     uint64
+	conns            uint64
+	failed           int
+}
+
+func runChurnPairs(t *table, o options) {
+	configs := []tracerConfig{
+		{name: "katrace trace -o json", katrace: true, start: func() (*tracerProc, error) { return startKatrace(o.katrace) }},
+		{name: "katrace trace --all --states -o json", katrace: true, start: func() (*tracerProc, error) {
+			return startKatrace(o.katrace, "--all", "--states")
+		}},
+	}
+	bt, btErr := exec.LookPath(o.bpftrace)
+	if btErr == nil {
+		configs = append(configs,
+			tracerConfig{name: "bpftrace printing every state change", start: func() (*tracerProc, error) { return startBpftrace(bt, bpftracePrint) }},
+			tracerConfig{name: "bpftrace counting state changes in the kernel", start: func() (*tracerProc, error) { return startBpftrace(bt, bpftraceCount) }},
+		)
+	}
+	stats := make([]pairStats, len(configs))
+	// Rounds interleave the configurations; within a pair the order
+	// alternates, so drift and the neighbours' load hit both sides alike.
+	for round := 0; round < o.pairs; round++ {
+		for ci, c := range configs {
+			s := &stats[ci]
+			var base, traced churnResult
+			var err error
+			if round%2 == 0 {
+				if base, err = runChurn(o); err == nil {
+					traced, err = tracedRun(o, c, s)
+				}
+			} else {
+				if traced, err = tracedRun(o, c, s); err == nil {
+					base, err = runChurn(o)
+				}
+			}
+			if err != nil {
+				logf("%s, pair %d: %v", c.name, round+1, err)
+				s.failed++
+				continue
+			}
+			s.untraced = append(s.untraced, base.PerSec)
+			s.traced = append(s.traced, traced.PerSec)
+			s.ratios = append(s.ratios, traced.PerSec/base.PerSec)
+			logf("%s, pair %d: untraced %.0f/s, traced %.0f/s, kept %.3f", c.name, round+1, base.PerSec, traced.PerSec, traced.PerSec/base.PerSec)
+		}
+	}
+	describe := func(s *pairStats) string {
+		lo, hi := minMax(s.ratios)
+		return fmt.Sprintf("%.3f (range %.3f-%.3f; %.0f → %.0f conn/s median)", median(s.ratios), lo, hi, median(s.untraced), median(s.traced))
+	}
+	if len(stats[0].ratios) > 0 {
+		t.add("churn kept, default", "≥ 0.97", describe(&stats[0]), ptr(median(stats[0].ratios) >= 0.97))
+	}
+	var btPrint float64
+	if len(configs) > 2 && len(stats[2].ratios) > 0 {
+		btPrint = median(stats[2].ratios)
+	}
+	if s := &stats[1]; len(s.ratios) > 0 {
+		m := median(s.ratios)
+		target := "≥ 0.80 and > bpftrace printing"
+		ok := m >= 0.80 && (btErr != nil || m > btPrint)
+		if btErr != nil {
+			target = "≥ 0.80 (bpftrace not installed)"
+		}
+		t.add("churn kept, --all --states", target, describe(s), ptr(ok))
+	}
+	if len(configs) > 2 {
+		for i, name := range []string{"churn kept, bpftrace printing", "churn kept, bpftrace counting"} {
+			if s := &stats[2+i]; len(s.ratios) > 0 {
+				t.add(name, "(reference)", describe(s), nil)
+			}
+		}
+	} else {
+		t.add("churn kept, bpftrace", "(reference)", "bpftrace not installed: "+btErr.Error(), nil)
+	}
+	for i := 0; i < 2; i++ {
+		s := &stats[i]
+		if s.conns == 0 {
+			continue
+		}
+		t.add("loss at full churn, "+[]string{"default", "--all --states"}[i], "0",
+			fmt.Sprintf("%d lost of %d events (%.1f events/conn, default 4 MiB ring)", s.lost, s.events+s.lost,
+				float64(s.events+s.lost)/float64(s.conns)), ptr(s.lost == 0))
+	}
+}
+
+// tracedRun starts the tracer, churns, and stops the tracer.
+func tracedRun(o options, c tracerConfig, s *pairStats) (churnResult, error) {
+	p, err := c.start()
+	if err != nil {
+		return churnResult{}, err
+	}
+	r, err := runChurn(o)
+	if err != nil {
+		p.kill()
+		return r, err
+	}
+	// Let the tracer catch up before stopping it, off the clock.
+	time.Sleep(100 * time.Millisecond)
+	end, _, err := p.stop()
+	if err != nil {
+		return r, err
+	}
+	if c.katrace {
+		if end.Type != "end" {
+			return r, fmt.Errorf("no end record: %s", p.stderr.String())
+		}
+		s.events += end.Events
+		s.lost += end.Lost
+		s.conns += r.Total
+	}
+	return r, nil
+}

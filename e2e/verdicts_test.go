@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/katrace/katrace/tracer"
+)
+
+// between fails unless lo <= v <= hi.
+func between(t *testing.T, what string, v, lo, hi float64) {
+	t.Helper()
+	if v < lo || v > hi {
+		t.Errorf("%s = %v, want between %v and %v", what, v, lo, hi)
+	}
+}
+
+// TestHTTPIdleTimeout: a net/http server with IdleTimeout 1s closes a kept-
+// alive connection the client left idle. Both ends are seen, with the
+// server's timeout as the idle time, and the summary learns it.
+func TestHTTPIdleTimeout(t *testing.T) {
+	requirePrivileges(t)
+	p := newPair(t)
+	s := startTrace(t, tracer.Config{IdleThreshold: 500 * time.Millisecond})
+	srv := startHelper(t, p.server, "", "server", p.serverAddr, "18180", "http", "1s")
+	srv.expect("listening", startTimeout)
+	cli := startHelper(t, p.client, "", "client", p.serverAddr, "18180")
+	lp := atoi(t, cli.expect("connected", startTimeout))
+	cli.send("get")
+	cli.expect("got 200", startTimeout)
+	// The client waits; the server's idle timeout closes the connection.
+	cli.send("wait")
+	cli.expect("eof", eventTimeout)
+	cli.send("close")
+
+	server := s.waitFor("the server's idle close", 1, eventTimeout,
+		and(typeIs("idle_close"), inNetns(p.serverIno), rport(lp)))[0]
+	if server.str("side") != "local" || int(server.num("pid")) != srv.pid {
+		t.Errorf("server's idle close: %v (server pid %d)", server, srv.pid)
+	}
+	// IdleTimeout 1s, measured from the socket's own last-data stamps:
+	// within a few jiffies (4 ms at HZ=250) plus the Go scheduler.
+	between(t, "server idle_ms", server.num("idle_ms"), 990, 1100)
+	client := s.waitFor("the client's view", 1, eventTimeout,
+		and(typeIs("idle_close"), inNetns(p.clientIno), lport(lp)))[0]
+	if client.str("side") != "remote" || int(client.num("pid")) != cli.pid {
+		t.Errorf("client's idle close: %v (client pid %d)", client, cli.pid)
+	}
+	between(t, "client idle_ms", client.num("idle_ms"), 990, 1100)
+	sc := s.waitFor("server close", 1, eventTimeout, and(typeIs("close"), inNetns(p.serverIno), rport(lp)))[0]
+	if sc.str("cause") != "idle_close_local" {
+		t.Errorf("server close: %v", sc)
+	}
+	cc := s.waitFor("client close", 1, eventTimeout, and(typeIs("close"), inNetns(p.clientIno), lport(lp)))[0]
+	if cc.str("cause") != "idle_close_remote" {
+		t.Errorf("client close: %v", cc)
+	}
+
+	s.stop()
+	endpoint := p.serverAddr + ":18180"
+	sums := s.all(and(typeIs("summary"), func(r rec) bool { return r.str("endpoint") == endpoint }))
+	if len(sums) != 1 {
+		t.Fatalf("%d summary records for %s: %s", len(sums), endpoint, s.dump())
+	}
+	sum := sums[0]
+	if sum.num("idle_closes_local") != 1 || sum.num("idle_closes_remote") != 1 {
+		t.Errorf("summary: %v", sum)
+	}
+	between(t, "summary idle_ms_p50", sum.num("idle_ms_p50"), 990, 1100)
+	recs := s.snapshot()
+	if recs[len(recs)-1].str("type") != "end" || recs[len(recs)-2].str("type") != "summary" {
+		t.Errorf("summary records must come right before end")
+	}
+}
+
+// TestStaleReuse: a pooled client keeps a connection past the server's idle
+// timeout and writes on it after the server's FIN; the server resets it.
+func TestStaleReuse(t *testing.T) {
+	requirePrivileges(t)
+	p := newPair(t)
+	s := startTrace(t, tracer.Config{})
+	srv := startHelper(t, p.server, "", "server", p.serverAddr, "18181", "http", "1s")
+	srv.expect("listening", startTimeout)
+	cli := startHelper(t, p.client, "", "client", p.serverAddr, "18181")
+	lp := atoi(t, cli.expect("connected", startTimeout))
+	cli.send("get")
+	cli.expect("got 200", startTimeout)
+	mine := and(inNetns(p.clientIno), lport(lp))
+	// Wait for the server's FIN to reach the client, then reuse.
+	s.waitFor("the server's FIN", 1, eventTimeout, and(typeIs("idle_close"), mine))
+	time.Sleep(300 * time.Millisecond)
+	cli.send("get")
+	cli.expect("error", startTimeout)
+
+	c := s.waitFor("the client's close", 1, eventTimeout, and(typeIs("close"), mine))[0]
+	if c.str("cause") != "stale_reuse" {
+		t.Fatalf("close: %v", c)
+	}
+	between(t, "reuse_gap_ms", c.num("reuse_gap_ms"), 250, 1000)
+	between(t, "peer_idle_ms", c.num("peer_idle_ms"), 990, 1100)
+	if int(c.num("pid")) != cli.pid {
+		t.Errorf("close attributed to %v, want %d", c["pid"], cli.pid)
+	}
+	rst := s.all(and(typeIs("reset"), mine))
+	if len(rst) != 1 || rst[0].str("direction") != "received" {
+		t.Errorf("client resets: %v", rst)
+	}
+	s.stop()
+	for _, sum := range s.all(typeIs("summary")) {
+		if sum.str("endpoint") == p.serverAddr+":18181" && sum.num("stale_reuses") != 1 {
+			t.Errorf("summary: %v", sum)
+		}
+	}
+}
+
+// TestResetAfterIdle: the server's side forgets the connection while it is
+// idle (its RST is lost: the link is down); the client's next write draws a
+// RST with no FIN ever seen.
+func TestResetAfterIdle(t *testing.T) {
+	requirePrivileges(t)
+	p := newPair(t)
+	s := startTrace(t, tracer.Config{})
+	srv := startHelper(t, p.server, "", "server", p.serverAddr, "18182", "echo")
+	srv.expect("listening", startTimeout)
+	cli := startHelper(t, p.client, "", "client", p.serverAddr, "18182")
+	lp := atoi(t, cli.expect("connected", startTimeout))
+	cli.send("ping")
+	cli.expect("got", startTimeout)
+	quiet := time.Now()
+
+	run(t, "ip", "-n", p.server, "link", "set", p.serverDev, "down")
+	srv.send("abortall")
+	srv.expect("abortall 1", startTimeout)
+	run(t, "ip", "-n", p.server, "link", "set", p.serverDev, "up")
+	time.Sleep(1500*time.Millisecond - time.Since(quiet))
+	cli.send("ping")
+	cli.expect("error", startTimeout)
+
+	c := s.waitFor("the client's close", 1, eventTimeout, and(typeIs("close"), inNetns(p.clientIno), lport(lp)))[0]
+	if c.str("cause") != "reset_after_idle" {
+		t.Fatalf("close: %v", c)
+	}
+	between(t, "idle_ms", c.num("idle_ms"), 1400, 3000)
+}
+
+// TestKeepaliveAnsweredByReset: the peer lost the connection (its side was
+// aborted while the link was down); the next keepalive probe draws a RST.
+func TestKeepaliveAnsweredByReset(t *testing.T) {
+	requirePrivileges(t)
+	p := newPair(t)
+	s := startTrace(t, tracer.Config{})
+	srv := startHelper(t, p.server, "", "server", p.serverAddr, "18183", "hold")
+	srv.expect("listening", startTimeout)
+	cli := startHelper(t, p.client, "", "client", p.serverAddr, "18183", "1s", "1s", "5")
+	lp := atoi(t, cli.expect("connected", startTimeout))
+	cli.send("wait")
+	mine := and(inNetns(p.clientIno), lport(lp))
+
+	run(t, "ip", "-n", p.server, "link", "set", p.serverDev, "down")
+	srv.send("abortall")
+	srv.expect("abortall 1", startTimeout)
+	s.waitFor("an unanswered probe", 1, eventTimeout, and(typeIs("keepalive_probe"), mine))
+	run(t, "ip", "-n", p.server, "link", "set", p.serverDev, "up")
+
+	r := s.waitFor("the peer's reset", 1, eventTimeout, and(typeIs("reset"), mine))[0]
+	if r.str("direction") != "received" || r["after_keepalive"] != true {
+		t.Errorf("reset: %v", r)
+	}
+	c := s.waitFor("the close", 1, eventTimeout, and(typeIs("close"), mine))[0]
+	if c.str("cause") != "reset_received" {
+		t.Errorf("close: %v", c)
+	}
+}
+
+// TestCloseWithUnreadData: the server closes a connection without reading
+// what the client sent: the kernel aborts it with a RST.
+func TestCloseWithUnreadData(t *testing.T) {
+	requirePrivileges(t)
+	p := newPair(t)
+	s := startTrace(t, tracer.Config{})
+	srv := startHelper(t, p.server, "", "server", p.serverAddr, "18184", "unread")
+	srv.expect("listening", startTimeout)
+	cli := startHelper(t, p.client, "", "client", p.serverAddr, "18184")
+	lp := atoi(t, cli.expect("connected", startTimeout))
+	cli.send("ping") // sends 5 bytes the server never reads
+	waitUnread(t, p, lp)
+	srv.send("closeall")
+	srv.expect("closeall 1", startTimeout)
+
+	r := s.waitFor("the server's reset", 1, eventTimeout,
+		and(typeIs("reset"), inNetns(p.serverIno), rport(lp)))[0]
+	if r.str("direction") != "sent" || r.str("reason") != "TCP_ABORT_ON_CLOSE" || int(r.num("pid")) != srv.pid {
+		t.Errorf("reset: %v (server pid %d)", r, srv.pid)
+	}
+	c := s.waitFor("the server's close", 1, eventTimeout,
+		and(typeIs("close"), inNetns(p.serverIno), rport(lp)))[0]
+	if c.str("cause") != "reset_sent" {
+		t.Errorf("close: %v", c)
+	}
+	cc := s.waitFor("the client's close", 1, eventTimeout,
+		and(typeIs("close"), inNetns(p.clientIno), lport(lp)))[0]
+	if cc.str("cause") != "reset_received" {
+		t.Errorf("client close: %v", cc)
+	}
+}
+
+// waitUnread waits until the server's socket holds the client's bytes.
+func waitUnread(t *testing.T, p *pair, clientPort int) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		out := run(t, "ip", "netns", "exec", p.server, "ss", "-tnH", "state", "established", "dport", "= :"+strconv.Itoa(clientPort))
+		var recvQ int
+		if _, err := fmt.Sscan(out, &recvQ); err == nil && recvQ > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the server never received the client's bytes")
+}

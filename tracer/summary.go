@@ -1,0 +1,145 @@
+package tracer
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/katrace/katrace/record"
+)
+
+// summary learns, from the idle closes it sees, the idle timeout each
+// service uses: a service is the local end of an accepted connection or the
+// remote end of one this host opened.
+type summary struct {
+	endpoints map[string]*endpointStats
+}
+
+type endpointStats struct {
+	endpoint string
+	// Idle closes made by this host's end, and by the other end.
+	local, remote int
+	// Idle times of the closes the service itself made (its timeout), or
+	// of all closes when it made none; bounded.
+	byService, all []int64
+	staleReuses    int
+}
+
+const (
+	maxEndpoints       = 4096
+	maxSamplesEndpoint = 8192
+)
+
+// service names the service end of the event's connection.
+func service(e *katraceEvent) (addr netip.Addr, port uint16, local bool) {
+	l, r := eventAddrs(e)
+	switch e.Role {
+	case rolePassive:
+		return l, e.Sport, true
+	case roleActive:
+		return r, e.Dport, false
+	}
+	// Not seen opening: the lower port is the likelier service.
+	if e.Sport != 0 && e.Sport < e.Dport {
+		return l, e.Sport, true
+	}
+	return r, e.Dport, false
+}
+
+func eventAddrs(e *katraceEvent) (local, remote netip.Addr) {
+	if e.Family == 6 {
+		return netip.AddrFrom16(e.Saddr).Unmap(), netip.AddrFrom16(e.Daddr).Unmap()
+	}
+	return netip.AddrFrom4([4]byte(e.Saddr[:4])), netip.AddrFrom4([4]byte(e.Daddr[:4]))
+}
+
+func (s *summary) stats(e *katraceEvent) (*endpointStats, bool) {
+	addr, port, local := service(e)
+	key := netip.AddrPortFrom(addr, port).String()
+	st := s.endpoints[key]
+	if st == nil {
+		if s.endpoints == nil {
+			s.endpoints = map[string]*endpointStats{}
+		}
+		if len(s.endpoints) >= maxEndpoints {
+			return nil, local
+		}
+		st = &endpointStats{endpoint: key}
+		s.endpoints[key] = st
+	}
+	return st, local
+}
+
+func (s *summary) idleClose(e *katraceEvent) {
+	st, serviceIsLocal := s.stats(e)
+	if st == nil {
+		return
+	}
+	byLocal := e.FinSide == finLocal
+	if byLocal {
+		st.local++
+	} else {
+		st.remote++
+	}
+	idle := int64(e.FinIdleMs)
+	if len(st.all) < maxSamplesEndpoint {
+		st.all = append(st.all, idle)
+	}
+	if byLocal == serviceIsLocal && len(st.byService) < maxSamplesEndpoint {
+		st.byService = append(st.byService, idle)
+	}
+}
+
+func (s *summary) staleReuse(e *katraceEvent) {
+	if st, _ := s.stats(e); st != nil {
+		st.staleReuses++
+	}
+}
+
+// percentile of sorted samples (nearest rank).
+func percentile(sorted []int64, p int) int64 {
+	if len(sorted) == 0 {
+		return record.Absent
+	}
+	i := (len(sorted)*p + 99) / 100
+	return sorted[max(i, 1)-1]
+}
+
+// WriteSummary writes one summary record per service seen closing idle
+// connections, the busiest first.
+func (c *Correlator) WriteSummary(now time.Time) error {
+	list := make([]*endpointStats, 0, len(c.summary.endpoints))
+	for _, st := range c.summary.endpoints {
+		if st.local+st.remote > 0 || st.staleReuses > 0 {
+			list = append(list, st)
+		}
+	}
+	slices.SortFunc(list, func(a, b *endpointStats) int {
+		if d := (b.local + b.remote) - (a.local + a.remote); d != 0 {
+			return d
+		}
+		return strings.Compare(a.endpoint, b.endpoint)
+	})
+	for _, st := range list {
+		samples := st.byService
+		if len(samples) == 0 {
+			samples = st.all
+		}
+		slices.Sort(samples)
+		r := &c.rec
+		r.Reset()
+		r.Time = now
+		r.Type = record.TypeSummary
+		r.Endpoint = st.endpoint
+		r.IdleClosesLocal = st.local
+		r.IdleClosesRemote = st.remote
+		r.IdleMsP50 = percentile(samples, 50)
+		r.IdleMsP90 = percentile(samples, 90)
+		r.StaleReuses = st.staleReuses
+		if err := c.sink.Write(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
