@@ -52,3 +52,13 @@ VMTEST_STRATEGIES ?= fentry kprobe
 vmtest:
 	$(GO) test -c -o bin/e2e.test ./e2e
 	vmtest/run.sh --test-binary bin/e2e.test $(addprefix --strategy ,$(VMTEST_STRATEGIES)) -- -test.timeout 15m
+
+# The performance benchmark of issue 6 (needs root; about 5 minutes): Go
+# pipeline benchmarks, churn throughput kept in alternating pairs against
+# bpftrace, per-program kernel cost, loss, memory, start-up. BENCHARGS
+# passes flags to bench/cmd/katbench (e.g. BENCHARGS='-pairs 3').
+BENCHARGS ?=
+bench: build
+	$(GO) build -o bin/churn ./bench/cmd/churn
+	$(GO) build -o bin/idleconns ./bench/cmd/idleconns
+	$(GO) run ./bench/cmd/katbench $(BENCHARGS)

@@ -47,6 +47,13 @@ struct {
 	__uint(max_entries, 4 << 20); /* the loader sets --ring-size */
 } events SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
 /* Events the ring buffer had no room for, per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -124,14 +131,43 @@ static __always_inline void count_lost(void)
 
 static __always_inline struct event *reserve_event(void)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	struct event *e;
+	__u32 depth;
 
-	if (!e) {
+	if (!s)
+		return NULL;
+	depth = s->depth;
+	if (depth >= KATRACE_SCRATCH_DEPTH) {
 		count_lost();
 		return NULL;
 	}
+	s->depth = depth + 1;
+	e = &s->ev[depth & (KATRACE_SCRATCH_DEPTH - 1)];
 	__builtin_memset(e, 0, sizeof(*e));
 	return e;
+}
+
+static __always_inline void release_event(void)
+{
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+
+	if (s && s->depth > 0)
+		s->depth--;
+}
+
+static __always_inline void discard_event(struct event *e)
+{
+	release_event();
+}
+
+static __always_inline void submit_event(struct event *e)
+{
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+		count_lost();
+	release_event();
 }
 
 static __always_inline __u32 sock_inode(struct sock *sk)
@@ -384,12 +420,12 @@ static __always_inline void submit_sock_event(struct event *e, struct sock *sk,
 		e->probes_before = run->probes_before;
 	}
 	if (!event_wanted(e, owner_ctx)) {
-		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+		discard_event(e);
 		return;
 	}
 	if (info)
 		info->reported = 1;
-	bpf_ringbuf_submit(e, 0);
+	submit_event(e);
 }
 
 static __always_inline bool owned_by_user(struct sock *sk)
@@ -552,10 +588,10 @@ static __always_inline void handle_reset(struct sock *sk, __u8 kind, __u32 reaso
 		e->flags |= EVF_TIMEWAIT;
 		fill_socket(e, sk, false);
 		if (!event_wanted(e, false)) {
-			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+			discard_event(e);
 			return;
 		}
-		bpf_ringbuf_submit(e, 0);
+		submit_event(e);
 		return;
 	}
 	submit_sock_event(e, sk, info, owned_by_user(sk));
@@ -668,10 +704,10 @@ static __always_inline void keepalive_timer_exit(__u64 timer)
 	e->flags |= EVF_IN_KEEPALIVE_TIMER;
 	fill_owner_by_cookie(e);
 	if (!event_wanted(e, false)) {
-		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+		discard_event(e);
 		return;
 	}
-	bpf_ringbuf_submit(e, 0);
+	submit_event(e);
 }
 
 /* Gives every TCP socket that exists at start a cookie, so that keepalive

@@ -189,6 +189,16 @@ struct owner {
 	char comm[KATRACE_COMM_LEN];
 };
 
+/* Events are built here, filtered, then copied into the ring buffer: only
+ * a wanted event that finds no room is lost. A program can be interrupted
+ * by another on the same CPU (softirq), hence a few slots. */
+#define KATRACE_SCRATCH_DEPTH 4
+struct scratch {
+	struct event ev[KATRACE_SCRATCH_DEPTH];
+	__u32 depth;
+	__u32 pad;
+};
+
 /* A keepalive probe still waiting for its answer. */
 struct probe_out {
 	__u64 sent_jiffies;

@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -283,22 +284,35 @@ func (s teeSink) Flush() error {
 	return s.text.Flush()
 }
 
-type lineWriter struct{ s *session }
+// lineWriter parses katrace's NDJSON as it arrives; a write may end in the
+// middle of a line (the printer's buffer fills), so the rest is kept.
+type lineWriter struct {
+	s       *session
+	partial *[]byte
+}
 
 func (w lineWriter) Write(b []byte) (int, error) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
-	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		if line == "" {
+	buf := append(*w.partial, b...)
+	for {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := buf[:i]
+		buf = buf[i+1:]
+		if len(line) == 0 {
 			continue
 		}
 		var r rec
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
+		if err := json.Unmarshal(line, &r); err != nil {
 			w.s.t.Errorf("katrace wrote a line that is not JSON: %q: %v", line, err)
 			continue
 		}
 		w.s.records = append(w.s.records, r)
 	}
+	*w.partial = append((*w.partial)[:0], buf...)
 	select {
 	case w.s.changed <- struct{}{}:
 	default:
@@ -317,6 +331,12 @@ func (w textWriter) Write(b []byte) (int, error) {
 // startTrace runs katrace with cfg until the test ends (or stop).
 func startTrace(t *testing.T, cfg tracer.Config) *session {
 	t.Helper()
+	return startTraceWith(t, cfg, nil)
+}
+
+// startTraceWith is startTrace with the sink wrapped by wrap.
+func startTraceWith(t *testing.T, cfg tracer.Config, wrap func(record.Sink) record.Sink) *session {
+	t.Helper()
 	if cfg.Attach == "" {
 		cfg.Attach = wantStrategy(t)
 	}
@@ -331,7 +351,10 @@ func startTrace(t *testing.T, cfg tracer.Config) *session {
 	cfg.Attached = func(st tracer.Strategy) { attached <- st }
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	sink := teeSink{json: output.NewJSON(lineWriter{s}), text: output.NewText(textWriter{s})}
+	var sink record.Sink = teeSink{json: output.NewJSON(lineWriter{s: s, partial: new([]byte)}), text: output.NewText(textWriter{s})}
+	if wrap != nil {
+		sink = wrap(sink)
+	}
 	go func() { s.done <- tracer.Run(ctx, cfg, sink) }()
 	select {
 	case s.mode = <-attached:

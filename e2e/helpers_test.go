@@ -31,6 +31,8 @@ func runHelper(role string, args []string) int {
 		err = serve(args)
 	case "client":
 		err = client(args)
+	case "churn":
+		err = churn(args)
 	default:
 		err = fmt.Errorf("unknown helper role %q", role)
 	}
@@ -198,5 +200,32 @@ func client(args []string) error {
 			return fmt.Errorf("unknown command %q", cmd)
 		}
 	}
+	return nil
+}
+
+// churn: churn ADDR PORT N. N connections one after the other, each a ping
+// and its answer, closed by us first.
+func churn(args []string) error {
+	if len(args) < 3 {
+		return fmt.Errorf("churn ADDR PORT N")
+	}
+	n, err := strconv.Atoi(args[2])
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", net.JoinHostPort(args[0], args[1]))
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(c, "ping\n"); err != nil {
+			return err
+		}
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+			return err
+		}
+		c.Close()
+	}
+	say("done %d", n)
 	return nil
 }

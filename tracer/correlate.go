@@ -127,8 +127,9 @@ type Correlator struct {
 }
 
 // abortWait is how long a possible abort's close waits for its reset,
-// which the kernel sends in the same system call.
-const abortWait = 5 * time.Millisecond
+// which the kernel sends in the same system call: far more than that call
+// takes, even on an emulated CPU.
+const abortWait = 100 * time.Millisecond
 
 // NewCorrelator returns a correlator writing to sink.
 func NewCorrelator(cfg CorrelatorConfig, sink record.Sink) *Correlator {
@@ -470,39 +471,55 @@ func mayBeAbort(e *katraceEvent) bool {
 }
 
 // settlePending gives their verdict to the pending closes that e settles:
-// its own reset, or enough time passed without one.
+// its own reset, or any other event of the same socket.
 func (c *Correlator) settlePending(e *katraceEvent) error {
 	for i := 0; i < c.npending; {
 		p := &c.pending[i]
-		switch {
-		case e.Kind == evResetSent && e.Cookie == p.Cookie:
+		if e.Cookie != p.Cookie {
+			i++
+			continue
+		}
+		if e.Kind == evResetSent {
 			// Report the reset first, then the close it explains.
 			if err := c.onReset(e); err != nil {
 				return err
 			}
 			p.Flags |= flagResetSentBefore
 			e.Kind = 0 // handled
-		case e.TsNs < p.TsNs+uint64(abortWait):
-			i++
-			continue
 		}
-		ev := *p
-		c.npending--
-		c.pending[i] = c.pending[c.npending]
-		if err := c.finishClose(&ev); err != nil {
+		if err := c.finishPending(i); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// Flush gives their verdict to closes still waiting for a reset; call it
-// when the ring buffer is empty.
+func (c *Correlator) finishPending(i int) error {
+	ev := c.pending[i]
+	c.npending--
+	c.pending[i] = c.pending[c.npending]
+	return c.finishClose(&ev)
+}
+
+// FlushOlder gives their verdict to closes that waited abortWait for a
+// reset in vain; now is bpf_ktime_get_ns()'s clock (CLOCK_MONOTONIC).
+func (c *Correlator) FlushOlder(now uint64) error {
+	for i := 0; i < c.npending; {
+		if c.pending[i].TsNs+uint64(abortWait) > now {
+			i++
+			continue
+		}
+		if err := c.finishPending(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Flush gives their verdict to every close still waiting for a reset.
 func (c *Correlator) Flush() error {
 	for c.npending > 0 {
-		c.npending--
-		ev := c.pending[c.npending]
-		if err := c.finishClose(&ev); err != nil {
+		if err := c.finishPending(c.npending - 1); err != nil {
 			return err
 		}
 	}
@@ -512,7 +529,7 @@ func (c *Correlator) Flush() error {
 func (c *Correlator) onClose(e *katraceEvent) error {
 	if mayBeAbort(e) {
 		if c.npending == len(c.pending) {
-			if err := c.Flush(); err != nil {
+			if err := c.finishPending(0); err != nil {
 				return err
 			}
 		}

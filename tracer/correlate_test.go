@@ -324,3 +324,17 @@ type discardSink struct{}
 
 func (discardSink) Write(*record.Record) error { return nil }
 func (discardSink) Flush() error               { return nil }
+
+// On a slow machine the peer's events land between the abort's CLOSE and
+// its RST (the RST is traced after it went out): they must not settle it.
+func TestAbortSurvivesOtherSocketsEvents(t *testing.T) {
+	s := sock{cookie: 16, start: 1e12, pid: 99, comm: "client"}
+	peer := sock{cookie: 17, start: 1e12}
+	cl := s.owned(closeAt(s, 500, tcpEstablished, 0, 0))
+	peerReset := peer.ev(evResetReceived, 520, tcpEstablished)
+	rst := s.owned(s.ev(evResetSent, 530, tcpClose))
+	sink := feed(t, defaults, cl, peerReset, rst)
+	if c := sink.last(record.TypeClose); c == nil || c.Cause != record.CauseResetSent {
+		t.Fatalf("records %v, want the client's close as reset_sent", sink.types())
+	}
+}

@@ -77,6 +77,13 @@ type katraceProbeOut struct {
 	Pad         [7]uint8
 }
 
+type katraceScratch struct {
+	_     structs.HostLayout
+	Ev    [4]katraceEvent
+	Depth uint32
+	Pad   uint32
+}
+
 type katraceSockInfo struct {
 	_             structs.HostLayout
 	StartNs       uint64
@@ -115,6 +122,7 @@ const (
 	katraceMapOwnedInodes                 = "owned_inodes"
 	katraceMapOwners                      = "owners"
 	katraceMapProbesOut                   = "probes_out"
+	katraceMapScratch                     = "scratch"
 	katraceMapSockInfos                   = "sock_infos"
 	katraceMapTimerRuns                   = "timer_runs"
 	katraceProgFentryTcpKeepaliveTimer    = "fentry_tcp_keepalive_timer"
@@ -225,6 +233,7 @@ type katraceMapSpecs struct {
 	OwnedInodes *ebpf.MapSpec `ebpf:"owned_inodes"`
 	Owners      *ebpf.MapSpec `ebpf:"owners"`
 	ProbesOut   *ebpf.MapSpec `ebpf:"probes_out"`
+	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 	SockInfos   *ebpf.MapSpec `ebpf:"sock_infos"`
 	TimerRuns   *ebpf.MapSpec `ebpf:"timer_runs"`
 }
@@ -275,6 +284,7 @@ type katraceMaps struct {
 	OwnedInodes *ebpf.Map `ebpf:"owned_inodes"`
 	Owners      *ebpf.Map `ebpf:"owners"`
 	ProbesOut   *ebpf.Map `ebpf:"probes_out"`
+	Scratch     *ebpf.Map `ebpf:"scratch"`
 	SockInfos   *ebpf.Map `ebpf:"sock_infos"`
 	TimerRuns   *ebpf.Map `ebpf:"timer_runs"`
 }
@@ -286,6 +296,7 @@ func (m *katraceMaps) Close() error {
 		m.OwnedInodes,
 		m.Owners,
 		m.ProbesOut,
+		m.Scratch,
 		m.SockInfos,
 		m.TimerRuns,
 	)

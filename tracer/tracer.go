@@ -247,7 +247,7 @@ func (p *pump) tick() error {
 		p.seedOwned()
 	}
 	p.lastFlush = now
-	if err := p.corr.Flush(); err != nil {
+	if err := p.corr.FlushOlder(monotonicNow()); err != nil {
 		return err
 	}
 	return p.sink.Flush()
@@ -303,6 +303,15 @@ func wallOffset() (int64, error) {
 		return 0, fmt.Errorf("reading the monotonic clock: %w", err)
 	}
 	return before.UnixNano() - ts.Nano(), nil
+}
+
+// monotonicNow reads the clock bpf_ktime_get_ns() uses.
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return uint64(ts.Nano())
 }
 
 func kernelRelease() string {

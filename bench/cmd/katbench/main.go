@@ -17,25 +17,27 @@ import (
 )
 
 type options struct {
-	katrace  string
-	churn    string
-	pairs    int
-	dur      time.Duration
-	clients  int
-	conns    int
-	goBench  bool
-	bpftrace string
-	only     string
+	katrace   string
+	churn     string
+	idleconns string
+	pairs     int
+	dur       time.Duration
+	clients   int
+	conns     int
+	goBench   bool
+	bpftrace  string
+	only      string
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.katrace, "katrace", "bin/katrace", "the katrace binary (make build)")
 	flag.StringVar(&o.churn, "churn", "bin/churn", "the churn load generator (go build ./bench/cmd/churn)")
+	flag.StringVar(&o.idleconns, "idleconns", "bin/idleconns", "the idle connection holder (go build ./bench/cmd/idleconns)")
 	flag.IntVar(&o.pairs, "pairs", 5, "alternating [untraced, traced] pairs per configuration")
 	flag.DurationVar(&o.dur, "duration", 3*time.Second, "measured churn time per run")
 	flag.IntVar(&o.clients, "clients", 4, "churn client goroutines")
-	flag.IntVar(&o.conns, "conns", 20000, "idle connections for the memory measurement (two sockets each)")
+	flag.IntVar(&o.conns, "conns", 25000, "idle connections for the memory measurement (two sockets each)")
 	flag.BoolVar(&o.goBench, "go-bench", true, "run the Go pipeline benchmarks")
 	flag.StringVar(&o.bpftrace, "bpftrace", "bpftrace", "bpftrace to compare against (skipped when not found)")
 	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: go,startup,churn,kernel,loss,memory")
@@ -45,13 +47,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "katbench: needs root (it loads katrace's BPF programs and reads bpf_stats)")
 		os.Exit(2)
 	}
-	for _, p := range []*string{&o.katrace, &o.churn} {
+	for _, p := range []*string{&o.katrace, &o.churn, &o.idleconns} {
 		abs, err := filepath.Abs(*p)
 		if err == nil {
 			*p = abs
 		}
 		if _, err := os.Stat(*p); err != nil {
-			fmt.Fprintf(os.Stderr, "katbench: %v (run make build and go build -o bin/churn ./bench/cmd/churn, or make bench)\n", err)
+			fmt.Fprintf(os.Stderr, "katbench: %v (make bench builds it)\n", err)
 			os.Exit(2)
 		}
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"syscall"
 	"time"
 )
 
@@ -40,7 +42,7 @@ func runChurnPairs(t *table, o options) {
 			return startKatrace(o.katrace, "--all", "--states")
 		}},
 	}
-	bt, btErr := exec.LookPath(o.bpftrace)
+	bt, btErr := lookBpftrace(o)
 	if btErr == nil {
 		configs = append(configs,
 			tracerConfig{name: "bpftrace printing every state change", start: func() (*tracerProc, error) { return startBpftrace(bt, bpftracePrint) }},
@@ -141,4 +143,20 @@ func tracedRun(o options, c tracerConfig, s *pairStats) (churnResult, error) {
 		s.conns += r.Total
 	}
 	return r, nil
+}
+
+// lookBpftrace finds bpftrace and makes sure tracefs is mounted, which its
+// tracepoint probes need (DESIGN.md: it is not mounted at boot here).
+func lookBpftrace(o options) (string, error) {
+	bt, err := exec.LookPath(o.bpftrace)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat("/sys/kernel/tracing/events"); err != nil {
+		if err := syscall.Mount("nodev", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
+			return "", fmt.Errorf("bpftrace needs tracefs: mounting it on /sys/kernel/tracing: %w", err)
+		}
+		logf("mounted tracefs on /sys/kernel/tracing for bpftrace")
+	}
+	return bt, nil
 }

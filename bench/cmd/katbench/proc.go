@@ -85,7 +85,10 @@ type endRecord struct {
 
 // stop interrupts the tracer, waits for it, and returns katrace's end
 // record (zero for bpftrace) and the number of output lines.
-func (p *tracerProc) stop() (endRecord, int, error) {
+func (p *tracerProc) stop() (endRecord, int, error) { return p.stopKeep(nil) }
+
+// stopKeep is stop that also hands the whole output to inspect.
+func (p *tracerProc) stopKeep(inspect func([]byte)) (endRecord, int, error) {
 	defer os.Remove(p.out)
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
@@ -97,20 +100,22 @@ func (p *tracerProc) stop() (endRecord, int, error) {
 		<-done
 		return endRecord{}, 0, fmt.Errorf("%s did not stop on SIGINT", p.cmd.Path)
 	}
-	f, err := os.Open(p.out)
+	b, err := os.ReadFile(p.out)
 	if err != nil {
 		return endRecord{}, 0, err
 	}
-	defer f.Close()
+	if inspect != nil {
+		inspect(b)
+	}
 	var end endRecord
 	lines := 0
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 0, 1<<16), 1<<20)
 	for sc.Scan() {
 		lines++
-		b := sc.Bytes()
-		if bytes.Contains(b, []byte(`"type":"end"`)) {
-			_ = json.Unmarshal(b, &end)
+		l := sc.Bytes()
+		if bytes.Contains(l, []byte(`"type":"end"`)) {
+			_ = json.Unmarshal(l, &end)
 		}
 	}
 	return end, lines, sc.Err()
