@@ -38,6 +38,8 @@ volatile const struct cidr filter_cidrs[KATRACE_MAX_CIDRS] = {};
 /* Owners come from tcp_recvmsg/tcp_sendmsg hooks into the owners map
  * (kernels before 6.4, which lack the sock_*_length tracepoints). */
 volatile const bool owners_by_cookie = false;
+/* Wake the reader each time this much more is waiting (ring size / 8). */
+volatile const __u64 wakeup_bytes = 512 << 10;
 
 /* Force the event type into BTF so bpf2go -type can generate it. */
 const struct event *unused_event __attribute__((unused));
@@ -165,7 +167,15 @@ static __always_inline void discard_event(struct event *e)
 
 static __always_inline void submit_event(struct event *e)
 {
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+	/* Wake the reader only when the backlog crosses another wakeup_bytes
+	 * (it also polls every 100 ms): a wakeup per event costs an
+	 * inter-processor interrupt per event. */
+	__u64 rec = sizeof(*e) + 8;
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + rec;
+	__u64 flags = avail / wakeup_bytes != (avail - rec) / wakeup_bytes ?
+			      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags))
 		count_lost();
 	release_event();
 }
@@ -428,9 +438,10 @@ static __always_inline void submit_sock_event(struct event *e, struct sock *sk,
 	submit_event(e);
 }
 
+/* sk must be a BTF pointer (tp_btf or fentry argument): a plain load. */
 static __always_inline bool owned_by_user(struct sock *sk)
 {
-	return BPF_CORE_READ(sk, sk_lock.owned) != 0;
+	return sk->sk_lock.owned != 0;
 }
 
 /* Remember who uses the socket, from its owner's syscalls only: a timer or
@@ -480,16 +491,20 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		}
 	}
 
-	if (info && !info->fin_side && (new == TCP_FIN_WAIT1 || new == TCP_CLOSE_WAIT)) {
-		struct tcp_sock *tp = (struct tcp_sock *)sk;
-		__u64 now_jiffies = bpf_jiffies64();
-		__u32 idle = min_u32(ms_since(now_jiffies, BPF_CORE_READ(tp, lsndtime)),
-				     ms_since(now_jiffies, BPF_CORE_READ(tp, inet_conn.icsk_ack.lrcvtime)));
+	struct tcp_sock *tp = NULL;
 
+	if (info && !info->fin_side && (new == TCP_FIN_WAIT1 || new == TCP_CLOSE_WAIT))
+		tp = bpf_skc_to_tcp_sock(sk);
+	if (tp) {
+		__u64 now_jiffies = bpf_jiffies64();
+		__u32 idle;
+
+		idle = min_u32(ms_since(now_jiffies, tp->lsndtime),
+			       ms_since(now_jiffies, tp->inet_conn.icsk_ack.lrcvtime));
 		info->fin_side = new == TCP_FIN_WAIT1 ? FIN_LOCAL : FIN_REMOTE;
 		info->fin_ns = now;
 		info->fin_idle_ms = idle;
-		info->write_seq_at_fin = BPF_CORE_READ(tp, write_seq);
+		info->write_seq_at_fin = tp->write_seq;
 		if (idle >= idle_threshold_ms && old == TCP_ESTABLISHED) {
 			struct event *e = reserve_event();
 
@@ -528,7 +543,7 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 
 		if (run)
 			run->closed = 1;
-		if (!wanted && (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_KEEPOPEN))) {
+		if (!wanted && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN))) {
 			__u64 cookie = bpf_get_socket_cookie(sk);
 
 			if (bpf_map_lookup_elem(&probes_out, &cookie)) {

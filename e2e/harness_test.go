@@ -372,6 +372,9 @@ func startTraceWith(t *testing.T, cfg tracer.Config, wrap func(record.Sink) reco
 			s.mu.Lock()
 			t.Logf("katrace's text output:\n%s", s.text.String())
 			s.mu.Unlock()
+			if os.Getenv("KATRACE_TEST_SHOW") != "" {
+				t.Logf("katrace's NDJSON:\n%s", s.dump())
+			}
 		}
 	})
 	return s

@@ -148,7 +148,8 @@ type Record struct {
 	AfterKeepalive bool
 
 	// close
-	Cause         string
+	Cause string
+	// DurationMs is Absent for a socket katrace did not see begin.
 	DurationMs    int64
 	ProbesSent    int
 	BytesSent     uint64
@@ -167,8 +168,8 @@ type Record struct {
 	IdleClosesRemote int
 	IdleMsP50        int64
 	IdleMsP90        int64
-	// PoolMismatch, on a summary, is set when clients were seen reusing
-	// connections after this endpoint's idle timeout (stale reuse).
+	// StaleReuses, on a summary, counts clients seen reusing connections
+	// after this endpoint's idle timeout closed them.
 	StaleReuses int
 
 	// lost, end

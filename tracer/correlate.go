@@ -124,6 +124,8 @@ type Correlator struct {
 	npending int
 
 	summary summary
+	// comms caches process names, so that records do not allocate them.
+	comms map[[16]int8]string
 }
 
 // abortWait is how long a possible abort's close waits for its reset,
@@ -136,7 +138,7 @@ func NewCorrelator(cfg CorrelatorConfig, sink record.Sink) *Correlator {
 	if cfg.MaxSockets <= 0 {
 		cfg.MaxSockets = 65536
 	}
-	return &Correlator{cfg: cfg, sink: sink, conns: make(map[uint64]*conn)}
+	return &Correlator{cfg: cfg, sink: sink, conns: make(map[uint64]*conn), comms: make(map[[16]int8]string)}
 }
 
 // Tracked is the number of sockets remembered now.
@@ -320,12 +322,22 @@ func (c *Correlator) commString(e *katraceEvent, cn *conn) string {
 			return cn.sock.Comm
 		}
 	}
+	if s, ok := c.comms[e.Comm]; ok {
+		return s
+	}
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = byte(e.Comm[i])
 	}
-	return string(b)
+	s := string(b)
+	if len(c.comms) < maxComms {
+		c.comms[e.Comm] = s
+	}
+	return s
 }
+
+// maxComms bounds the cache of process names (a host has few).
+const maxComms = 4096
 
 // idleMs is how long the connection had gone without data either way, or
 // Absent before it was established, when the kernel's stamps mean nothing.

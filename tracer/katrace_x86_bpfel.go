@@ -159,6 +159,7 @@ const (
 	katraceVarKeepaliveTimerFn            = "keepalive_timer_fn"
 	katraceVarOwnersByCookie              = "owners_by_cookie"
 	katraceVarUnusedEvent                 = "unused_event"
+	katraceVarWakeupBytes                 = "wakeup_bytes"
 )
 
 // loadKatrace returns the embedded CollectionSpec for katrace.
@@ -257,6 +258,7 @@ type katraceVariableSpecs struct {
 	KeepaliveTimerFn    *ebpf.VariableSpec `ebpf:"keepalive_timer_fn"`
 	OwnersByCookie      *ebpf.VariableSpec `ebpf:"owners_by_cookie"`
 	UnusedEvent         *ebpf.VariableSpec `ebpf:"unused_event"`
+	WakeupBytes         *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // katraceObjects contains all objects after they have been loaded into the kernel.
@@ -321,6 +323,7 @@ type katraceVariables struct {
 	KeepaliveTimerFn    *ebpf.Variable `ebpf:"keepalive_timer_fn"`
 	OwnersByCookie      *ebpf.Variable `ebpf:"owners_by_cookie"`
 	UnusedEvent         *ebpf.Variable `ebpf:"unused_event"`
+	WakeupBytes         *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // katracePrograms contains all programs after they have been loaded into the kernel.

@@ -321,6 +321,10 @@ func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions) error {
 	if opts.RingSize != 0 {
 		spec.Maps["events"].MaxEntries = opts.RingSize
 	}
+	ring := uint64(spec.Maps["events"].MaxEntries)
+	if err := set("wakeup_bytes", max(ring/8, uint64(os.Getpagesize()))); err != nil {
+		return err
+	}
 	return nil
 }
 
