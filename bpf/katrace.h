@@ -130,7 +130,21 @@ struct event {
 	__u32 unread;
 	/* enum sock_role: who opened the connection, when seen. */
 	__u8 role;
-	__u8 pad[3];
+	/* enum proto: what the first payload bytes looked like. */
+	__u8 proto;
+	__u8 pad[2];
+	/* HTTP/1.x requests seen (proto PROTO_HTTP1). */
+	__u32 requests;
+	__u32 pad2;
+};
+
+enum proto {
+	PROTO_UNKNOWN = 0,
+	PROTO_HTTP1 = 1,
+	PROTO_HTTP2 = 2,
+	PROTO_TLS = 3,
+	/* Payload seen, none of the above: not looked at again. */
+	PROTO_OTHER = 4,
 };
 
 enum sock_role {
@@ -166,6 +180,8 @@ struct sock_info {
 	__u8 reset_received;
 	__u8 established;
 	__u8 role;
+	__u8 proto;
+	__u32 requests;
 	/* The local port: the kernel clears it before an active closer's CLOSE. */
 	__u16 sport;
 };

@@ -346,6 +346,8 @@ func startTraceWith(t *testing.T, cfg tracer.Config, wrap func(record.Sink) reco
 	if cfg.Version == "" {
 		cfg.Version = "e2e"
 	}
+	// As katrace trace does by default.
+	cfg.Protocols = true
 	s := &session{t: t, done: make(chan error, 1), changed: make(chan struct{}, 1)}
 	attached := make(chan tracer.Strategy, 1)
 	cfg.Attached = func(st tracer.Strategy) { attached <- st }

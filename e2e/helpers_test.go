@@ -182,6 +182,14 @@ func client(args []string) error {
 			say("got %s", strings.TrimSpace(line))
 		case "close":
 			say("closed %v", c.Close())
+		case "tls", "h2":
+			// The first bytes of a TLS ClientHello, or the HTTP/2 preface.
+			first := "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+			if cmd == "h2" {
+				first = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+			}
+			_, err := io.WriteString(c, first)
+			say("sent %v", err)
 		case "linger0close":
 			if err := c.SetLinger(0); err != nil {
 				return err

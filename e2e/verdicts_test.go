@@ -49,6 +49,11 @@ func TestHTTPIdleTimeout(t *testing.T) {
 		t.Errorf("client's idle close: %v (client pid %d)", client, cli.pid)
 	}
 	between(t, "client idle_ms", client.num("idle_ms"), 990, 1100)
+	for _, r := range []rec{server, client} {
+		if r.str("proto") != "http/1.x" || r.num("requests") != 1 {
+			t.Errorf("want proto http/1.x after 1 request: %v", r)
+		}
+	}
 	sc := s.waitFor("server close", 1, eventTimeout, and(typeIs("close"), inNetns(p.serverIno), rport(lp)))[0]
 	if sc.str("cause") != "idle_close_local" {
 		t.Errorf("server close: %v", sc)
@@ -219,4 +224,34 @@ func waitUnread(t *testing.T, p *pair, clientPort int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("the server never received the client's bytes")
+}
+
+// TestProtocolLabels: connections are labelled by their first bytes.
+func TestProtocolLabels(t *testing.T) {
+	requirePrivileges(t)
+	p := newPair(t)
+	s := startTrace(t, tracer.Config{All: true})
+	srv := startHelper(t, p.server, "", "server", p.serverAddr, "18185", "hold")
+	srv.expect("listening", startTimeout)
+	// http/1.x, with its request count, is checked by TestHTTPIdleTimeout.
+	want := map[string]string{"tls": "tls", "h2": "http/2"}
+	ports := map[string]int{}
+	for cmd := range want {
+		cli := startHelper(t, p.client, "", "client", p.serverAddr, "18185")
+		ports[cmd] = atoi(t, cli.expect("connected", startTimeout))
+		cli.send(cmd)
+		cli.expect("sent", startTimeout)
+		cli.send("close")
+		cli.expect("closed", startTimeout)
+	}
+	for cmd, proto := range want {
+		c := s.waitFor(cmd+" close", 1, eventTimeout, and(typeIs("close"), inNetns(p.clientIno), lport(ports[cmd])))[0]
+		if c.str("proto") != proto {
+			t.Errorf("%s connection labelled %q, want %q: %v", cmd, c.str("proto"), proto, c)
+		}
+		sc := s.waitFor(cmd+" server close", 1, eventTimeout, and(typeIs("close"), inNetns(p.serverIno), rport(ports[cmd])))[0]
+		if sc.str("proto") != proto {
+			t.Errorf("%s connection's server end labelled %q, want %q", cmd, sc.str("proto"), proto)
+		}
+	}
 }

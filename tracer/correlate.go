@@ -42,7 +42,12 @@ const (
 
 	rolePassive = 1
 	roleActive  = 2
+
+	protoHTTP1 = 1
 )
+
+// protoNames are the labels of enum proto; PROTO_OTHER has none.
+var protoNames = [...]string{1: "http/1.x", 2: "http/2", 3: "tls", 4: ""}
 
 // TCP states, as the kernel numbers them.
 var stateNames = [...]string{
@@ -274,8 +279,19 @@ func (c *Correlator) fillSocket(e *katraceEvent, cn *conn) {
 		s.RAddr = netip.AddrFrom4([4]byte(e.Daddr[:4]))
 	}
 	s.Requests = record.Absent
+	if e.Proto != 0 && int(e.Proto) < len(protoNames) {
+		s.Proto = protoNames[e.Proto]
+		if e.Proto == protoHTTP1 {
+			s.Requests = int(e.Requests)
+		}
+	}
 
 	if cn != nil {
+		// Timer events carry no label: keep the one seen before.
+		if s.Proto == "" {
+			s.Proto, s.Requests = cn.sock.Proto, cn.sock.Requests
+		}
+		cn.sock.Proto, cn.sock.Requests = s.Proto, s.Requests
 		// By CLOSE the kernel may have cleared the local port of an active
 		// closer: keep the tuple seen earlier.
 		if s.LPort == 0 && cn.sock.LPort != 0 {

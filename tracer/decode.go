@@ -58,6 +58,9 @@ func decodeEvent(b []byte, e *katraceEvent) error {
 	}
 	e.Unread = ne.Uint32(b[unsafe.Offsetof(e.Unread):])
 	e.Role = b[unsafe.Offsetof(e.Role)]
+	e.Proto = b[unsafe.Offsetof(e.Proto)]
 	copy(e.Pad[:], b[unsafe.Offsetof(e.Pad):])
+	e.Requests = ne.Uint32(b[unsafe.Offsetof(e.Requests):])
+	e.Pad2 = ne.Uint32(b[unsafe.Offsetof(e.Pad2):])
 	return nil
 }

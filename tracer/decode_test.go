@@ -19,8 +19,8 @@ func encodeEvent(t testing.TB, e *katraceEvent) []byte {
 
 func TestEventLayout(t *testing.T) {
 	// struct event in bpf/katrace.h: keep in sync, no implicit padding.
-	if eventSize != 176 {
-		t.Fatalf("struct event is %d bytes, want 176", eventSize)
+	if eventSize != 184 {
+		t.Fatalf("struct event is %d bytes, want 184", eventSize)
 	}
 	if n := binary.Size(katraceEvent{}); n != eventSize {
 		t.Fatalf("struct event has padding: %d bytes of fields in %d", n, eventSize)
@@ -35,7 +35,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 		Unacked: 17, ProbeRttMs: 18, WrittenAfterFin: 19, SockIno: 20,
 		Sport: 21, Dport: 22, Flags: 23, Kind: 24, Family: 25, State: 26, OldState: 27,
 		ProbesBefore: 28, ProbesAfter: 29, KeepaliveProbes: 30, FinSide: 31,
-		AckedProbes: 32, TimerState: 33, Unread: 34, Role: 35, Pad: [3]uint8{36, 37, 38},
+		AckedProbes: 32, TimerState: 33, Unread: 34, Role: 35, Proto: 36, Pad: [2]uint8{37, 38}, Requests: 39, Pad2: 40,
 	}
 	for i := range in.Saddr {
 		in.Saddr[i] = byte(100 + i)

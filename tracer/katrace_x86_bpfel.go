@@ -61,7 +61,10 @@ type katraceEvent struct {
 	Comm             [16]int8
 	Unread           uint32
 	Role             uint8
-	Pad              [3]uint8
+	Proto            uint8
+	Pad              [2]uint8
+	Requests         uint32
+	Pad2             uint32
 }
 
 type katraceOwner struct {
@@ -98,8 +101,11 @@ type katraceSockInfo struct {
 	ResetReceived uint8
 	Established   uint8
 	Role          uint8
+	Proto         uint8
+	_             [1]byte
+	Requests      uint32
 	Sport         uint16
-	_             [4]byte
+	_             [6]byte
 }
 
 type katraceTimerRun struct {
@@ -125,6 +131,8 @@ const (
 	katraceMapScratch                     = "scratch"
 	katraceMapSockInfos                   = "sock_infos"
 	katraceMapTimerRuns                   = "timer_runs"
+	katraceProgCgroupEgress               = "cgroup_egress"
+	katraceProgCgroupIngress              = "cgroup_ingress"
 	katraceProgFentryTcpKeepaliveTimer    = "fentry_tcp_keepalive_timer"
 	katraceProgFentryTcpRecvmsg           = "fentry_tcp_recvmsg"
 	katraceProgFentryTcpSendmsg           = "fentry_tcp_sendmsg"
@@ -204,6 +212,8 @@ type katraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type katraceProgramSpecs struct {
+	CgroupEgress               *ebpf.ProgramSpec `ebpf:"cgroup_egress"`
+	CgroupIngress              *ebpf.ProgramSpec `ebpf:"cgroup_ingress"`
 	FentryTcpKeepaliveTimer    *ebpf.ProgramSpec `ebpf:"fentry_tcp_keepalive_timer"`
 	FentryTcpRecvmsg           *ebpf.ProgramSpec `ebpf:"fentry_tcp_recvmsg"`
 	FentryTcpSendmsg           *ebpf.ProgramSpec `ebpf:"fentry_tcp_sendmsg"`
@@ -330,6 +340,8 @@ type katraceVariables struct {
 //
 // It can be passed to loadKatraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type katracePrograms struct {
+	CgroupEgress               *ebpf.Program `ebpf:"cgroup_egress"`
+	CgroupIngress              *ebpf.Program `ebpf:"cgroup_ingress"`
 	FentryTcpKeepaliveTimer    *ebpf.Program `ebpf:"fentry_tcp_keepalive_timer"`
 	FentryTcpRecvmsg           *ebpf.Program `ebpf:"fentry_tcp_recvmsg"`
 	FentryTcpSendmsg           *ebpf.Program `ebpf:"fentry_tcp_sendmsg"`
@@ -353,6 +365,8 @@ type katracePrograms struct {
 
 func (p *katracePrograms) Close() error {
 	return _KatraceClose(
+		p.CgroupEgress,
+		p.CgroupIngress,
 		p.FentryTcpKeepaliveTimer,
 		p.FentryTcpRecvmsg,
 		p.FentryTcpSendmsg,

@@ -76,7 +76,13 @@ type loadOptions struct {
 	IdleThresholdMs uint32
 	EmitStates      bool
 	EmitAllCloses   bool
+	// Protocols attaches the cgroup_skb programs that label connections.
+	Protocols bool
 }
+
+// protocolPrograms label connections by their first payload bytes; they
+// attach to the cgroup v2 root, which covers every process.
+var protocolPrograms = []string{"cgroup_ingress", "cgroup_egress"}
 
 // loaded is an attached set of programs.
 type loaded struct {
@@ -177,6 +183,14 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
 	}
 	// Older kernels: learn owners from tcp_recvmsg/tcp_sendmsg where the
 	// strategy can hook functions.
+	cgroupRoot := ""
+	if opts.Protocols {
+		if cgroupRoot = cgroup2Root(); cgroupRoot != "" {
+			for _, p := range protocolPrograms {
+				keep[p] = true
+			}
+		}
+	}
 	ownersByCookie := !ownerTPs && s != StrategyTracepoint
 	if ownersByCookie {
 		for _, fn := range []string{"tcp_recvmsg", "tcp_sendmsg"} {
@@ -209,7 +223,7 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
 		if name == primeCookiesProgram {
 			continue
 		}
-		lk, err := attachProgram(name, prog)
+		lk, err := attachProgram(name, prog, cgroupRoot)
 		if err != nil {
 			return nil, fmt.Errorf("attaching %s: %w", name, explain(err))
 		}
@@ -239,8 +253,12 @@ func primeCookies(prog *ebpf.Program) error {
 
 // attachProgram attaches a program; a kprobe's function is in its name
 // (kprobe_tcp_recvmsg probes tcp_recvmsg).
-func attachProgram(name string, prog *ebpf.Program) (link.Link, error) {
+func attachProgram(name string, prog *ebpf.Program, cgroupRoot string) (link.Link, error) {
 	switch {
+	case name == "cgroup_ingress":
+		return link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ebpf.AttachCGroupInetIngress, Program: prog})
+	case name == "cgroup_egress":
+		return link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ebpf.AttachCGroupInetEgress, Program: prog})
 	case strings.HasPrefix(name, "kprobe_"):
 		return link.Kprobe(strings.TrimPrefix(name, "kprobe_"), prog, nil)
 	case strings.HasPrefix(name, "kretprobe_"):
@@ -423,4 +441,24 @@ func Probe(s Strategy) error {
 		return err
 	}
 	return l.Close()
+}
+
+// cgroup2Root is where the cgroup v2 hierarchy is mounted, or "" if it is
+// not (then connections go without a protocol label).
+func cgroup2Root() string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// "36 25 0:31 / /sys/fs/cgroup rw,... - cgroup2 cgroup2 rw"
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok || !strings.HasPrefix(post, "cgroup2 ") {
+			continue
+		}
+		if f := strings.Fields(pre); len(f) >= 5 && f[3] == "/" {
+			return f[4]
+		}
+	}
+	return ""
 }

@@ -32,6 +32,9 @@ type Config struct {
 	States     bool
 	MaxSockets int
 	Version    string
+	// Protocols labels connections (http/1.x, http/2, tls) and counts
+	// HTTP/1.x requests, from the first bytes of their packets.
+	Protocols bool
 	// Attached, when set, is called once everything is attached and the
 	// start record is written.
 	Attached func(Strategy)
@@ -57,6 +60,7 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 		IdleThresholdMs: uint32(cfg.IdleThreshold / time.Millisecond),
 		EmitStates:      cfg.States,
 		EmitAllCloses:   cfg.All,
+		Protocols:       cfg.Protocols,
 	})
 	if err != nil {
 		return err

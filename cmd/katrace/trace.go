@@ -57,6 +57,7 @@ func traceFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "all", Usage: "report every close, including ordinary ones", EnvVars: env("ALL"), Category: catOutput},
 		&cli.BoolFlag{Name: "states", Usage: "report every TCP state change", EnvVars: env("STATES"), Category: catOutput},
 		&cli.DurationFlag{Name: "duration", Usage: "stop after `DURATION` (e.g. 30s); 0 runs until Ctrl-C", EnvVars: env("DURATION"), Category: catOutput},
+		&cli.BoolFlag{Name: "proto", Value: true, Usage: "label connections http/1.x, http/2 or tls and count HTTP/1.x requests, from the first bytes of their packets (a cgroup_skb program; payload is never logged); --proto=false turns it off", EnvVars: env("PROTO"), Category: catOutput},
 		&cli.DurationFlag{Name: "idle-threshold", Value: time.Second, Usage: "a FIN after at least `DURATION` without data is an idle close", EnvVars: env("IDLE_THRESHOLD"), Category: catOutput},
 
 		&cli.UintFlag{Name: "pid", Usage: "only sockets of process `PID`", EnvVars: env("PID"), Category: catFilter},
@@ -119,6 +120,7 @@ func traceConfig(c *cli.Context) (traceSettings, error) {
 		States:        c.Bool("states"),
 		MaxSockets:    maxSockets,
 		Version:       version,
+		Protocols:     c.Bool("proto"),
 	}
 	return s, nil
 }

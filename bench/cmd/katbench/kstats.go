@@ -191,7 +191,7 @@ func runKernelCost(t *table, o options) {
 	// The rest, for the record: per-syscall owner tracepoints and resets.
 	if res := results[0]; res != nil {
 		var parts []string
-		for _, n := range []string{"tp_sock_recv_length", "tp_sock_send_length", "tp_tcp_receive_reset", "tp_tcp_send_reset_reason", "tp_inet_sk_error_report"} {
+		for _, n := range []string{"tp_sock_recv_length", "tp_sock_send_length", "tp_tcp_receive_reset", "tp_tcp_send_reset_reason", "tp_inet_sk_error_report", "cgroup_ingress", "cgroup_egress"} {
 			if c, ok := res[n]; ok && c.runs > 0 {
 				parts = append(parts, fmt.Sprintf("%s %.0f ns × %d", n, c.perRun(), c.runs))
 			}
