@@ -42,8 +42,7 @@ func TestLostEventsCounted(t *testing.T) {
 		Filters:  tracer.Filters{NetNS: p.clientIno},
 	}, func(inner record.Sink) record.Sink { held.Sink = inner; return held })
 
-	srv := startHelper(t, p.server, "", "server", p.serverAddr, "18190", "echo")
-	srv.expect("listening", startTimeout)
+	startServer(t, p, p.serverAddr, "18190", "echo")
 	const conns = 200
 	churn := startHelper(t, p.client, "", "churn", p.serverAddr, "18190", "200")
 	churn.expect("done", 2*eventTimeout)

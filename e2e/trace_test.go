@@ -26,14 +26,28 @@ func atoi(t *testing.T, s string) int {
 	return n
 }
 
-// dial starts a server in the pair's server namespace and a client in the
-// client namespace, and returns the client and its local port.
+// startServer runs a server helper in the pair's server namespace and
+// waits until it listens.
+func startServer(t *testing.T, p *pair, args ...string) *proc {
+	t.Helper()
+	srv := startHelper(t, p.server, "", "server", args...)
+	srv.expect("listening", startTimeout)
+	return srv
+}
+
+// startClient connects a client helper from the client namespace and
+// returns it with its local port.
+func startClient(t *testing.T, p *pair, args ...string) (*proc, int) {
+	t.Helper()
+	cli := startHelper(t, p.client, "", "client", args...)
+	return cli, atoi(t, cli.expect("connected", startTimeout))
+}
+
+// dial starts a server and connects a client to it.
 func dial(t *testing.T, p *pair, addr, port, mode string, clientArgs ...string) (*proc, int) {
 	t.Helper()
-	srv := startHelper(t, p.server, "", "server", addr, port, mode)
-	srv.expect("listening", startTimeout)
-	cli := startHelper(t, p.client, "", "client", append([]string{addr, port}, clientArgs...)...)
-	return cli, atoi(t, cli.expect("connected", startTimeout))
+	startServer(t, p, addr, port, mode)
+	return startClient(t, p, append([]string{addr, port}, clientArgs...)...)
 }
 
 func TestStartRecord(t *testing.T) {
@@ -154,10 +168,8 @@ func TestIdleClose(t *testing.T) {
 	requirePrivileges(t)
 	p := newPair(t)
 	s := startTrace(t, tracer.Config{})
-	srvProc := startHelper(t, p.server, "", "server", p.serverAddr, "18083", "echo")
-	srvProc.expect("listening", startTimeout)
-	cli := startHelper(t, p.client, "", "client", p.serverAddr, "18083")
-	lp := atoi(t, cli.expect("connected", startTimeout))
+	srvProc := startServer(t, p, p.serverAddr, "18083", "echo")
+	cli, lp := startClient(t, p, p.serverAddr, "18083")
 	cli.send("ping")
 	cli.expect("got", startTimeout)
 	// The connection now sits idle for longer than --idle-threshold (1s).
@@ -201,10 +213,8 @@ func TestLingerZeroAbort(t *testing.T) {
 	requirePrivileges(t)
 	p := newPair(t)
 	s := startTrace(t, tracer.Config{})
-	srvProc := startHelper(t, p.server, "", "server", p.serverAddr, "18084", "echo")
-	srvProc.expect("listening", startTimeout)
-	cli := startHelper(t, p.client, "", "client", p.serverAddr, "18084")
-	lp := atoi(t, cli.expect("connected", startTimeout))
+	srvProc := startServer(t, p, p.serverAddr, "18084", "echo")
+	cli, lp := startClient(t, p, p.serverAddr, "18084")
 	cli.send("ping")
 	cli.expect("got", startTimeout)
 	cli.send("linger0close")
@@ -346,8 +356,7 @@ func TestFilters(t *testing.T) {
 			for i, c := range conns {
 				key := c.addr + " " + c.port
 				if !servers[key] {
-					srv := startHelper(t, p.server, "", "server", c.addr, c.port, "echo")
-					srv.expect("listening", startTimeout)
+					startServer(t, p, c.addr, c.port, "echo")
 					servers[key] = true
 				}
 				args := []string{c.addr, c.port}
