@@ -191,63 +191,71 @@ static __always_inline __u32 sock_inode(struct sock *sk)
 	return BPF_CORE_READ(alloc, vfs_inode.i_ino);
 }
 
-/* The socket's identity, addresses and counters. Works on any kernel
- * pointer (probe reads), so timer handlers can use it too. */
-static __always_inline void fill_socket(struct event *e, struct sock *sk, bool full)
-{
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	__u64 now_jiffies = bpf_jiffies64();
+/* A field of p: a plain load where p is a BTF pointer (tp_btf and fentry
+ * arguments: about a nanosecond), a probe read otherwise (the keepalive
+ * timer's container_of). direct is a constant in every caller. */
+#define RD(direct, p, field) ((direct) ? (p)->field : BPF_CORE_READ(p, field))
 
-	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+/* The socket's identity, addresses and counters. */
+static __always_inline void fill_socket(struct event *e, struct sock *sk, bool full, bool direct)
+{
+	__u16 family = RD(direct, sk, __sk_common.skc_family);
+	unsigned long flags = RD(direct, sk, __sk_common.skc_flags);
+	struct net *net = RD(direct, sk, __sk_common.skc_net.net);
+
+	e->sport = RD(direct, sk, __sk_common.skc_num);
+	e->dport = bpf_ntohs(RD(direct, sk, __sk_common.skc_dport));
 	if (family == AF_INET6) {
 		e->family = 6;
 		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	} else {
 		e->family = 4;
-		BPF_CORE_READ_INTO((__u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)e->daddr, sk, __sk_common.skc_daddr);
+		*(__u32 *)e->saddr = RD(direct, sk, __sk_common.skc_rcv_saddr);
+		*(__u32 *)e->daddr = RD(direct, sk, __sk_common.skc_daddr);
 	}
-	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_KEEPOPEN))
+	e->netns = RD(direct, net, ns.inum);
+	if (flags & (1UL << SOCK_KEEPOPEN))
 		e->flags |= EVF_KEEPOPEN;
 	if (!full)
 		return;
 
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
-	__u32 ka_time = BPF_CORE_READ(tp, keepalive_time);
-	__u32 ka_intvl = BPF_CORE_READ(tp, keepalive_intvl);
-	__u8 ka_probes = BPF_CORE_READ(tp, keepalive_probes);
-	__u8 shutdown = BPF_CORE_READ(sk, sk_shutdown);
+	struct tcp_sock *tp = direct ? bpf_skc_to_tcp_sock(sk) : (struct tcp_sock *)sk;
+
+	if (!tp)
+		return;
+
+	__u64 now_jiffies = bpf_jiffies64();
+	__u32 ka_time = RD(direct, tp, keepalive_time);
+	__u32 ka_intvl = RD(direct, tp, keepalive_intvl);
+	__u8 ka_probes = RD(direct, tp, keepalive_probes);
+	__u8 shutdown = RD(direct, sk, sk_shutdown);
 
 	if (!ka_time)
-		ka_time = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_time);
+		ka_time = RD(direct, net, ipv4.sysctl_tcp_keepalive_time);
 	if (!ka_intvl)
-		ka_intvl = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_intvl);
+		ka_intvl = RD(direct, net, ipv4.sysctl_tcp_keepalive_intvl);
 	if (!ka_probes)
-		ka_probes = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_probes);
+		ka_probes = RD(direct, net, ipv4.sysctl_tcp_keepalive_probes);
 	e->keepalive_idle_ms = jiffies_to_ms(ka_time);
 	e->keepalive_intvl_ms = jiffies_to_ms(ka_intvl);
 	e->keepalive_probes = ka_probes;
 
-	e->since_send_ms = ms_since(now_jiffies, BPF_CORE_READ(tp, lsndtime));
-	e->since_recv_ms = ms_since(now_jiffies, BPF_CORE_READ(tp, inet_conn.icsk_ack.lrcvtime));
-	e->since_ack_ms = ms_since(now_jiffies, BPF_CORE_READ(tp, rcv_tstamp));
-	e->bytes_sent = BPF_CORE_READ(tp, bytes_sent);
-	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
-	e->unacked = BPF_CORE_READ(tp, write_seq) - BPF_CORE_READ(tp, snd_una);
-	e->unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
-	if ((BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_LINGER)) &&
-	    !BPF_CORE_READ(sk, sk_lingertime))
+	e->since_send_ms = ms_since(now_jiffies, RD(direct, tp, lsndtime));
+	e->since_recv_ms = ms_since(now_jiffies, RD(direct, tp, inet_conn.icsk_ack.lrcvtime));
+	e->since_ack_ms = ms_since(now_jiffies, RD(direct, tp, rcv_tstamp));
+	e->bytes_sent = RD(direct, tp, bytes_sent);
+	e->bytes_received = RD(direct, tp, bytes_received);
+	e->unacked = RD(direct, tp, write_seq) - RD(direct, tp, snd_una);
+	e->unread = RD(direct, tp, rcv_nxt) - RD(direct, tp, copied_seq);
+	if ((flags & (1UL << SOCK_LINGER)) && !RD(direct, sk, sk_lingertime))
 		e->flags |= EVF_LINGER_ZERO;
-	e->probes_before = e->probes_after = BPF_CORE_READ(tp, inet_conn.icsk_probes_out);
-	e->sk_err = BPF_CORE_READ(sk, sk_err);
+	e->probes_before = e->probes_after = RD(direct, tp, inet_conn.icsk_probes_out);
+	e->sk_err = RD(direct, sk, sk_err);
 	e->sock_ino = sock_inode(sk);
-	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DEAD))
+	if (flags & (1UL << SOCK_DEAD))
 		e->flags |= EVF_ORPHAN;
-	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE))
+	if (flags & (1UL << SOCK_DONE))
 		e->flags |= EVF_PEER_FIN;
 	if (shutdown & 1) /* RCV_SHUTDOWN */
 		e->flags |= EVF_RCV_SHUTDOWN;
@@ -416,7 +424,7 @@ static __always_inline void submit_sock_event(struct event *e, struct sock *sk,
 {
 	struct timer_run *run = current_timer_run((__u64)sk);
 
-	fill_socket(e, sk, true);
+	fill_socket(e, sk, true, true);
 	fill_info(e, info);
 	if (info && info->fin_side == FIN_REMOTE)
 		e->written_after_fin = BPF_CORE_READ((struct tcp_sock *)sk, write_seq) - info->write_seq_at_fin;
@@ -462,11 +470,12 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 {
 	struct sock_info *info;
 	bool owner_ctx;
-	__u64 now;
+	/* Read the clock only when something needs it: most changes don't. */
+	__u64 now = 0;
+#define NOW() (now ? now : (now = bpf_ktime_get_ns()))
 
 	if (old == new || old == TCP_LISTEN || new == TCP_LISTEN)
 		return;
-	now = bpf_ktime_get_ns();
 	owner_ctx = owned_by_user(sk);
 
 	info = bpf_sk_storage_get(&sock_infos, sk, 0,
@@ -480,7 +489,7 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 			info->sport = sport;
 		if (!info->start_ns &&
 		    (new == TCP_SYN_SENT || new == TCP_SYN_RECV || new == TCP_ESTABLISHED))
-			info->start_ns = now;
+			info->start_ns = NOW();
 		if (new == TCP_SYN_SENT)
 			info->role = ROLE_ACTIVE;
 		if (new == TCP_ESTABLISHED) {
@@ -504,14 +513,14 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		idle = min_u32(ms_since(now_jiffies, tp->lsndtime),
 			       ms_since(now_jiffies, tp->inet_conn.icsk_ack.lrcvtime));
 		info->fin_side = new == TCP_FIN_WAIT1 ? FIN_LOCAL : FIN_REMOTE;
-		info->fin_ns = now;
+		info->fin_ns = NOW();
 		info->fin_idle_ms = idle;
 		info->write_seq_at_fin = tp->write_seq;
 		if (idle >= idle_threshold_ms && old == TCP_ESTABLISHED) {
 			struct event *e = reserve_event();
 
 			if (e) {
-				e->ts_ns = now;
+				e->ts_ns = NOW();
 				e->kind = EV_IDLE_FIN;
 				e->cookie = bpf_get_socket_cookie(sk);
 				e->state = new;
@@ -525,7 +534,7 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		struct event *e = reserve_event();
 
 		if (e) {
-			e->ts_ns = now;
+			e->ts_ns = NOW();
 			e->kind = EV_STATE;
 			e->cookie = bpf_get_socket_cookie(sk);
 			e->state = new;
@@ -557,7 +566,7 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 			struct event *e = reserve_event();
 
 			if (e) {
-				e->ts_ns = now;
+				e->ts_ns = NOW();
 				e->kind = EV_CLOSE;
 				e->cookie = bpf_get_socket_cookie(sk);
 				e->state = new;
@@ -566,6 +575,7 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 			}
 		}
 	}
+#undef NOW
 }
 
 static __always_inline void handle_reset(struct sock *sk, __u8 kind, __u32 reason, bool kernel_reason)
@@ -603,7 +613,7 @@ static __always_inline void handle_reset(struct sock *sk, __u8 kind, __u32 reaso
 		e->flags |= EVF_KERNEL_REASON;
 	if (!full) {
 		e->flags |= EVF_TIMEWAIT;
-		fill_socket(e, sk, false);
+		fill_socket(e, sk, false, true);
 		if (!event_wanted(e, false)) {
 			discard_event(e);
 			return;
@@ -713,7 +723,7 @@ static __always_inline void keepalive_timer_exit(__u64 timer)
 	e->kind = EV_KEEPALIVE;
 	e->cookie = cookie;
 	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	fill_socket(e, sk, true);
+	fill_socket(e, sk, true, false);
 	e->probes_before = before;
 	e->probes_after = after;
 	e->acked_probes = acked;
