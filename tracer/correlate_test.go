@@ -338,3 +338,86 @@ func TestAbortSurvivesOtherSocketsEvents(t *testing.T) {
 		t.Fatalf("records %v, want the client's close as reset_sent", sink.types())
 	}
 }
+
+func TestStaleReuseVerdict(t *testing.T) {
+	s := sock{cookie: 20, start: 1e12, pid: 5, comm: "client"}
+	// The peer's FIN came at 1000 ms after 1000 ms idle; we wrote 312 ms
+	// later (the write is 12 ms old when the RST arrives).
+	rst := s.ev(evResetReceived, 1324, tcpCloseWait)
+	rst.FinSide, rst.FinNs, rst.FinIdleMs = finRemote, s.start+1000*ms, 1000
+	rst.WrittenAfterFin = 40
+	rst.SinceSendMs, rst.SinceRecvMs = 12, 1324
+	cl := rst
+	cl.Kind, cl.State, cl.OldState = evClose, tcpClose, tcpCloseWait
+	cl.Flags |= flagResetReceivedBefor
+	sink := feed(t, defaults, rst, cl)
+	c := sink.last(record.TypeClose)
+	if c == nil || c.Cause != record.CauseStaleReuse || c.ReuseGapMs != 312 || c.PeerIdleMs != 1000 {
+		t.Fatalf("close: %+v", c)
+	}
+	if c.Detail != "wrote 312ms after the peer closed the idle connection (peer idle timeout ≈ 1.0s); peer reset it" {
+		t.Errorf("detail %q", c.Detail)
+	}
+	// Without a write after the FIN it is an ordinary reset.
+	cl.WrittenAfterFin = 0
+	if c := feed(t, defaults, cl).last(record.TypeClose); c.Cause != record.CauseResetReceived {
+		t.Errorf("no write after the FIN: cause %q", c.Cause)
+	}
+}
+
+func TestResetAfterIdleVerdict(t *testing.T) {
+	s := sock{cookie: 21, start: 1e12}
+	cl := closeAt(s, 301000, tcpEstablished, 0, 0)
+	cl.Flags |= flagResetReceivedBefor
+	cl.SkErr = int32(unix.ECONNRESET)
+	cl.SinceSendMs, cl.SinceRecvMs = 2, 300002 // 5 minutes without data, then our write
+	cl.Unacked = 120                            // never acknowledged
+	c := feed(t, defaults, cl).last(record.TypeClose)
+	if c == nil || c.Cause != record.CauseResetAfterIdle || c.IdleMs != 300000 {
+		t.Fatalf("close: %+v", c)
+	}
+	// A write that was acknowledged, or a short silence, is not it.
+	for _, mod := range []func(*katraceEvent){
+		func(e *katraceEvent) { e.Unacked = 0 },
+		func(e *katraceEvent) { e.SinceRecvMs = 500 },
+		func(e *katraceEvent) { e.FinSide = finRemote },
+	} {
+		e := cl
+		mod(&e)
+		if c := feed(t, defaults, e).last(record.TypeClose); c.Cause == record.CauseResetAfterIdle {
+			t.Errorf("reset_after_idle for %+v", e)
+		}
+	}
+}
+
+func TestSummaryLearnsServiceTimeouts(t *testing.T) {
+	sink := &memSink{}
+	c := NewCorrelator(defaults, sink)
+	// A server (passive sockets) closing idle connections after 75 s, seen
+	// on ten connections; one client-side close of the same service by a
+	// client after 30 s.
+	for i := 0; i < 10; i++ {
+		e := sock{cookie: uint64(100 + i), start: 1e12}.ev(evIdleFin, 75000, 4)
+		e.Role, e.FinSide, e.FinIdleMs = rolePassive, finLocal, uint32(75000+i)
+		e.Sport, e.Dport = 80, uint16(40000+i)
+		if err := c.Handle(&e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := sock{cookie: 200, start: 1e12}.ev(evIdleFin, 30000, 4)
+	e.Role, e.FinSide, e.FinIdleMs, e.Sport, e.Dport = rolePassive, finRemote, 30000, 80, 41000
+	if err := c.Handle(&e); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteSummary(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	sum := sink.last(record.TypeSummary)
+	if sum == nil || sum.Endpoint != "10.213.0.1:80" || sum.IdleClosesLocal != 10 || sum.IdleClosesRemote != 1 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	// The percentiles are of the service's own closes: its timeout.
+	if sum.IdleMsP50 != 75004 || sum.IdleMsP90 != 75008 {
+		t.Errorf("p50 %d p90 %d, want 75004 and 75008", sum.IdleMsP50, sum.IdleMsP90)
+	}
+}
