@@ -371,7 +371,7 @@ func TestResetAfterIdleVerdict(t *testing.T) {
 	cl.Flags |= flagResetReceivedBefor
 	cl.SkErr = int32(unix.ECONNRESET)
 	cl.SinceSendMs, cl.SinceRecvMs = 2, 300002 // 5 minutes without data, then our write
-	cl.Unacked = 120                            // never acknowledged
+	cl.Unacked = 120                           // never acknowledged
 	c := feed(t, defaults, cl).last(record.TypeClose)
 	if c == nil || c.Cause != record.CauseResetAfterIdle || c.IdleMs != 300000 {
 		t.Fatalf("close: %+v", c)
