@@ -259,6 +259,7 @@ type session struct {
 
 	mu      sync.Mutex
 	records []rec
+	raw     []string // the lines as katrace wrote them
 	text    strings.Builder
 	changed chan struct{}
 }
@@ -311,6 +312,7 @@ func (w lineWriter) Write(b []byte) (int, error) {
 			continue
 		}
 		w.s.records = append(w.s.records, r)
+		w.s.raw = append(w.s.raw, string(line))
 	}
 	*w.partial = append((*w.partial)[:0], buf...)
 	select {
@@ -453,12 +455,9 @@ func (s *session) waitFor(what string, n int, timeout time.Duration, match func(
 }
 
 func (s *session) dump() string {
-	var b strings.Builder
-	for _, r := range s.snapshot() {
-		b.WriteString(r.String())
-		b.WriteByte('\n')
-	}
-	return b.String()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.raw, "\n")
 }
 
 // Matchers.
