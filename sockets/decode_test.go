@@ -98,7 +98,7 @@ func TestStateName(t *testing.T) {
 func TestFilters(t *testing.T) {
 	s := Socket{State: "ESTABLISHED", NetNS: 5, LPort: 40000, RPort: 443, Keepalive: true,
 		LAddr: netip.MustParseAddr("10.0.0.1"), RAddr: netip.MustParseAddr("192.0.2.7"),
-		Owners: []Owner{{10, "nginx"}, {11, "nginx"}}}
+		Owners: []Owner{{PID: 10, Comm: "nginx"}, {PID: 11, Comm: "nginx"}}}
 	l := Socket{State: "LISTEN", NetNS: 5, LPort: 443}
 	for _, c := range []struct {
 		name string

@@ -19,6 +19,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/katrace/katrace/procfs"
 )
 
 // Absent marks an optional numeric field as unknown or not applicable.
@@ -58,10 +60,7 @@ const (
 )
 
 // Owner is a process holding the socket in its file table.
-type Owner struct {
-	PID  uint32 `json:"pid"`
-	Comm string `json:"comm"`
-}
+type Owner = procfs.Owner
 
 // Socket is one TCP socket.
 type Socket struct {
@@ -201,15 +200,15 @@ func Snapshot(opts Options) (*Result, error) {
 		procRoot = "/proc"
 	}
 	res := &Result{Time: time.Now()}
-	scan := scanProc(procRoot)
-	addNamedNetns(scan.netns)
+	scan := procfs.ScanProc(procRoot, nil)
+	addNamedNetns(scan.NetNS)
 	if own := currentNetns(); own != 0 {
-		if _, ok := scan.netns[own]; !ok {
-			scan.netns[own] = "/proc/thread-self/ns/net"
+		if _, ok := scan.NetNS[own]; !ok {
+			scan.NetNS[own] = "/proc/thread-self/ns/net"
 		}
 	}
 	var nets []netnsRef
-	for ino, path := range scan.netns {
+	for ino, path := range scan.NetNS {
 		if opts.Filters.NetNS == 0 || ino == opts.Filters.NetNS {
 			nets = append(nets, netnsRef{ino: ino, path: path})
 		}
@@ -259,7 +258,7 @@ func Snapshot(opts Options) (*Result, error) {
 	for i := range all {
 		s := &all[i]
 		if s.Inode != 0 {
-			s.Owners = scan.owners[s.Inode]
+			s.Owners = scan.Owners[s.Inode]
 		}
 		if opts.Filters.Match(s) {
 			res.Sockets = append(res.Sockets, *s)
