@@ -21,21 +21,21 @@ const (
 	evError         = 6
 	evKeepalive     = 7
 
-	flagOwner              = 1 << 0
-	flagKeepOpen           = 1 << 1
-	flagInKeepaliveTimer   = 1 << 2
-	flagKernelReason       = 1 << 3
-	flagTimewait           = 1 << 4
-	flagOrphan             = 1 << 5
-	flagRcvShutdown        = 1 << 6
-	flagSendShutdown       = 1 << 7
-	flagStartKnown         = 1 << 8
-	flagResetSentBefore    = 1 << 9
-	flagResetReceivedBefor = 1 << 10
-	flagEstablished        = 1 << 11
-	flagOwnerContext       = 1 << 12
-	flagLingerZero         = 1 << 13
-	flagPeerFin            = 1 << 14
+	flagOwner               = 1 << 0
+	flagKeepOpen            = 1 << 1
+	flagInKeepaliveTimer    = 1 << 2
+	flagKernelReason        = 1 << 3
+	flagTimewait            = 1 << 4
+	flagOrphan              = 1 << 5
+	flagRcvShutdown         = 1 << 6
+	flagSendShutdown        = 1 << 7
+	flagStartKnown          = 1 << 8
+	flagResetSentBefore     = 1 << 9
+	flagResetReceivedBefore = 1 << 10
+	flagEstablished         = 1 << 11
+	flagOwnerContext        = 1 << 12
+	flagLingerZero          = 1 << 13
+	flagPeerFin             = 1 << 14
 
 	finLocal  = 1
 	finRemote = 2
@@ -643,7 +643,7 @@ func closeCause(e *katraceEvent, idleThreshold time.Duration) string {
 		return record.CauseKeepaliveTimeout
 	case e.SkErr == int32(unix.ETIMEDOUT):
 		return record.CauseRetransmitTimeout
-	case e.Flags&flagResetReceivedBefor != 0:
+	case e.Flags&flagResetReceivedBefore != 0:
 		switch {
 		case isStaleReuse(e):
 			return record.CauseStaleReuse

@@ -201,7 +201,7 @@ func TestCloseCauses(t *testing.T) {
 		want string
 	}{
 		{"retransmit timeout", []katraceEvent{withErr(closeAt(s, 900, tcpEstablished, 0, 0), unix.ETIMEDOUT)}, record.CauseRetransmitTimeout},
-		{"reset received", []katraceEvent{withFlags(withErr(closeAt(s, 900, tcpEstablished, 0, 0), unix.ECONNRESET), flagResetReceivedBefor)}, record.CauseResetReceived},
+		{"reset received", []katraceEvent{withFlags(withErr(closeAt(s, 900, tcpEstablished, 0, 0), unix.ECONNRESET), flagResetReceivedBefore)}, record.CauseResetReceived},
 		{"error", []katraceEvent{withErr(closeAt(s, 900, tcpSynSent, 0, 0), unix.EHOSTUNREACH)}, record.CauseError},
 		{"idle close local", []katraceEvent{closeAt(s, 900, tcpFinWait2, finLocal, 1500)}, record.CauseIdleCloseLocal},
 		{"idle close remote", []katraceEvent{closeAt(s, 900, 9 /* LAST_ACK */, finRemote, 75000)}, record.CauseIdleCloseRemote},
@@ -349,7 +349,7 @@ func TestStaleReuseVerdict(t *testing.T) {
 	rst.SinceSendMs, rst.SinceRecvMs = 12, 1324
 	cl := rst
 	cl.Kind, cl.State, cl.OldState = evClose, tcpClose, tcpCloseWait
-	cl.Flags |= flagResetReceivedBefor
+	cl.Flags |= flagResetReceivedBefore
 	sink := feed(t, defaults, rst, cl)
 	c := sink.last(record.TypeClose)
 	if c == nil || c.Cause != record.CauseStaleReuse || c.ReuseGapMs != 312 || c.PeerIdleMs != 1000 {
@@ -368,7 +368,7 @@ func TestStaleReuseVerdict(t *testing.T) {
 func TestResetAfterIdleVerdict(t *testing.T) {
 	s := sock{cookie: 21, start: 1e12}
 	cl := closeAt(s, 301000, tcpEstablished, 0, 0)
-	cl.Flags |= flagResetReceivedBefor
+	cl.Flags |= flagResetReceivedBefore
 	cl.SkErr = int32(unix.ECONNRESET)
 	cl.SinceSendMs, cl.SinceRecvMs = 2, 300002 // 5 minutes without data, then our write
 	cl.Unacked = 120                           // never acknowledged
