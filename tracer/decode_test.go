@@ -85,7 +85,7 @@ func FuzzDecode(f *testing.F) {
 		// The correlator takes any decoded event without panicking.
 		c := NewCorrelator(CorrelatorConfig{AllCloses: true, States: true}, &memSink{})
 		_ = c.Handle(&e)
-		_ = c.Flush()
+		_ = c.SettlePendingCloses()
 	})
 }
 

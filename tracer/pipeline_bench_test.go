@@ -125,7 +125,7 @@ func runPipeline(b *testing.B, raw [][]byte, cfg CorrelatorConfig, json bool) {
 			shift = span
 		}
 	}
-	if err := c.Flush(); err != nil {
+	if err := c.SettlePendingCloses(); err != nil {
 		b.Fatal(err)
 	}
 	if j != nil {

@@ -106,11 +106,11 @@ func percentile(sorted []int64, p int) int64 {
 	return sorted[max(i, 1)-1]
 }
 
-// WriteSummary writes one summary record per service seen closing idle
-// connections, the busiest first.
-func (c *Correlator) WriteSummary(now time.Time) error {
-	list := make([]*endpointStats, 0, len(c.summary.endpoints))
-	for _, st := range c.summary.endpoints {
+// write writes one summary record per service seen closing idle
+// connections, the busiest first; r is reused for each.
+func (s *summary) write(sink record.Sink, now time.Time, r *record.Record) error {
+	list := make([]*endpointStats, 0, len(s.endpoints))
+	for _, st := range s.endpoints {
 		if st.local+st.remote > 0 || st.staleReuses > 0 {
 			list = append(list, st)
 		}
@@ -127,7 +127,6 @@ func (c *Correlator) WriteSummary(now time.Time) error {
 			samples = st.all
 		}
 		slices.Sort(samples)
-		r := &c.rec
 		r.Reset()
 		r.Time = now
 		r.Type = record.TypeSummary
@@ -137,7 +136,7 @@ func (c *Correlator) WriteSummary(now time.Time) error {
 		r.IdleMsP50 = percentile(samples, 50)
 		r.IdleMsP90 = percentile(samples, 90)
 		r.StaleReuses = st.staleReuses
-		if err := c.sink.Write(r); err != nil {
+		if err := sink.Write(r); err != nil {
 			return err
 		}
 	}

@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 		runErr = p.drain()
 	}
 	if runErr == nil {
-		runErr = corr.Flush()
+		runErr = corr.SettlePendingCloses()
 	}
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
@@ -251,7 +251,7 @@ func (p *pump) tick() error {
 		p.seedOwned()
 	}
 	p.lastFlush = now
-	if err := p.corr.FlushOlder(monotonicNow()); err != nil {
+	if err := p.corr.SettleExpiredCloses(monotonicNow()); err != nil {
 		return err
 	}
 	return p.sink.Flush()

@@ -78,7 +78,7 @@ func feed(t *testing.T, cfg CorrelatorConfig, evs ...katraceEvent) *memSink {
 			t.Fatal(err)
 		}
 	}
-	if err := c.Flush(); err != nil {
+	if err := c.SettlePendingCloses(); err != nil {
 		t.Fatal(err)
 	}
 	return sink
@@ -298,7 +298,7 @@ func TestMemoryIsBounded(t *testing.T) {
 		t.Fatalf("tracking %d sockets, evicted %d; want 100 and 900", c.Tracked(), c.Evicted())
 	}
 	// The most recently active are the ones kept.
-	if c.conns[1000] == nil || c.conns[1] != nil {
+	if c.conns.byCookie[1000] == nil || c.conns.byCookie[1] != nil {
 		t.Fatal("evicted the wrong sockets")
 	}
 	// Closed sockets are forgotten.
@@ -306,7 +306,7 @@ func TestMemoryIsBounded(t *testing.T) {
 	if err := c.Handle(&cl); err != nil {
 		t.Fatal(err)
 	}
-	if c.conns[1000] != nil || c.Tracked() != 99 {
+	if c.conns.byCookie[1000] != nil || c.Tracked() != 99 {
 		t.Fatal("a closed socket is still remembered")
 	}
 }

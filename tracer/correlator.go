@@ -1,0 +1,362 @@
+package tracer
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/katrace/katrace/output"
+	"github.com/katrace/katrace/record"
+)
+
+// OwnerLookup resolves a socket inode to the process that holds it.
+type OwnerLookup func(inode uint32) (pid uint32, comm string, ok bool)
+
+// CorrelatorConfig says what the correlator reports.
+type CorrelatorConfig struct {
+	IdleThreshold time.Duration
+	// AllCloses reports every close, not only the ones that explain a death.
+	AllCloses bool
+	// States reports every state change.
+	States bool
+	// MaxSockets caps the sockets remembered at once; the least recently
+	// active is forgotten first.
+	MaxSockets int
+	// WallOffset converts the kernel's monotonic nanoseconds to wall time.
+	WallOffset int64
+	// Owner resolves owners the kernel could not see; may be nil.
+	Owner OwnerLookup
+}
+
+// Correlator turns kernel events into records, per socket.
+type Correlator struct {
+	cfg   CorrelatorConfig
+	sink  record.Sink
+	conns connTable
+	rec   record.Record
+
+	events uint64
+	// lastClosed is the cookie of the last socket closed: events the kernel
+	// sends after CLOSE (an error report) must not bring it back.
+	lastClosed uint64
+	// pending holds closes that may be aborts: the kernel moves an aborted
+	// socket to CLOSE first and sends the RST right after, so the verdict
+	// waits for that reset (or for abortWait to pass without one).
+	pending  [8]katraceEvent
+	npending int
+
+	summary summary
+	// comms caches process names, so that records do not allocate them.
+	comms map[[16]int8]string
+}
+
+// abortWait is how long a possible abort's close waits for its reset,
+// which the kernel sends in the same system call: far more than that call
+// takes, even on an emulated CPU.
+const abortWait = 100 * time.Millisecond
+
+// NewCorrelator returns a correlator writing to sink.
+func NewCorrelator(cfg CorrelatorConfig, sink record.Sink) *Correlator {
+	if cfg.MaxSockets <= 0 {
+		cfg.MaxSockets = 65536
+	}
+	return &Correlator{cfg: cfg, sink: sink, conns: newConnTable(cfg.MaxSockets), comms: make(map[[16]int8]string)}
+}
+
+// Tracked is the number of sockets remembered now.
+func (c *Correlator) Tracked() int { return c.conns.len() }
+
+// Events is the number of kernel events handled.
+func (c *Correlator) Events() uint64 { return c.events }
+
+// Evicted is the number of sockets forgotten because of MaxSockets.
+func (c *Correlator) Evicted() uint64 { return c.conns.evicted }
+
+// WriteSummary writes the summary of the idle timeouts seen, one record
+// per service.
+func (c *Correlator) WriteSummary(now time.Time) error {
+	return c.summary.write(c.sink, now, &c.rec)
+}
+
+func (c *Correlator) wall(ns uint64) time.Time {
+	return time.Unix(0, int64(ns)+c.cfg.WallOffset)
+}
+
+// Handle takes one kernel event; records go to the sink.
+func (c *Correlator) Handle(e *katraceEvent) error {
+	c.events++
+	if c.npending > 0 {
+		handled, err := c.settlePending(e)
+		if handled || err != nil {
+			return err
+		}
+	}
+	switch e.Kind {
+	case evState:
+		return c.onState(e)
+	case evIdleFin:
+		return c.onIdleFin(e)
+	case evResetSent, evResetReceived:
+		return c.onReset(e)
+	case evError:
+		return c.onError(e)
+	case evKeepalive:
+		return c.onKeepalive(e)
+	case evClose:
+		return c.onClose(e)
+	}
+	return nil
+}
+
+// lookup returns the socket's memory, creating it when create is set.
+func (c *Correlator) lookup(e *katraceEvent, create bool) *conn {
+	if cn := c.conns.find(e.Cookie, e.TsNs); cn != nil {
+		return cn
+	}
+	if !create || e.Cookie == 0 {
+		return nil
+	}
+	return c.conns.add(e.Cookie, e.TsNs)
+}
+
+// begin starts a record of type t about e's socket.
+func (c *Correlator) begin(e *katraceEvent, cn *conn, t record.Type) *record.Record {
+	c.fillSocket(e, cn)
+	c.rec.Type = t
+	return &c.rec
+}
+
+func (c *Correlator) onState(e *katraceEvent) error {
+	cn := c.lookup(e, e.State != tcpClose)
+	if !c.cfg.States {
+		return nil
+	}
+	r := c.begin(e, cn, record.TypeState)
+	r.OldState = stateName(e.OldState)
+	r.NewState = stateName(e.State)
+	return c.sink.Write(r)
+}
+
+func (c *Correlator) onIdleFin(e *katraceEvent) error {
+	cn := c.lookup(e, true)
+	r := c.begin(e, cn, record.TypeIdleClose)
+	r.Side = record.SideRemote
+	if e.FinSide == finLocal {
+		r.Side = record.SideLocal
+	}
+	r.IdleMs = int64(e.FinIdleMs)
+	c.summary.idleClose(e)
+	return c.sink.Write(r)
+}
+
+func (c *Correlator) onKeepalive(e *katraceEvent) error {
+	cn := c.lookup(e, true)
+	if e.AckedProbes > 0 {
+		r := c.begin(e, cn, record.TypeKeepaliveAck)
+		r.Probe = int(e.AckedProbes)
+		r.RTTMs = int64(e.ProbeRttMs)
+		if err := c.sink.Write(r); err != nil {
+			return err
+		}
+	}
+	if e.ProbesAfter > e.ProbesBefore {
+		if cn != nil {
+			cn.probesSent++
+		}
+		r := c.begin(e, cn, record.TypeKeepaliveProbe)
+		r.Probe = int(e.ProbesAfter)
+		r.MaxProbes = int(e.KeepaliveProbes)
+		r.IntervalMs = int64(e.KeepaliveIntvlMs)
+		r.KeepaliveIdleMs = int64(e.KeepaliveIdleMs)
+		r.IdleMs = idleMs(e)
+		return c.sink.Write(r)
+	}
+	return nil
+}
+
+func (c *Correlator) onError(e *katraceEvent) error {
+	if e.Cookie == c.lastClosed {
+		return nil
+	}
+	cn := c.lookup(e, e.State != tcpClose)
+	if e.Flags&flagInKeepaliveTimer == 0 || e.SkErr == 0 || e.TimerState == tcpFinWait2 {
+		// Other errors are told in the close record's cause.
+		return nil
+	}
+	if cn != nil {
+		if cn.timeoutReported {
+			return nil
+		}
+		cn.timeoutReported = true
+	}
+	return c.keepaliveTimeout(e, cn)
+}
+
+func (c *Correlator) keepaliveTimeout(e *katraceEvent, cn *conn) error {
+	r := c.begin(e, cn, record.TypeKeepaliveTimeout)
+	r.Probes = int(e.ProbesBefore)
+	r.MaxProbes = int(e.KeepaliveProbes)
+	r.Error = errnoName(e.SkErr)
+	if e.SkErr == 0 {
+		r.Error = "ETIMEDOUT"
+	}
+	r.IdleMs = idleMs(e)
+	return c.sink.Write(r)
+}
+
+func (c *Correlator) onReset(e *katraceEvent) error {
+	cn := c.lookup(e, e.Flags&flagTimewait == 0)
+	reason, source := "", ""
+	if e.Kind == evResetSent {
+		reason, source = resetReason(e)
+		if cn != nil {
+			cn.resetReason = reason
+		}
+		// The keepalive timeout's own RST is part of that verdict.
+		if e.Flags&flagInKeepaliveTimer != 0 && !c.cfg.AllCloses {
+			return nil
+		}
+	}
+	r := c.begin(e, cn, record.TypeReset)
+	r.Direction = record.DirectionReceived
+	if e.Kind == evResetSent {
+		r.Direction = record.DirectionSent
+	}
+	r.Reason, r.ReasonSource = reason, source
+	r.Detail = abortDetail(e)
+	if e.Flags&flagTimewait == 0 {
+		r.IdleMs = idleMs(e)
+	}
+	r.AfterKeepalive = e.Kind == evResetReceived && e.ProbesBefore > 0
+	return c.sink.Write(r)
+}
+
+// settlePending gives their verdict to the pending closes that e settles:
+// its own reset, or any other event of the same socket. handled says e
+// itself was handled too (a reset reported ahead of the close it explains).
+func (c *Correlator) settlePending(e *katraceEvent) (handled bool, err error) {
+	for i := 0; i < c.npending; {
+		p := &c.pending[i]
+		if e.Cookie != p.Cookie {
+			i++
+			continue
+		}
+		if e.Kind == evResetSent && !handled {
+			// Report the reset first, then the close it explains.
+			if err := c.onReset(e); err != nil {
+				return true, err
+			}
+			p.Flags |= flagResetSentBefore
+			handled = true
+		}
+		if err := c.finishPending(i); err != nil {
+			return handled, err
+		}
+	}
+	return handled, nil
+}
+
+func (c *Correlator) finishPending(i int) error {
+	ev := c.pending[i]
+	c.npending--
+	c.pending[i] = c.pending[c.npending]
+	return c.finishClose(&ev)
+}
+
+// SettleExpiredCloses gives their verdict to the closes that waited
+// abortWait for a reset in vain; now is bpf_ktime_get_ns()'s clock
+// (CLOCK_MONOTONIC).
+func (c *Correlator) SettleExpiredCloses(now uint64) error {
+	for i := 0; i < c.npending; {
+		if c.pending[i].TsNs+uint64(abortWait) > now {
+			i++
+			continue
+		}
+		if err := c.finishPending(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SettlePendingCloses gives their verdict to every close still waiting for
+// a reset: no more events will come.
+func (c *Correlator) SettlePendingCloses() error {
+	for c.npending > 0 {
+		if err := c.finishPending(c.npending - 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Correlator) onClose(e *katraceEvent) error {
+	if mayBeAbort(e) {
+		if c.npending == len(c.pending) {
+			if err := c.finishPending(0); err != nil {
+				return err
+			}
+		}
+		c.pending[c.npending] = *e
+		c.npending++
+		return nil
+	}
+	return c.finishClose(e)
+}
+
+func (c *Correlator) finishClose(e *katraceEvent) error {
+	cn := c.lookup(e, false)
+	c.lastClosed = e.Cookie
+	cause := closeCause(e, c.cfg.IdleThreshold)
+	if cause == record.CauseKeepaliveTimeout && (cn == nil || !cn.timeoutReported) {
+		if err := c.keepaliveTimeout(e, cn); err != nil {
+			return err
+		}
+	}
+	if !c.cfg.AllCloses && isOrdinaryClose(cause) {
+		if cn != nil {
+			c.conns.forget(cn)
+		}
+		return nil
+	}
+	r := c.begin(e, cn, record.TypeClose)
+	r.Cause = cause
+	r.DurationMs = durationMs(e)
+	r.IdleMs = idleMs(e)
+	if e.FinSide != 0 {
+		r.IdleMs = int64(e.FinIdleMs)
+	}
+	if cn != nil {
+		r.ProbesSent = cn.probesSent
+	}
+	if e.Flags&flagInKeepaliveTimer != 0 && int(e.ProbesBefore) > r.ProbesSent {
+		r.ProbesSent = int(e.ProbesBefore)
+	}
+	switch cause {
+	case record.CauseStaleReuse:
+		r.ReuseGapMs = reuseGapMs(e)
+		r.PeerIdleMs = int64(e.FinIdleMs)
+		r.Detail = "wrote " + output.FormatDuration(r.ReuseGapMs) +
+			" after the peer closed the idle connection (peer idle timeout ≈ " +
+			output.FormatDuration(r.PeerIdleMs) + "); peer reset it"
+		c.summary.staleReuse(e)
+	case record.CauseResetAfterIdle:
+		r.IdleMs = silenceBeforeWriteMs(e)
+		r.Detail = "first write after " + output.FormatDuration(r.IdleMs) +
+			" idle drew a reset, no FIN seen: the peer or a middlebox (NAT, load balancer) forgot the connection"
+	case record.CauseResetReceived:
+		if e.ProbesBefore > 0 {
+			r.Detail = "the peer answered keepalive probe " + strconv.Itoa(int(e.ProbesBefore)) +
+				" with a reset: it lost the connection (rebooted or restarted?)"
+		}
+	}
+	r.BytesSent, r.BytesReceived = e.BytesSent, e.BytesReceived
+	// The kernel counts the peer's FIN as a byte received; we count data.
+	if e.Flags&flagPeerFin != 0 && r.BytesReceived > 0 {
+		r.BytesReceived--
+	}
+	err := c.sink.Write(r)
+	if cn != nil {
+		c.conns.forget(cn)
+	}
+	return err
+}

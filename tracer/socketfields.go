@@ -1,0 +1,128 @@
+package tracer
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/katrace/katrace/record"
+)
+
+// fillSocket sets the socket fields of the record from the event and what
+// is remembered of the socket.
+func (c *Correlator) fillSocket(e *katraceEvent, cn *conn) {
+	r := &c.rec
+	r.Reset()
+	r.Time = c.wall(e.TsNs)
+	s := &r.Sock
+	s.Cookie = e.Cookie
+	s.NetNS = e.Netns
+	s.State = stateName(e.State)
+	s.LPort, s.RPort = e.Sport, e.Dport
+	if e.Family == 6 {
+		s.IPv6 = true
+		s.LAddr = netip.AddrFrom16(e.Saddr)
+		s.RAddr = netip.AddrFrom16(e.Daddr)
+	} else {
+		s.LAddr = netip.AddrFrom4([4]byte(e.Saddr[:4]))
+		s.RAddr = netip.AddrFrom4([4]byte(e.Daddr[:4]))
+	}
+	s.Requests = record.Absent
+	if e.Proto != 0 && int(e.Proto) < len(protoNames) {
+		s.Proto = protoNames[e.Proto]
+		if e.Proto == protoHTTP1 {
+			s.Requests = int(e.Requests)
+		}
+	}
+
+	if cn != nil {
+		// Timer events carry no label: keep the one seen before.
+		if s.Proto == "" {
+			s.Proto, s.Requests = cn.sock.Proto, cn.sock.Requests
+		}
+		cn.sock.Proto, cn.sock.Requests = s.Proto, s.Requests
+		// By CLOSE the kernel may have cleared the local port of an active
+		// closer: keep the tuple seen earlier.
+		if s.LPort == 0 && cn.sock.LPort != 0 {
+			s.LAddr, s.LPort = cn.sock.LAddr, cn.sock.LPort
+		}
+		cn.sock.LAddr, cn.sock.LPort = s.LAddr, s.LPort
+	}
+
+	switch {
+	case e.Flags&flagOwner != 0 && e.Pid != 0:
+		s.PID = e.Pid
+		s.Comm = c.commString(e, cn)
+		if cn != nil {
+			cn.sock.PID, cn.sock.Comm = s.PID, s.Comm
+		}
+	case cn != nil && cn.sock.PID != 0:
+		s.PID, s.Comm = cn.sock.PID, cn.sock.Comm
+	case e.SockIno != 0 && c.cfg.Owner != nil:
+		if pid, comm, ok := c.cfg.Owner(e.SockIno); ok {
+			s.PID, s.Comm = pid, comm
+			if cn != nil {
+				cn.sock.PID, cn.sock.Comm = pid, comm
+			}
+		}
+	}
+}
+
+// commString returns the event's comm, reusing the remembered string when
+// it has not changed so that the hot path does not allocate.
+func (c *Correlator) commString(e *katraceEvent, cn *conn) string {
+	n := 0
+	for n < len(e.Comm) && e.Comm[n] != 0 {
+		n++
+	}
+	if cn != nil && cn.sock.PID == e.Pid && len(cn.sock.Comm) == n {
+		same := true
+		for i := 0; i < n; i++ {
+			if cn.sock.Comm[i] != byte(e.Comm[i]) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return cn.sock.Comm
+		}
+	}
+	if s, ok := c.comms[e.Comm]; ok {
+		return s
+	}
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(e.Comm[i])
+	}
+	s := string(b)
+	if len(c.comms) < maxComms {
+		c.comms[e.Comm] = s
+	}
+	return s
+}
+
+// maxComms bounds the cache of process names (a host has few).
+const maxComms = 4096
+
+// idleMs is how long the connection had gone without data either way, or
+// Absent before it was established, when the kernel's stamps mean nothing.
+func idleMs(e *katraceEvent) int64 {
+	established := e.Flags&flagEstablished != 0 ||
+		(e.Flags&flagStartKnown == 0 && e.State != tcpSynSent && e.State != tcpSynRecv && e.OldState != tcpSynSent)
+	if !established {
+		return record.Absent
+	}
+	idle := int64(min(e.SinceSendMs, e.SinceRecvMs))
+	if e.Flags&flagStartKnown != 0 && e.TsNs >= e.StartNs {
+		idle = min(idle, int64((e.TsNs-e.StartNs)/uint64(time.Millisecond)))
+	}
+	return idle
+}
+
+// durationMs is the connection's age at e, Absent when katrace did not
+// see it begin.
+func durationMs(e *katraceEvent) int64 {
+	if e.Flags&flagStartKnown != 0 && e.TsNs >= e.StartNs {
+		return int64((e.TsNs - e.StartNs) / uint64(time.Millisecond))
+	}
+	return record.Absent
+}
