@@ -135,6 +135,22 @@ func goldenCases() []goldenCase {
 		`03:41:07.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            reset sent: SO_LINGER 0 abort (TCP_ABORT_ON_LINGER)`)
 
 	r = sockRecord(record.TypeReset, at(5000))
+	r.Sock.State = "CLOSE"
+	r.Direction, r.Reason, r.ReasonSource = record.DirectionSent, "TCP_ABORT_ON_CLOSE", record.SourceKernel
+	r.Abort, r.UnreadBytes, r.IdleMs = record.AbortUnreadData, 77, 0
+	add("reset/sent_close_unread", r,
+		`{"time":"2025-03-14T03:41:07.118000000Z","type":"reset","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","direction":"sent","reason":"TCP_ABORT_ON_CLOSE","reason_source":"kernel","idle_ms":0}`,
+		`03:41:07.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            reset sent: closed with 77 bytes unread (TCP_ABORT_ON_CLOSE), idle 0ms`)
+
+	r = sockRecord(record.TypeReset, at(5000))
+	r.Sock.State = "CLOSE"
+	r.Direction, r.Reason, r.ReasonSource = record.DirectionSent, "TCP_STATE", record.SourceInferred
+	r.Abort = record.AbortLingerZero
+	add("reset/sent_linger_zero", r,
+		`{"time":"2025-03-14T03:41:07.118000000Z","type":"reset","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","direction":"sent","reason":"TCP_STATE","reason_source":"inferred"}`,
+		`03:41:07.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            reset sent: SO_LINGER 0 close (TCP_STATE, inferred)`)
+
+	r = sockRecord(record.TypeReset, at(5000))
 	r.Direction, r.Reason, r.ReasonSource = record.DirectionSent, "TCP_ABORT_ON_DATA", record.SourceInferred
 	r.IdleMs = 312
 	add("reset/sent_inferred", r,
@@ -175,18 +191,23 @@ func goldenCases() []goldenCase {
 	r.Cause, r.DurationMs, r.IdleMs = record.CauseStaleReuse, 2600, 1312
 	r.ReuseGapMs, r.PeerIdleMs = 312, 1000
 	r.BytesSent, r.BytesReceived = 900, 4000
-	r.Detail = "wrote 312 ms after the peer closed the idle connection (peer idle timeout ≈ 1.0s); peer reset it"
-	add("close/stale_reuse_detail", r,
+	add("close/stale_reuse", r,
 		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","proto":"http/1.x","requests":3,"cause":"stale_reuse","duration_ms":2600,"idle_ms":1312,"probes_sent":0,"bytes_sent":900,"bytes_received":4000,"reuse_gap_ms":312,"peer_idle_ms":1000}`,
-		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: stale_reuse: wrote 312 ms after the peer closed the idle connection (peer idle timeout ≈ 1.0s); peer reset it`)
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: stale_reuse: wrote 312ms after the peer closed the idle connection (peer idle timeout ≈ 1.0s); peer reset it`)
 
 	r = sockRecord(record.TypeClose, at(6000))
 	r.Sock.State = "CLOSE"
-	r.Cause, r.DurationMs, r.IdleMs = record.CauseStaleReuse, 2600, 1312
-	r.ReuseGapMs, r.PeerIdleMs = 312, 1000
-	add("close/stale_reuse", r,
-		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"stale_reuse","duration_ms":2600,"idle_ms":1312,"probes_sent":0,"bytes_sent":0,"bytes_received":0,"reuse_gap_ms":312,"peer_idle_ms":1000}`,
-		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: stale_reuse after 2.6s (idle 1.3s, wrote 312ms after the peer's FIN, peer idle timeout ≈1.0s)`)
+	r.Cause, r.DurationMs, r.IdleMs = record.CauseResetAfterIdle, 301_000, 300_000
+	add("close/reset_after_idle", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"reset_after_idle","duration_ms":301000,"idle_ms":300000,"probes_sent":0,"bytes_sent":0,"bytes_received":0}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: reset_after_idle: first write after 5m00s idle drew a reset, no FIN seen: the peer or a middlebox (NAT, load balancer) forgot the connection`)
+
+	r = sockRecord(record.TypeClose, at(6000))
+	r.Sock.State = "CLOSE"
+	r.Cause, r.DurationMs, r.IdleMs, r.ProbesSent, r.ResetAtProbe = record.CauseResetReceived, 9000, 8000, 2, 2
+	add("close/reset_at_keepalive_probe", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"reset_received","duration_ms":9000,"idle_ms":8000,"probes_sent":2,"bytes_sent":0,"bytes_received":0}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: reset_received: the peer answered keepalive probe 2 with a reset: it lost the connection (rebooted or restarted?)`)
 
 	r = sockRecord(record.TypeClose, at(7000))
 	r.Sock.State = "CLOSE"

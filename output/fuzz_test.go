@@ -78,7 +78,7 @@ func FuzzTextOneLine(f *testing.F) {
 		var buf bytes.Buffer
 		p := NewText(&buf, WithLocation(time.UTC))
 		r := sockRecord(record.TypeClose, t0)
-		r.Sock.Comm, r.Cause, r.Detail = s, s, s
+		r.Sock.Comm, r.Cause = s, s
 		if err := p.Write(r); err != nil {
 			t.Fatal(err)
 		}

@@ -102,7 +102,8 @@ func appendJSON(b []byte, r *record.Record) []byte {
 		b = jsonUint(b, "bytes_received", r.BytesReceived)
 		b = jsonOptInt(b, "reuse_gap_ms", r.ReuseGapMs)
 		b = jsonOptInt(b, "peer_idle_ms", r.PeerIdleMs)
-		// r.Detail is text-only by contract.
+		// r.ResetAtProbe only words the text; reset_received's records
+		// before it carry after_keepalive.
 	case record.TypeSummary:
 		b = jsonString(b, "endpoint", r.Endpoint)
 		b = jsonInt(b, "idle_closes_local", int64(r.IdleClosesLocal))

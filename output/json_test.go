@@ -120,7 +120,7 @@ func TestJSONOmitsOptional(t *testing.T) {
 		r := sockRecord(record.TypeClose, t0)
 		r.Sock.PID, r.Sock.Comm = 0, ""
 		r.Cause = record.CauseCloseLocal
-		r.Detail = "never printed"
+		r.ResetAtProbe, r.Abort, r.UnreadBytes = 3, record.AbortUnreadData, 9 // words the text only
 		check(t, keys(r),
 			[]string{"pid", "comm", "proto", "requests", "idle_ms", "reuse_gap_ms", "peer_idle_ms", "detail"},
 			[]string{"sock", "family", "laddr", "lport", "raddr", "rport", "netns", "state",
@@ -229,7 +229,6 @@ func staleReuseClose() *record.Record {
 	r.Sock.Proto, r.Sock.Requests = "http/1.x", 41
 	r.Cause, r.DurationMs, r.IdleMs, r.ProbesSent = record.CauseStaleReuse, 123456, 1312, 2
 	r.BytesSent, r.BytesReceived, r.ReuseGapMs, r.PeerIdleMs = 1<<40, 1<<33, 312, 1000
-	r.Detail = "not in JSON"
 	return r
 }
 

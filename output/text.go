@@ -382,10 +382,10 @@ func appendReset(b []byte, r *record.Record) []byte {
 			b = append(b, "reset received"...)
 		}
 		switch {
-		case r.Detail != "":
+		case r.Abort != record.AbortNone:
 			// What the application did, then the kernel's word for it.
 			b = append(b, ": "...)
-			b = appendSafe(b, r.Detail)
+			b = appendAbort(b, r)
 			if !isUnknownReason(r.Reason) {
 				b = append(b, " ("...)
 				b = appendSafe(b, r.Reason)
@@ -407,6 +407,19 @@ func appendReset(b []byte, r *record.Record) []byte {
 		b = appendDuration(b, r.IdleMs)
 	}
 	return b
+}
+
+// appendAbort says which application action aborted the connection.
+func appendAbort(b []byte, r *record.Record) []byte {
+	switch r.Abort {
+	case record.AbortUnreadData:
+		b = append(b, "closed with "...)
+		b = strconv.AppendUint(b, r.UnreadBytes, 10)
+		return append(b, " bytes unread"...)
+	case record.AbortLingerZero:
+		return append(b, "SO_LINGER 0 close"...)
+	}
+	return append(b, "aborted"...)
 }
 
 func isUnknownReason(reason string) bool {
@@ -447,10 +460,9 @@ func appendClose(b []byte, r *record.Record) []byte {
 		b = append(b, ": "...)
 		b = appendSafe(b, r.Cause)
 	}
-	if r.Detail != "" {
-		// The correlator has already said it better than a list of numbers.
-		b = append(b, ": "...)
-		return appendSafe(b, r.Detail)
+	if story, ok := appendCloseStory(b, r); ok {
+		// A sentence says these better than a list of numbers.
+		return story
 	}
 	if r.DurationMs >= 0 {
 		b = append(b, " after "...)
@@ -475,19 +487,30 @@ func appendClose(b []byte, r *record.Record) []byte {
 		b = strconv.AppendInt(b, int64(r.ProbesSent), 10)
 		b = appendPlural(b, r.ProbesSent, " probe", " probes")
 	}
-	if r.ReuseGapMs != record.Absent {
-		b = sep(b)
-		b = append(b, "wrote "...)
-		b = appendDuration(b, r.ReuseGapMs)
-		b = append(b, " after the peer's FIN"...)
-	}
-	if r.PeerIdleMs != record.Absent {
-		b = sep(b)
-		b = append(b, "peer idle timeout ≈"...)
-		b = appendDuration(b, r.PeerIdleMs)
-	}
 	if open {
 		b = append(b, ')')
 	}
 	return b
+}
+
+// appendCloseStory tells, for the causes that need a sentence, what
+// happened; ok is false for the others.
+func appendCloseStory(b []byte, r *record.Record) (_ []byte, ok bool) {
+	switch {
+	case r.Cause == record.CauseStaleReuse:
+		b = append(b, ": wrote "...)
+		b = appendDuration(b, r.ReuseGapMs)
+		b = append(b, " after the peer closed the idle connection (peer idle timeout ≈ "...)
+		b = appendDuration(b, r.PeerIdleMs)
+		return append(b, "); peer reset it"...), true
+	case r.Cause == record.CauseResetAfterIdle:
+		b = append(b, ": first write after "...)
+		b = appendDuration(b, r.IdleMs)
+		return append(b, " idle drew a reset, no FIN seen: the peer or a middlebox (NAT, load balancer) forgot the connection"...), true
+	case r.Cause == record.CauseResetReceived && r.ResetAtProbe > 0:
+		b = append(b, ": the peer answered keepalive probe "...)
+		b = strconv.AppendInt(b, int64(r.ResetAtProbe), 10)
+		return append(b, " with a reset: it lost the connection (rebooted or restarted?)"...), true
+	}
+	return b, false
 }

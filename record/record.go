@@ -88,6 +88,18 @@ const (
 	SourceInferred    = "inferred"
 )
 
+// Abort is what an application's close() did that aborted the connection.
+type Abort uint8
+
+const (
+	AbortNone Abort = iota
+	// AbortUnreadData: closed with data still unread, which the kernel
+	// answers with a reset instead of a FIN.
+	AbortUnreadData
+	// AbortLingerZero: closed with SO_LINGER set to 0.
+	AbortLingerZero
+)
+
 // Socket is the identity and owner of a connection, carried by every socket
 // record.
 type Socket struct {
@@ -146,6 +158,12 @@ type Record struct {
 	// AfterKeepalive marks a reset received while keepalive probes were
 	// unanswered: the peer answered a probe with a RST.
 	AfterKeepalive bool
+	// Abort says what the application's close() did that made the kernel
+	// send this reset; AbortNone when the reset did not come from it.
+	Abort Abort
+	// UnreadBytes is, with AbortUnreadData, how much the application left
+	// unread.
+	UnreadBytes uint64
 
 	// close
 	Cause string
@@ -158,9 +176,9 @@ type Record struct {
 	// PeerIdleMs is, for stale_reuse, how long the connection had sat idle
 	// when the peer closed it: the peer's idle timeout. Absent when unknown.
 	PeerIdleMs int64
-	// Detail is a short, already-worded explanation for the text output
-	// (never part of the NDJSON contract).
-	Detail string
+	// ResetAtProbe is, for reset_received, the keepalive probe the peer
+	// answered with the reset; 0 when no probe was out.
+	ResetAtProbe int
 
 	// summary
 	Endpoint         string

@@ -1,10 +1,8 @@
 package tracer
 
 import (
-	"strconv"
 	"time"
 
-	"github.com/katrace/katrace/output"
 	"github.com/katrace/katrace/record"
 )
 
@@ -222,7 +220,10 @@ func (c *Correlator) onReset(e *katraceEvent) error {
 		r.Direction = record.DirectionSent
 	}
 	r.Reason, r.ReasonSource = reason, source
-	r.Detail = abortDetail(e)
+	r.Abort = abortBy(e)
+	if r.Abort == record.AbortUnreadData {
+		r.UnreadBytes = uint64(e.Unread)
+	}
 	if e.Flags&flagTimewait == 0 {
 		r.IdleMs = idleMs(e)
 	}
@@ -335,19 +336,11 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 	case record.CauseStaleReuse:
 		r.ReuseGapMs = reuseGapMs(e)
 		r.PeerIdleMs = int64(e.FinIdleMs)
-		r.Detail = "wrote " + output.FormatDuration(r.ReuseGapMs) +
-			" after the peer closed the idle connection (peer idle timeout ≈ " +
-			output.FormatDuration(r.PeerIdleMs) + "); peer reset it"
 		c.summary.staleReuse(e)
 	case record.CauseResetAfterIdle:
 		r.IdleMs = silenceBeforeWriteMs(e)
-		r.Detail = "first write after " + output.FormatDuration(r.IdleMs) +
-			" idle drew a reset, no FIN seen: the peer or a middlebox (NAT, load balancer) forgot the connection"
 	case record.CauseResetReceived:
-		if e.ProbesBefore > 0 {
-			r.Detail = "the peer answered keepalive probe " + strconv.Itoa(int(e.ProbesBefore)) +
-				" with a reset: it lost the connection (rebooted or restarted?)"
-		}
+		r.ResetAtProbe = int(e.ProbesBefore)
 	}
 	r.BytesSent, r.BytesReceived = e.BytesSent, e.BytesReceived
 	// The kernel counts the peer's FIN as a byte received; we count data.

@@ -131,19 +131,19 @@ func resetReason(e *katraceEvent) (reason, source string) {
 	return "", ""
 }
 
-// abortDetail says, in words, which application action aborted the
-// connection, when the reset came from its close().
-func abortDetail(e *katraceEvent) string {
+// abortBy says which application action aborted the connection, when the
+// reset came from its close().
+func abortBy(e *katraceEvent) record.Abort {
 	if e.Kind != evResetSent || e.Flags&flagOwnerContext == 0 || e.State != tcpClose {
-		return ""
+		return record.AbortNone
 	}
 	switch {
 	case e.Unread > 0:
-		return "closed with " + strconv.FormatUint(uint64(e.Unread), 10) + " bytes unread"
+		return record.AbortUnreadData
 	case e.Flags&flagLingerZero != 0:
-		return "SO_LINGER 0 close"
+		return record.AbortLingerZero
 	}
-	return ""
+	return record.AbortNone
 }
 
 func errnoName(errno int32) string {
