@@ -320,12 +320,12 @@ func TestFilters(t *testing.T) {
 				return [2]conn{{"", p.serverAddr, "18090", false}, {"", p.serverAddr, "18091", false}}
 			}, "both"},
 		{"addr", func(p *pair, _ []int) tracer.Filters {
-			return tracer.Filters{Prefixes: []netip.Prefix{netip.MustParsePrefix(p.server6 + "/128")}}
+			return tracer.Filters{Addrs: []netip.Prefix{netip.MustParsePrefix(p.server6 + "/128")}}
 		}, func(p *pair) [2]conn {
 			return [2]conn{{"", p.serverAddr, "18092", false}, {"", p.server6, "18092", false}}
 		}, "both"},
 		{"addr-v4-cidr", func(p *pair, _ []int) tracer.Filters {
-			return tracer.Filters{Prefixes: []netip.Prefix{netip.PrefixFrom(netip.MustParseAddr(p.serverAddr), 24).Masked()}}
+			return tracer.Filters{Addrs: []netip.Prefix{netip.PrefixFrom(netip.MustParseAddr(p.serverAddr), 24).Masked()}}
 		}, func(p *pair) [2]conn {
 			return [2]conn{{"", p.server6, "18093", false}, {"", p.serverAddr, "18093", false}}
 		}, "both"},

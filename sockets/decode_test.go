@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/katrace/katrace/filter"
 )
 
 func rowBytes(t *testing.T, rows ...socketsSocketRow) []byte {
@@ -102,26 +104,26 @@ func TestFilters(t *testing.T) {
 	l := Socket{State: "LISTEN", NetNS: 5, LPort: 443}
 	for _, c := range []struct {
 		name string
-		f    Filters
+		o    Options
 		s    *Socket
 		want bool
 	}{
-		{"none", Filters{}, &s, true},
-		{"listener hidden", Filters{}, &l, false},
-		{"listener shown", Filters{Listening: true}, &l, true},
-		{"netns", Filters{NetNS: 6}, &s, false},
-		{"port remote", Filters{Ports: []uint16{80, 443}}, &s, true},
-		{"port miss", Filters{Ports: []uint16{80}}, &s, false},
-		{"addr", Filters{Prefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}, &s, true},
-		{"addr miss", Filters{Prefixes: []netip.Prefix{netip.MustParsePrefix("fd00::/8")}}, &s, false},
-		{"second owner", Filters{PID: 11}, &s, true},
-		{"pid and comm of one owner", Filters{PID: 11, Comm: "nginx"}, &s, true},
-		{"pid miss", Filters{PID: 12}, &s, false},
-		{"comm miss", Filters{Comm: "curl"}, &s, false},
-		{"keepalive only", Filters{KeepaliveOnly: true}, &Socket{State: "ESTABLISHED"}, false},
+		{"none", Options{}, &s, true},
+		{"listener hidden", Options{}, &l, false},
+		{"listener shown", Options{Listening: true}, &l, true},
+		{"netns", Options{Filters: filter.Set{NetNS: 6}}, &s, false},
+		{"port remote", Options{Filters: filter.Set{Ports: []uint16{80, 443}}}, &s, true},
+		{"port miss", Options{Filters: filter.Set{Ports: []uint16{80}}}, &s, false},
+		{"addr", Options{Filters: filter.Set{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}}, &s, true},
+		{"addr miss", Options{Filters: filter.Set{Addrs: []netip.Prefix{netip.MustParsePrefix("fd00::/8")}}}, &s, false},
+		{"second owner", Options{Filters: filter.Set{PID: 11}}, &s, true},
+		{"pid and comm of one owner", Options{Filters: filter.Set{PID: 11, Comm: "nginx"}}, &s, true},
+		{"pid miss", Options{Filters: filter.Set{PID: 12}}, &s, false},
+		{"comm miss", Options{Filters: filter.Set{Comm: "curl"}}, &s, false},
+		{"keepalive only", Options{Filters: filter.Set{KeepaliveOnly: true}}, &Socket{State: "ESTABLISHED"}, false},
 	} {
-		if got := c.f.Match(c.s); got != c.want {
-			t.Errorf("%s: Match = %v, want %v", c.name, got, c.want)
+		if got := c.o.selects(c.s); got != c.want {
+			t.Errorf("%s: selects = %v, want %v", c.name, got, c.want)
 		}
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/katrace/katrace/filter"
 )
 
 // privileged skips the test, with one line, unless it can load BPF
@@ -270,7 +272,7 @@ func TestSnapshotNamespaces(t *testing.T) {
 	}
 
 	// Client side: wait until the "tw" connections reached TIME_WAIT.
-	res := pollSnapshot(t, Options{Filters: Filters{NetNS: p.inoA}}, func(r *Result) string {
+	res := pollSnapshot(t, Options{Filters: filter.Set{NetNS: p.inoA}}, func(r *Result) string {
 		for _, c := range conns {
 			s := find(r.Sockets, c.target.Addr().Is6(), c.lport)
 			if s == nil {
@@ -379,14 +381,14 @@ func TestSnapshotNamespaces(t *testing.T) {
 	}
 
 	// Filters: --pid of the holder gives only the two shared sockets.
-	byPid, err := Snapshot(Options{Filters: Filters{NetNS: p.inoA, PID: holder.PID}})
+	byPid, err := Snapshot(Options{Filters: filter.Set{NetNS: p.inoA, PID: holder.PID}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(byPid.Sockets) != 2 {
 		t.Errorf("--pid %d: %d sockets, want the 2 shared ones", holder.PID, len(byPid.Sockets))
 	}
-	ka, err := Snapshot(Options{Filters: Filters{NetNS: p.inoA, KeepaliveOnly: true, Prefixes: []netip.Prefix{netip.MustParsePrefix(p.v6B + "/128")}}})
+	ka, err := Snapshot(Options{Filters: filter.Set{NetNS: p.inoA, KeepaliveOnly: true, Addrs: []netip.Prefix{netip.MustParsePrefix(p.v6B + "/128")}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +401,7 @@ func TestSnapshotNamespaces(t *testing.T) {
 	// values), owned by the server; listeners only with Listening.
 	// Wait until the server accepted every connection and closed the
 	// closed ones.
-	srvRes := pollSnapshot(t, Options{Filters: Filters{NetNS: p.inoB}}, serverSettled(2*(len(helperConns)-1), srv))
+	srvRes := pollSnapshot(t, Options{Filters: filter.Set{NetNS: p.inoB}}, serverSettled(2*(len(helperConns)-1), srv))
 	for _, s := range srvRes.Sockets {
 		if s.State == "LISTEN" {
 			t.Errorf("listening socket listed without Listening: %+v", s)
@@ -412,7 +414,7 @@ func TestSnapshotNamespaces(t *testing.T) {
 			t.Errorf("server socket owners %v, want %v", s.Owners, srv)
 		}
 	}
-	lis, err := Snapshot(Options{Filters: Filters{NetNS: p.inoB, Listening: true, Ports: []uint16{port}}})
+	lis, err := Snapshot(Options{Filters: filter.Set{NetNS: p.inoB, Ports: []uint16{port}}, Listening: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,8 +449,8 @@ func TestSockDiagFallback(t *testing.T) {
 	conns := client.conns(t)
 
 	// sock_diag answers for the caller's namespace: Snapshot enters b.
-	pollSnapshot(t, Options{NoIterator: true, Filters: Filters{NetNS: p.inoB}}, serverSettled(len(conns)-1, srv))
-	res, err := Snapshot(Options{NoIterator: true, Filters: Filters{NetNS: p.inoB, Listening: true}})
+	pollSnapshot(t, Options{NoIterator: true, Filters: filter.Set{NetNS: p.inoB}}, serverSettled(len(conns)-1, srv))
+	res, err := Snapshot(Options{NoIterator: true, Filters: filter.Set{NetNS: p.inoB}, Listening: true})
 	if err != nil {
 		t.Fatal(err)
 	}

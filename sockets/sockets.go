@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/katrace/katrace/filter"
 	"github.com/katrace/katrace/procfs"
 )
 
@@ -111,58 +112,20 @@ func (s *Socket) Family() string {
 	return "ipv4"
 }
 
-// Filters select sockets, as the flags of `katrace trace` do. A socket
-// passes when it matches every filter that is set.
-type Filters struct {
-	PID           uint32
-	Comm          string
-	Ports         []uint16
-	Prefixes      []netip.Prefix
-	NetNS         uint32
-	KeepaliveOnly bool
-	// Listening adds listening sockets, which are left out otherwise.
-	Listening bool
-}
-
-// Match reports whether s passes f.
-func (f *Filters) Match(s *Socket) bool {
-	if s.State == "LISTEN" && !f.Listening {
+// selects reports whether s passes the options' filters.
+func (o *Options) selects(s *Socket) bool {
+	f := &o.Filters
+	if s.State == "LISTEN" && !o.Listening {
 		return false
 	}
-	if f.NetNS != 0 && s.NetNS != f.NetNS {
+	if !f.MatchNetNS(s.NetNS) || (f.KeepaliveOnly && !s.Keepalive) ||
+		!f.MatchPorts(s.LPort, s.RPort) || !f.MatchAddrs(s.LAddr, s.RAddr) {
 		return false
 	}
-	if f.KeepaliveOnly && !s.Keepalive {
-		return false
+	if !f.ByOwner() {
+		return true
 	}
-	if len(f.Ports) > 0 && !slices.Contains(f.Ports, s.LPort) && !slices.Contains(f.Ports, s.RPort) {
-		return false
-	}
-	if len(f.Prefixes) > 0 {
-		ok := false
-		for _, p := range f.Prefixes {
-			if p.Contains(s.LAddr.Unmap()) || p.Contains(s.RAddr.Unmap()) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	if f.PID != 0 || f.Comm != "" {
-		ok := false
-		for _, o := range s.Owners {
-			if (f.PID == 0 || o.PID == f.PID) && (f.Comm == "" || o.Comm == f.Comm) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	return true
+	return slices.ContainsFunc(s.Owners, func(o Owner) bool { return f.MatchOwner(o.PID, o.Comm) })
 }
 
 // Result is a snapshot.
@@ -183,7 +146,10 @@ type Result struct {
 
 // Options shape a snapshot.
 type Options struct {
-	Filters Filters
+	// Filters select sockets as they do for `katrace trace`.
+	Filters filter.Set
+	// Listening adds listening sockets, which are left out otherwise.
+	Listening bool
 	// NoIterator skips the BPF iterator and uses sock_diag (for tests and
 	// for hosts where loading BPF is not wanted).
 	NoIterator bool
@@ -260,7 +226,7 @@ func Snapshot(opts Options) (*Result, error) {
 		if s.Inode != 0 {
 			s.Owners = scan.Owners[s.Inode]
 		}
-		if opts.Filters.Match(s) {
+		if opts.selects(s) {
 			res.Sockets = append(res.Sockets, *s)
 		}
 	}

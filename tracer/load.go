@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -52,16 +51,6 @@ var commonPrograms = []string{"tp_tcp_receive_reset", "tp_inet_sk_error_report",
 
 // primeCookiesProgram is a TCP socket iterator run once at start, not attached.
 const primeCookiesProgram = "prime_cookies"
-
-// Filters are applied in the kernel: constants set before load.
-type Filters struct {
-	PID           uint32
-	Comm          string
-	Ports         []uint16
-	Prefixes      []netip.Prefix
-	NetNS         uint32
-	KeepaliveOnly bool
-}
 
 // Limits of the kernel-side filter tables (bpf/katrace.h).
 const (
@@ -283,13 +272,13 @@ func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions) error {
 	if len(f.Ports) > MaxPorts {
 		return fmt.Errorf("at most %d --port filters", MaxPorts)
 	}
-	if len(f.Prefixes) > MaxPrefixes {
+	if len(f.Addrs) > MaxPrefixes {
 		return fmt.Errorf("at most %d --addr filters", MaxPrefixes)
 	}
 	var ports [MaxPorts]uint16
 	copy(ports[:], f.Ports)
 	var cidrs [MaxPrefixes]katraceCidr
-	for i, p := range f.Prefixes {
+	for i, p := range f.Addrs {
 		p = p.Masked()
 		a := p.Addr()
 		c := &cidrs[i]
@@ -329,7 +318,7 @@ func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions) error {
 		{"filter_keepalive_only", f.KeepaliveOnly},
 		{"filter_port_count", uint32(len(f.Ports))},
 		{"filter_ports", ports},
-		{"filter_cidr_count", uint32(len(f.Prefixes))},
+		{"filter_cidr_count", uint32(len(f.Addrs))},
 		{"filter_cidrs", cidrs},
 	} {
 		if err := set(kv.name, kv.v); err != nil {

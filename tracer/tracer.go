@@ -78,12 +78,9 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 		return err
 	}
 	owners := newOwnerIndex()
-	byOwner := cfg.Filters.PID != 0 || cfg.Filters.Comm != ""
+	byOwner := cfg.Filters.ByOwner()
 	if byOwner {
-		owners.wanted = func(pid uint32, comm string) bool {
-			return (cfg.Filters.PID == 0 || pid == cfg.Filters.PID) &&
-				(cfg.Filters.Comm == "" || comm == cfg.Filters.Comm)
-		}
+		owners.wanted = cfg.Filters.MatchOwner
 	}
 	corr := NewCorrelator(CorrelatorConfig{
 		IdleThreshold: cfg.IdleThreshold,

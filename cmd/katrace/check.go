@@ -17,18 +17,17 @@ func checkCommand(onUsageError cli.OnUsageErrorFunc) *cli.Command {
 			"cannot (the reason is on the last line of standard error).",
 		OnUsageError: onUsageError,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "`FORMAT`: text, or json (one JSON object)", EnvVars: []string{"KATRACE_OUTPUT"}, Category: catOutput},
+			outputFlag("text, or json (one JSON object)"),
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return usagef("check takes no arguments, got %q", c.Args().First())
 			}
-			format := c.String("output")
-			if format != "text" && format != "json" {
-				return usagef("--output %q: want text or json", format)
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
 			}
 			r := check.Run(check.Env{})
-			var err error
 			if format == "json" {
 				err = check.WriteJSON(c.App.Writer, r)
 			} else {

@@ -10,7 +10,6 @@ import (
 )
 
 func socketsCommand(onUsageError cli.OnUsageErrorFunc) *cli.Command {
-	env := func(name string) []string { return []string{"KATRACE_" + name} }
 	return &cli.Command{
 		Name:  "sockets",
 		Usage: "list TCP sockets with their effective keepalive settings and armed timer",
@@ -23,40 +22,26 @@ func socketsCommand(onUsageError cli.OnUsageErrorFunc) *cli.Command {
 			"cannot load, from sock_diag, which cannot tell the keepalive settings.\n" +
 			"Listening sockets are listed only with --listening.",
 		OnUsageError: onUsageError,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "`FORMAT`: text (an aligned table) or json (NDJSON, one record per socket)", EnvVars: env("OUTPUT"), Category: catOutput},
+		Flags: append([]cli.Flag{
+			outputFlag("text (an aligned table) or json (NDJSON, one record per socket)"),
 			&cli.BoolFlag{Name: "listening", Usage: "list listening sockets too", Category: catFilter},
 			&cli.BoolFlag{Name: "sock-diag", Usage: "read from sock_diag instead of the BPF iterator (this namespace only; keepalive settings unknown)", Category: catTuning},
-
-			&cli.UintFlag{Name: "pid", Usage: "only sockets held by process `PID`", EnvVars: env("PID"), Category: catFilter},
-			&cli.StringFlag{Name: "comm", Usage: "only sockets held by processes named `NAME` (as in /proc/PID/comm)", EnvVars: env("COMM"), Category: catFilter},
-			&cli.StringSliceFlag{Name: "port", Usage: "only sockets with `PORT` at either end", EnvVars: env("PORT"), Category: catFilter},
-			&cli.StringSliceFlag{Name: "addr", Usage: "only sockets with an address in `CIDR` at either end (IPv4 or IPv6)", EnvVars: env("ADDR"), Category: catFilter},
-			&cli.UintFlag{Name: "netns", Usage: "only sockets in the network namespace with inode `INODE` (ls -L -i /proc/PID/ns/net)", EnvVars: env("NETNS"), Category: catFilter},
-			&cli.BoolFlag{Name: "keepalive-only", Usage: "only sockets with SO_KEEPALIVE on", EnvVars: env("KEEPALIVE_ONLY"), Category: catFilter},
-		},
+		}, filterFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return usagef("sockets takes no arguments, got %q", c.Args().First())
 			}
-			format := c.String("output")
-			if format != "text" && format != "json" {
-				return usagef("--output %q: want text or json", format)
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
 			}
-			f, err := parseFilters(c)
+			filters, err := parseFilters(c)
 			if err != nil {
 				return err
 			}
 			opts := sockets.Options{
-				Filters: sockets.Filters{
-					PID:           f.PID,
-					Comm:          f.Comm,
-					Ports:         f.Ports,
-					Prefixes:      f.Prefixes,
-					NetNS:         f.NetNS,
-					KeepaliveOnly: f.KeepaliveOnly,
-					Listening:     c.Bool("listening"),
-				},
+				Filters:    filters,
+				Listening:  c.Bool("listening"),
 				NoIterator: c.Bool("sock-diag"),
 			}
 			res, err := sockets.Snapshot(opts)

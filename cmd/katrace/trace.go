@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -42,17 +41,9 @@ func traceCommand(onUsageError cli.OnUsageErrorFunc) *cli.Command {
 	}
 }
 
-// Flag categories make --help read in groups.
-const (
-	catOutput = "Output"
-	catFilter = "Filters (in the kernel; repeat --port and --addr for more)"
-	catTuning = "Tuning"
-)
-
 func traceFlags() []cli.Flag {
-	env := func(name string) []string { return []string{"KATRACE_" + name} }
-	return []cli.Flag{
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "`FORMAT`: text (a timeline) or json (NDJSON, one record per line)", EnvVars: env("OUTPUT"), Category: catOutput},
+	flags := []cli.Flag{
+		outputFlag("text (a timeline) or json (NDJSON, one record per line)"),
 		&cli.StringFlag{Name: "file", Aliases: []string{"w"}, Usage: "write to `PATH` instead of standard output", EnvVars: env("FILE"), Category: catOutput},
 		&cli.BoolFlag{Name: "all", Usage: "report every close, including ordinary ones", EnvVars: env("ALL"), Category: catOutput},
 		&cli.BoolFlag{Name: "states", Usage: "report every TCP state change", EnvVars: env("STATES"), Category: catOutput},
@@ -60,17 +51,11 @@ func traceFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "proto", Value: true, Usage: "label connections http/1.x, http/2 or tls and count HTTP/1.x requests, from the first bytes of their packets (a cgroup_skb program; payload is never logged); --proto=false turns it off", EnvVars: env("PROTO"), Category: catOutput},
 		&cli.DurationFlag{Name: "idle-threshold", Value: time.Second, Usage: "a FIN after at least `DURATION` without data is an idle close", EnvVars: env("IDLE_THRESHOLD"), Category: catOutput},
 
-		&cli.UintFlag{Name: "pid", Usage: "only sockets of process `PID`", EnvVars: env("PID"), Category: catFilter},
-		&cli.StringFlag{Name: "comm", Usage: "only sockets of processes named `NAME` (as in /proc/PID/comm)", EnvVars: env("COMM"), Category: catFilter},
-		&cli.StringSliceFlag{Name: "port", Usage: "only connections with `PORT` at either end", EnvVars: env("PORT"), Category: catFilter},
-		&cli.StringSliceFlag{Name: "addr", Usage: "only connections with an address in `CIDR` at either end (IPv4 or IPv6)", EnvVars: env("ADDR"), Category: catFilter},
-		&cli.UintFlag{Name: "netns", Usage: "only sockets in the network namespace with inode `INODE` (ls -L -i /proc/PID/ns/net)", EnvVars: env("NETNS"), Category: catFilter},
-		&cli.BoolFlag{Name: "keepalive-only", Usage: "only sockets with SO_KEEPALIVE on", EnvVars: env("KEEPALIVE_ONLY"), Category: catFilter},
-
 		&cli.StringFlag{Name: "attach", Value: "auto", Usage: "`STRATEGY`: auto, fentry, kprobe or tracepoint", EnvVars: env("ATTACH"), Category: catTuning},
 		&cli.StringFlag{Name: "ring-size", Value: "4M", Usage: "ring buffer `SIZE` in bytes, a power of two (K and M suffixes)", EnvVars: env("RING_SIZE"), Category: catTuning},
 		&cli.IntFlag{Name: "max-sockets", Value: 65536, Usage: "remember at most `N` sockets at once; the least recently active are forgotten first", EnvVars: env("MAX_SOCKETS"), Category: catTuning},
 	}
+	return append(flags, filterFlags()...)
 }
 
 type traceSettings struct {
@@ -81,13 +66,11 @@ type traceSettings struct {
 }
 
 func traceConfig(c *cli.Context) (traceSettings, error) {
-	var s traceSettings
-	s.format = c.String("output")
-	if s.format != "text" && s.format != "json" {
-		return s, usagef("--output %q: want text or json", s.format)
+	format, err := outputFormat(c)
+	if err != nil {
+		return traceSettings{}, err
 	}
-	s.file = c.String("file")
-	s.dur = c.Duration("duration")
+	s := traceSettings{format: format, file: c.String("file"), dur: c.Duration("duration")}
 	if s.dur < 0 {
 		return s, usagef("--duration %v: must not be negative", s.dur)
 	}
@@ -123,79 +106,6 @@ func traceConfig(c *cli.Context) (traceSettings, error) {
 		Protocols:     c.Bool("proto"),
 	}
 	return s, nil
-}
-
-func parseFilters(c *cli.Context) (tracer.Filters, error) {
-	var f tracer.Filters
-	pid := c.Uint("pid")
-	if pid > 1<<22 {
-		return f, usagef("--pid %d: not a process id", pid)
-	}
-	f.PID = uint32(pid)
-	f.Comm = c.String("comm")
-	if len(f.Comm) > 15 {
-		return f, usagef("--comm %q: the kernel keeps at most 15 characters of a process name", f.Comm)
-	}
-	netns := c.Uint("netns")
-	if netns > 1<<32-1 {
-		return f, usagef("--netns %d: not an inode number", netns)
-	}
-	f.NetNS = uint32(netns)
-	f.KeepaliveOnly = c.Bool("keepalive-only")
-	for _, p := range splitList(c.StringSlice("port")) {
-		n, err := strconv.ParseUint(p, 10, 16)
-		if err != nil || n == 0 {
-			return f, usagef("--port %q: want a port number from 1 to 65535", p)
-		}
-		f.Ports = append(f.Ports, uint16(n))
-	}
-	if len(f.Ports) > tracer.MaxPorts {
-		return f, usagef("--port: at most %d ports", tracer.MaxPorts)
-	}
-	for _, a := range splitList(c.StringSlice("addr")) {
-		p, err := parsePrefix(a)
-		if err != nil {
-			return f, usagef("--addr %q: want an address or CIDR such as 10.0.0.0/8 or fd00::/8", a)
-		}
-		f.Prefixes = append(f.Prefixes, p)
-	}
-	if len(f.Prefixes) > tracer.MaxPrefixes {
-		return f, usagef("--addr: at most %d prefixes", tracer.MaxPrefixes)
-	}
-	return f, nil
-}
-
-// splitList lets a repeatable flag also take a comma-separated list (as its
-// environment variable does).
-func splitList(values []string) []string {
-	var out []string
-	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
-			if part = strings.TrimSpace(part); part != "" {
-				out = append(out, part)
-			}
-		}
-	}
-	return out
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, err
-		}
-		if p.Addr().Is4In6() {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // parseRingSize reads a byte count with an optional K or M suffix; the

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/katrace/katrace/filter"
+	"github.com/katrace/katrace/tracer"
+)
+
+// Flag categories make --help read in groups.
+const (
+	catOutput = "Output"
+	catFilter = "Filters (repeat --port and --addr for more)"
+	catTuning = "Tuning"
+)
+
+// env names the environment variable that sets a flag.
+func env(name string) []string { return []string{"KATRACE_" + name} }
+
+// outputFlag is --output, whose two formats each command describes.
+func outputFlag(formats string) cli.Flag {
+	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "`FORMAT`: " + formats, EnvVars: env("OUTPUT"), Category: catOutput}
+}
+
+// outputFormat is the --output asked for: text or json.
+func outputFormat(c *cli.Context) (string, error) {
+	format := c.String("output")
+	if format != "text" && format != "json" {
+		return "", usagef("--output %q: want text or json", format)
+	}
+	return format, nil
+}
+
+// filterFlags select sockets, in `trace` and `sockets` alike.
+func filterFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.UintFlag{Name: "pid", Usage: "only sockets held by process `PID`", EnvVars: env("PID"), Category: catFilter},
+		&cli.StringFlag{Name: "comm", Usage: "only sockets held by processes named `NAME` (as in /proc/PID/comm)", EnvVars: env("COMM"), Category: catFilter},
+		&cli.StringSliceFlag{Name: "port", Usage: "only connections with `PORT` at either end", EnvVars: env("PORT"), Category: catFilter},
+		&cli.StringSliceFlag{Name: "addr", Usage: "only connections with an address in `CIDR` at either end (IPv4 or IPv6)", EnvVars: env("ADDR"), Category: catFilter},
+		&cli.UintFlag{Name: "netns", Usage: "only sockets in the network namespace with inode `INODE` (ls -L -i /proc/PID/ns/net)", EnvVars: env("NETNS"), Category: catFilter},
+		&cli.BoolFlag{Name: "keepalive-only", Usage: "only sockets with SO_KEEPALIVE on", EnvVars: env("KEEPALIVE_ONLY"), Category: catFilter},
+	}
+}
+
+// parseFilters reads filterFlags. The kernel's limits apply to both
+// commands, so that a filter that works for one works for the other.
+func parseFilters(c *cli.Context) (filter.Set, error) {
+	var f filter.Set
+	pid := c.Uint("pid")
+	if pid > 1<<22 {
+		return f, usagef("--pid %d: not a process id", pid)
+	}
+	f.PID = uint32(pid)
+	f.Comm = c.String("comm")
+	if len(f.Comm) > 15 {
+		return f, usagef("--comm %q: the kernel keeps at most 15 characters of a process name", f.Comm)
+	}
+	netns := c.Uint("netns")
+	if netns > 1<<32-1 {
+		return f, usagef("--netns %d: not an inode number", netns)
+	}
+	f.NetNS = uint32(netns)
+	f.KeepaliveOnly = c.Bool("keepalive-only")
+	for _, p := range splitList(c.StringSlice("port")) {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return f, usagef("--port %q: want a port number from 1 to 65535", p)
+		}
+		f.Ports = append(f.Ports, uint16(n))
+	}
+	if len(f.Ports) > tracer.MaxPorts {
+		return f, usagef("--port: at most %d ports", tracer.MaxPorts)
+	}
+	for _, a := range splitList(c.StringSlice("addr")) {
+		p, err := parsePrefix(a)
+		if err != nil {
+			return f, usagef("--addr %q: want an address or CIDR such as 10.0.0.0/8 or fd00::/8", a)
+		}
+		f.Addrs = append(f.Addrs, p)
+	}
+	if len(f.Addrs) > tracer.MaxPrefixes {
+		return f, usagef("--addr: at most %d prefixes", tracer.MaxPrefixes)
+	}
+	return f, nil
+}
+
+// splitList lets a repeatable flag also take a comma-separated list (as its
+// environment variable does).
+func splitList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return p, err
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

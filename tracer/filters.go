@@ -1,0 +1,6 @@
+package tracer
+
+import "github.com/katrace/katrace/filter"
+
+// Filters are applied in the kernel: constants set before load.
+type Filters = filter.Set
