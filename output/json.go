@@ -70,6 +70,9 @@ func appendJSON(b []byte, r *record.Record) []byte {
 		b = jsonInt(b, "max_probes", int64(r.MaxProbes))
 		b = jsonInt(b, "interval_ms", r.IntervalMs)
 		b = jsonInt(b, "keepalive_idle_ms", r.KeepaliveIdleMs)
+		// The name `katrace sockets` uses; interval_ms stays for readers
+		// that know it.
+		b = jsonInt(b, "keepalive_interval_ms", r.IntervalMs)
 		b = jsonOptInt(b, "idle_ms", r.IdleMs)
 	case record.TypeKeepaliveAck:
 		b = jsonInt(b, "probe", int64(r.Probe))

@@ -142,7 +142,7 @@ func TestJSONOmitsOptional(t *testing.T) {
 		r := sockRecord(record.TypeKeepaliveAck, t0)
 		check(t, keys(r), []string{"rtt_ms"}, []string{"probe"})
 		r = sockRecord(record.TypeKeepaliveProbe, t0)
-		check(t, keys(r), []string{"idle_ms"}, []string{"probe", "max_probes", "interval_ms", "keepalive_idle_ms"})
+		check(t, keys(r), []string{"idle_ms"}, []string{"probe", "max_probes", "interval_ms", "keepalive_idle_ms", "keepalive_interval_ms"})
 	})
 	t.Run("summary", func(t *testing.T) {
 		r := newRecord(record.TypeSummary, t0)

@@ -16,11 +16,6 @@ import (
 	"github.com/katrace/katrace/record"
 )
 
-// DefaultRingSize holds about 24,000 events: a quarter of a second of a
-// host closing 100,000 connections a second with every event reported, and
-// far more in the default view, where ordinary connections send nothing.
-const DefaultRingSize = 4 << 20
-
 // Config is everything a trace needs.
 type Config struct {
 	Attach        Strategy
