@@ -189,15 +189,30 @@ func TestSignalsEndCleanly(t *testing.T) {
 func TestDurationStops(t *testing.T) {
 	bin := buildKatrace(t)
 	start := time.Now()
-	out, err := exec.Command(bin, "trace", "--duration", "1s").CombinedOutput()
+	out, err := exec.Command(bin, "trace", "--duration", "1s", "-o", "json").Output()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("--duration 1s ran %v", d)
 	}
-	if !strings.Contains(string(out), "stopped:") {
-		t.Errorf("no end line in %q", out)
+	// The duration counts from the start record, not from process start.
+	times := map[string]time.Time{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var r struct {
+			Type string    `json:"type"`
+			Time time.Time `json:"time"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		times[r.Type] = r.Time
+	}
+	if times["start"].IsZero() || times["end"].IsZero() {
+		t.Fatalf("no start or end record in %s", out)
+	}
+	if ran := times["end"].Sub(times["start"]); ran < time.Second {
+		t.Errorf("end came %v after start, want at least --duration 1s", ran)
 	}
 }
 

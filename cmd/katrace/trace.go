@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -159,9 +160,30 @@ func runTrace(ctx context.Context, c *cli.Context, s traceSettings) (err error) 
 		sink = output.NewText(w)
 	}
 	if s.dur > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.dur)
-		defer cancel()
+		var started func()
+		var stop context.CancelFunc
+		ctx, started, stop = durationFromStart(ctx, s.dur)
+		defer stop()
+		s.tracer.Attached = func(tracer.Strategy) { started() }
 	}
 	return tracer.Run(ctx, s.tracer, sink)
+}
+
+// durationFromStart returns a context that ends d after started is called.
+// --duration counts from the start record, written once every program is
+// attached, not from process start: loading and attaching can take longer
+// than the duration asked for on a slow or emulated CPU.
+func durationFromStart(parent context.Context, d time.Duration) (ctx context.Context, started func(), stop context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	var once sync.Once
+	var timer *time.Timer
+	started = func() { once.Do(func() { timer = time.AfterFunc(d, cancel) }) }
+	stop = func() {
+		once.Do(func() {}) // started arms no timer from now on
+		if timer != nil {
+			timer.Stop()
+		}
+		cancel()
+	}
+	return ctx, started, stop
 }
