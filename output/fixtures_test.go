@@ -26,13 +26,15 @@ func newRecord(typ record.Type, tm time.Time) *record.Record {
 func sockRecord(typ record.Type, tm time.Time) *record.Record {
 	r := newRecord(typ, tm)
 	r.Sock = record.Socket{
-		Cookie:   8193,
-		LAddr:    netip.MustParseAddr("10.213.0.1"),
-		LPort:    40750,
-		RAddr:    netip.MustParseAddr("10.213.0.2"),
-		RPort:    18081,
-		NetNS:    4026531840,
-		State:    "ESTABLISHED",
+		SocketID: record.SocketID{
+			Cookie: 8193,
+			LAddr:  netip.MustParseAddr("10.213.0.1"),
+			LPort:  40750,
+			RAddr:  netip.MustParseAddr("10.213.0.2"),
+			RPort:  18081,
+			NetNS:  4026531840,
+			State:  "ESTABLISHED",
+		},
 		PID:      4121,
 		Comm:     "python3",
 		Requests: record.Absent,
@@ -79,13 +81,13 @@ func goldenCases() []goldenCase {
 	r = sockRecord(record.TypeKeepaliveProbe, at(0))
 	r.Probe, r.MaxProbes, r.IntervalMs, r.KeepaliveIdleMs, r.IdleMs = 1, 3, 1000, 1000, 1024
 	add("keepalive_probe/first", r,
-		`{"time":"2025-03-14T03:41:02.118000000Z","type":"keepalive_probe","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","probe":1,"max_probes":3,"interval_ms":1000,"keepalive_idle_ms":1000,"keepalive_interval_ms":1000,"idle_ms":1024}`,
+		`{"time":"2025-03-14T03:41:02.118000000Z","type":"keepalive_probe","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","probe":1,"max_probes":3,"interval_ms":1000,"keepalive_interval_ms":1000,"keepalive_idle_ms":1000,"idle_ms":1024}`,
 		`03:41:02.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            keepalive probe 1/3 unanswered (idle 1.0s)`)
 
 	r = sockRecord(record.TypeKeepaliveProbe, at(1024))
 	r.Probe, r.MaxProbes, r.IntervalMs, r.KeepaliveIdleMs = 2, 3, 1000, 1000
 	add("keepalive_probe/idle_unknown", r,
-		`{"time":"2025-03-14T03:41:03.142000000Z","type":"keepalive_probe","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","probe":2,"max_probes":3,"interval_ms":1000,"keepalive_idle_ms":1000,"keepalive_interval_ms":1000}`,
+		`{"time":"2025-03-14T03:41:03.142000000Z","type":"keepalive_probe","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","probe":2,"max_probes":3,"interval_ms":1000,"keepalive_interval_ms":1000,"keepalive_idle_ms":1000}`,
 		`03:41:03.142  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            keepalive probe 2/3 unanswered`)
 
 	r = sockRecord(record.TypeKeepaliveAck, at(1036))

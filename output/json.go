@@ -68,11 +68,8 @@ func appendJSON(b []byte, r *record.Record) []byte {
 	case record.TypeKeepaliveProbe:
 		b = jsonInt(b, "probe", int64(r.Probe))
 		b = jsonInt(b, "max_probes", int64(r.MaxProbes))
-		b = jsonInt(b, "interval_ms", r.IntervalMs)
+		b = jsonKeepaliveInterval(b, r.IntervalMs)
 		b = jsonInt(b, "keepalive_idle_ms", r.KeepaliveIdleMs)
-		// The name `katrace sockets` uses; interval_ms stays for readers
-		// that know it.
-		b = jsonInt(b, "keepalive_interval_ms", r.IntervalMs)
 		b = jsonOptInt(b, "idle_ms", r.IdleMs)
 	case record.TypeKeepaliveAck:
 		b = jsonInt(b, "probe", int64(r.Probe))
@@ -123,6 +120,13 @@ func appendJSON(b []byte, r *record.Record) []byte {
 		b = jsonUint(b, "lost", r.Lost)
 	}
 	return append(b, '}', '\n')
+}
+
+// jsonKeepaliveInterval writes the interval under both its names: the
+// first the contract had, and the one `katrace sockets` uses.
+func jsonKeepaliveInterval(b []byte, ms int64) []byte {
+	b = jsonInt(b, "interval_ms", ms)
+	return jsonInt(b, "keepalive_interval_ms", ms)
 }
 
 func appendSocketJSON(b []byte, s *record.Socket) []byte {

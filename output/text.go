@@ -317,21 +317,15 @@ func appendEvent(b []byte, r *record.Record) []byte {
 		b = append(b, " unanswered"...)
 		// Only the first probe follows an idle spell worth naming; later
 		// ones are one interval apart.
-		if r.Probe == 1 && r.IdleMs != record.Absent {
-			b = append(b, " (idle "...)
-			b = appendDuration(b, r.IdleMs)
-			b = append(b, ')')
+		if r.Probe == 1 {
+			b = appendAside(b, "idle ", r.IdleMs)
 		}
 
 	case record.TypeKeepaliveAck:
 		b = append(b, "keepalive probe "...)
 		b = strconv.AppendInt(b, int64(r.Probe), 10)
 		b = append(b, " answered"...)
-		if r.RTTMs != record.Absent {
-			b = append(b, " (rtt "...)
-			b = appendDuration(b, r.RTTMs)
-			b = append(b, ')')
-		}
+		b = appendAside(b, "rtt ", r.RTTMs)
 
 	case record.TypeKeepaliveTimeout:
 		b = append(b, "keepalive timeout: peer silent after "...)
@@ -369,6 +363,17 @@ func appendEvent(b []byte, r *record.Record) []byte {
 		b = append(b, "unknown event"...)
 	}
 	return b
+}
+
+// appendAside writes " (label 1.2s)", or nothing when ms is Absent.
+func appendAside(b []byte, label string, ms int64) []byte {
+	if ms == record.Absent {
+		return b
+	}
+	b = append(b, " ("...)
+	b = append(b, label...)
+	b = appendDuration(b, ms)
+	return append(b, ')')
 }
 
 func appendReset(b []byte, r *record.Record) []byte {

@@ -100,9 +100,10 @@ const (
 	AbortLingerZero
 )
 
-// Socket is the identity and owner of a connection, carried by every socket
-// record.
-type Socket struct {
+// SocketID names a TCP socket wherever katrace reports one (trace's
+// records, the sockets snapshot): its cookie, its two ends and its network
+// namespace, with the TCP state it was in.
+type SocketID struct {
 	Cookie uint64
 	IPv6   bool
 	LAddr  netip.Addr
@@ -110,7 +111,13 @@ type Socket struct {
 	LPort  uint16
 	RPort  uint16
 	NetNS  uint32
-	State  string // TCP state name at the event, e.g. "ESTABLISHED"
+	State  string // TCP state name, e.g. "ESTABLISHED"
+}
+
+// Socket is the identity and owner of a connection, carried by every socket
+// record.
+type Socket struct {
+	SocketID
 
 	// PID is 0 when the owner is not known; Comm is then empty.
 	PID  uint32

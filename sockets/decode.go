@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/netip"
 	"unsafe"
+
+	"github.com/katrace/katrace/record"
 )
 
 // rowSize is the size of struct socket_row (bpf/sockets.h).
@@ -69,27 +71,17 @@ func rowAddr(b [16]byte, v6 bool) netip.Addr {
 // rowSocket turns a kernel row into a Socket.
 func rowSocket(r *socketsSocketRow) Socket {
 	v6 := r.Family == 6
-	s := Socket{
-		Cookie:              r.Cookie,
-		IPv6:                v6,
-		LAddr:               rowAddr(r.Saddr, v6),
-		RAddr:               rowAddr(r.Daddr, v6),
-		LPort:               r.Sport,
-		RPort:               r.Dport,
-		NetNS:               r.Netns,
-		State:               StateName(r.State),
-		Inode:               r.Ino,
-		UID:                 r.Uid,
-		KeepaliveIdleMs:     Absent,
-		KeepaliveIntervalMs: Absent,
-		KeepaliveProbes:     Absent,
-		ProbesOut:           Absent,
-		Retransmits:         Absent,
-		Timer:               TimerNone,
-		TimerInMs:           Absent,
-		IdleMs:              Absent,
-		UserTimeoutMs:       Absent,
-	}
+	s := newSocket(record.SocketID{
+		Cookie: r.Cookie,
+		IPv6:   v6,
+		LAddr:  rowAddr(r.Saddr, v6),
+		RAddr:  rowAddr(r.Daddr, v6),
+		LPort:  r.Sport,
+		RPort:  r.Dport,
+		NetNS:  r.Netns,
+		State:  StateName(r.State),
+	})
+	s.Inode, s.UID = r.Ino, r.Uid
 	if int(r.Timer) < len(timerNames) {
 		s.Timer = timerNames[r.Timer]
 	}

@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/katrace/katrace/filter"
+	"github.com/katrace/katrace/record"
 )
 
 func rowBytes(t *testing.T, rows ...socketsSocketRow) []byte {
@@ -98,10 +99,10 @@ func TestStateName(t *testing.T) {
 }
 
 func TestFilters(t *testing.T) {
-	s := Socket{State: "ESTABLISHED", NetNS: 5, LPort: 40000, RPort: 443, Keepalive: true,
-		LAddr: netip.MustParseAddr("10.0.0.1"), RAddr: netip.MustParseAddr("192.0.2.7"),
+	s := Socket{SocketID: record.SocketID{State: "ESTABLISHED", NetNS: 5, LPort: 40000, RPort: 443,
+		LAddr: netip.MustParseAddr("10.0.0.1"), RAddr: netip.MustParseAddr("192.0.2.7")}, Keepalive: true,
 		Owners: []Owner{{PID: 10, Comm: "nginx"}, {PID: 11, Comm: "nginx"}}}
-	l := Socket{State: "LISTEN", NetNS: 5, LPort: 443}
+	l := Socket{SocketID: record.SocketID{State: "LISTEN", NetNS: 5, LPort: 443}}
 	for _, c := range []struct {
 		name string
 		o    Options
@@ -120,7 +121,7 @@ func TestFilters(t *testing.T) {
 		{"pid and comm of one owner", Options{Filters: filter.Set{PID: 11, Comm: "nginx"}}, &s, true},
 		{"pid miss", Options{Filters: filter.Set{PID: 12}}, &s, false},
 		{"comm miss", Options{Filters: filter.Set{Comm: "curl"}}, &s, false},
-		{"keepalive only", Options{Filters: filter.Set{KeepaliveOnly: true}}, &Socket{State: "ESTABLISHED"}, false},
+		{"keepalive only", Options{Filters: filter.Set{KeepaliveOnly: true}}, &Socket{SocketID: record.SocketID{State: "ESTABLISHED"}}, false},
 	} {
 		if got := c.o.selects(c.s); got != c.want {
 			t.Errorf("%s: selects = %v, want %v", c.name, got, c.want)
@@ -133,14 +134,14 @@ func sampleResult() *Result {
 		Time:   time.Date(2025, 3, 1, 12, 0, 0, 5, time.UTC),
 		Source: FromIterator,
 		Sockets: []Socket{
-			{Cookie: 4242, LAddr: netip.MustParseAddr("10.213.44.1"), LPort: 40000, RAddr: netip.MustParseAddr("10.213.44.2"), RPort: 7044,
-				NetNS: 4026532000, State: "ESTABLISHED", Kind: KindFull, Inode: 99001,
+			{SocketID: record.SocketID{Cookie: 4242, LAddr: netip.MustParseAddr("10.213.44.1"), LPort: 40000, RAddr: netip.MustParseAddr("10.213.44.2"), RPort: 7044,
+				NetNS: 4026532000, State: "ESTABLISHED"}, Kind: KindFull, Inode: 99001,
 				Owners:    []Owner{{PID: 300, Comm: "client"}, {PID: 301, Comm: "holder"}},
 				Keepalive: true, KeepaliveIdleMs: 31000, KeepaliveIntervalMs: 75000, KeepaliveProbes: 9,
 				KeepaliveSource: SourceSocket, KeepaliveInherited: []string{"interval", "probes"},
 				ProbesOut: 0, Retransmits: 0, Timer: TimerKeepalive, TimerInMs: 29500, IdleMs: 1500, UserTimeoutMs: 21000},
-			{Cookie: 7, IPv6: true, LAddr: netip.MustParseAddr("fd00:213:44::1"), LPort: 5000, RAddr: netip.MustParseAddr("fd00:213:44::2"), RPort: 80,
-				NetNS: 4026532000, State: "TIME_WAIT", Kind: KindTimewait,
+			{SocketID: record.SocketID{Cookie: 7, IPv6: true, LAddr: netip.MustParseAddr("fd00:213:44::1"), LPort: 5000, RAddr: netip.MustParseAddr("fd00:213:44::2"), RPort: 80,
+				NetNS: 4026532000, State: "TIME_WAIT"}, Kind: KindTimewait,
 				KeepaliveIdleMs: Absent, KeepaliveIntervalMs: Absent, KeepaliveProbes: Absent, ProbesOut: Absent, Retransmits: Absent,
 				Timer: TimerTimeWait, TimerInMs: 59000, IdleMs: Absent, UserTimeoutMs: Absent},
 		},

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/katrace/katrace/record"
 )
 
 // sockDiagUnknown are the fields sock_diag cannot give: inet_diag and
@@ -152,28 +154,18 @@ func decodeDiagMsg(b []byte, netns uint32) (Socket, bool) {
 		}
 		return netip.AddrFrom4([4]byte(p[:4]))
 	}
-	s := Socket{
-		Cookie:              uint64(ne.Uint32(id[40:])) | uint64(ne.Uint32(id[44:]))<<32,
-		IPv6:                v6,
-		LPort:               binary.BigEndian.Uint16(id[0:]),
-		RPort:               binary.BigEndian.Uint16(id[2:]),
-		LAddr:               addr(id[4:20]),
-		RAddr:               addr(id[20:36]),
-		NetNS:               netns,
-		State:               StateName(state),
-		Kind:                KindFull,
-		UID:                 ne.Uint32(b[64:]),
-		Inode:               uint64(ne.Uint32(b[68:])),
-		KeepaliveIdleMs:     Absent,
-		KeepaliveIntervalMs: Absent,
-		KeepaliveProbes:     Absent,
-		ProbesOut:           Absent,
-		Retransmits:         Absent,
-		Timer:               TimerNone,
-		TimerInMs:           Absent,
-		IdleMs:              Absent,
-		UserTimeoutMs:       Absent,
-	}
+	s := newSocket(record.SocketID{
+		Cookie: uint64(ne.Uint32(id[40:])) | uint64(ne.Uint32(id[44:]))<<32,
+		IPv6:   v6,
+		LPort:  binary.BigEndian.Uint16(id[0:]),
+		RPort:  binary.BigEndian.Uint16(id[2:]),
+		LAddr:  addr(id[4:20]),
+		RAddr:  addr(id[20:36]),
+		NetNS:  netns,
+		State:  StateName(state),
+	})
+	s.Kind = KindFull
+	s.UID, s.Inode = ne.Uint32(b[64:]), uint64(ne.Uint32(b[68:]))
 	switch {
 	case timer == 3 || state == stateTimeWait:
 		// A timewait socket: its state is the substate (TIME_WAIT, or

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/katrace/katrace/filter"
+	"github.com/katrace/katrace/record"
 )
 
 // privileged skips the test, with one line, unless it can load BPF
@@ -295,7 +296,7 @@ func TestSnapshotNamespaces(t *testing.T) {
 		v6 := c.target.Addr().Is6()
 		s := find(res.Sockets, v6, c.lport)
 		t.Run(fmt.Sprintf("%s/%s", c.name, s.Family()), func(t *testing.T) {
-			want := Socket{
+			want := record.SocketID{
 				IPv6: v6, LAddr: netip.MustParseAddr(map[bool]string{false: p.v4A, true: p.v6A}[v6]),
 				RAddr: c.target.Addr(), LPort: c.lport, RPort: port, NetNS: p.inoA,
 			}

@@ -15,13 +15,13 @@ package sockets
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/katrace/katrace/filter"
 	"github.com/katrace/katrace/procfs"
+	"github.com/katrace/katrace/record"
 )
 
 // Absent marks an optional numeric field as unknown or not applicable.
@@ -65,14 +65,7 @@ type Owner = procfs.Owner
 
 // Socket is one TCP socket.
 type Socket struct {
-	Cookie uint64
-	IPv6   bool
-	LAddr  netip.Addr
-	RAddr  netip.Addr
-	LPort  uint16
-	RPort  uint16
-	NetNS  uint32
-	State  string
+	record.SocketID
 	// Kind is KindFull, KindRequest or KindTimewait; only the identity
 	// fields and the timer are known for the last two.
 	Kind  string
@@ -110,6 +103,22 @@ func (s *Socket) Family() string {
 		return "ipv6"
 	}
 	return "ipv4"
+}
+
+// newSocket is a socket of which nothing but its identity is known yet.
+func newSocket(id record.SocketID) Socket {
+	return Socket{
+		SocketID:            id,
+		KeepaliveIdleMs:     Absent,
+		KeepaliveIntervalMs: Absent,
+		KeepaliveProbes:     Absent,
+		ProbesOut:           Absent,
+		Retransmits:         Absent,
+		Timer:               TimerNone,
+		TimerInMs:           Absent,
+		IdleMs:              Absent,
+		UserTimeoutMs:       Absent,
+	}
 }
 
 // selects reports whether s passes the options' filters.
