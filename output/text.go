@@ -101,15 +101,13 @@ func (t *Text) Write(r *record.Record) error {
 		b = t.appendHeader(b)
 		b = t.appendClock(b, r.Time)
 		b = append(b, "!! lost "...)
-		b = strconv.AppendUint(b, r.Count, 10)
-		b = appendPlural(b, r.Count, " event", " events")
+		b = appendCount(b, r.Count, " event", " events")
 		b = append(b, ": the ring buffer was full (raise --ring-size)\n"...)
 	case record.TypeEnd:
 		b = t.appendHeader(b)
 		b = t.appendClock(b, r.Time)
 		b = append(b, "stopped: "...)
-		b = strconv.AppendUint(b, r.Events, 10)
-		b = appendPlural(b, r.Events, " event, ", " events, ")
+		b = appendCount(b, r.Events, " event, ", " events, ")
 		b = strconv.AppendUint(b, r.Lost, 10)
 		b = append(b, " lost\n"...)
 	default:
@@ -228,6 +226,12 @@ func appendSafe(b []byte, s string) []byte {
 		i += size
 	}
 	return b
+}
+
+// appendCount writes n and the noun that follows it: "1 event", "2 events".
+func appendCount(b []byte, n uint64, one, many string) []byte {
+	b = strconv.AppendUint(b, n, 10)
+	return appendPlural(b, n, one, many)
 }
 
 func appendPlural[N int | uint64](b []byte, n N, one, many string) []byte {

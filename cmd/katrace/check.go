@@ -6,37 +6,16 @@ import (
 	"github.com/katrace/katrace/check"
 )
 
-func checkCommand(onUsageError cli.OnUsageErrorFunc) *cli.Command {
-	return &cli.Command{
-		Name:  "check",
-		Usage: "tell whether katrace trace can run on this host, and how",
-		Description: "Reports the kernel version, BTF, lockdown mode, privileges, ring buffer support,\n" +
-			"which attach strategies load and attach here (each is tried, then detached)\n" +
-			"and which one trace would use; then the keepalive sysctls of this network\n" +
-			"namespace, with advice. Exit status 0 when trace can run here, 1 when it\n" +
-			"cannot (the reason is on the last line of standard error).",
-		OnUsageError: onUsageError,
-		Flags: []cli.Flag{
-			outputFlag("text, or json (one JSON object)"),
-		},
-		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return usagef("check takes no arguments, got %q", c.Args().First())
-			}
-			format, err := outputFormat(c)
-			if err != nil {
-				return err
-			}
-			r := check.Run(check.Env{})
-			if format == "json" {
-				err = check.WriteJSON(c.App.Writer, r)
-			} else {
-				err = check.WriteText(c.App.Writer, r)
-			}
-			if err != nil {
-				return err
-			}
-			return r.Err()
-		},
+// runCheck reports whether and how trace can run here; its error says
+// why not.
+func runCheck(c *cli.Context, format string) error {
+	r := check.Run(check.Env{})
+	write := check.WriteText
+	if format == "json" {
+		write = check.WriteJSON
 	}
+	if err := write(c.App.Writer, r); err != nil {
+		return err
+	}
+	return r.Err()
 }

@@ -64,7 +64,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func newApp() *cli.App {
-	onUsageError := func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
 	app := &cli.App{
 		Name:    "katrace",
 		Usage:   "tell why TCP connections on this host die",
@@ -81,9 +80,9 @@ func newApp() *cli.App {
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
-			traceCommand(onUsageError),
-			socketsCommand(onUsageError),
-			checkCommand(onUsageError),
+			traceCommand(),
+			socketsCommand(),
+			checkCommand(),
 			versionCommand(),
 		},
 		Action: func(c *cli.Context) error {

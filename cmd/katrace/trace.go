@@ -18,33 +18,8 @@ import (
 	"github.com/katrace/katrace/tracer"
 )
 
-func traceCommand(onUsageError cli.OnUsageErrorFunc) *cli.Command {
-	return &cli.Command{
-		Name:  "trace",
-		Usage: "trace TCP connections and explain how they end",
-		Description: "By default only what explains a connection's end is shown: keepalive probes\n" +
-			"and timeouts, idle closes, resets, lost events, and closes whose cause is not\n" +
-			"an ordinary close. --all adds every close, --states every state change.\n" +
-			"Filters run in the kernel. Ctrl-C stops; the last record says how many\n" +
-			"events were seen and lost.",
-		OnUsageError: onUsageError,
-		Flags:        traceFlags(),
-		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return usagef("trace takes no arguments, got %q", c.Args().First())
-			}
-			cfg, err := traceConfig(c)
-			if err != nil {
-				return err
-			}
-			return runTrace(c.Context, c, cfg)
-		},
-	}
-}
-
 func traceFlags() []cli.Flag {
 	flags := []cli.Flag{
-		outputFlag("text (a timeline) or json (NDJSON, one record per line)"),
 		&cli.StringFlag{Name: "file", Aliases: []string{"w"}, Usage: "write to `PATH` instead of standard output", EnvVars: env("FILE"), Category: catOutput},
 		&cli.BoolFlag{Name: "all", Usage: "report every close, including ordinary ones", EnvVars: env("ALL"), Category: catOutput},
 		&cli.BoolFlag{Name: "states", Usage: "report every TCP state change", EnvVars: env("STATES"), Category: catOutput},
@@ -66,11 +41,7 @@ type traceSettings struct {
 	dur    time.Duration
 }
 
-func traceConfig(c *cli.Context) (traceSettings, error) {
-	format, err := outputFormat(c)
-	if err != nil {
-		return traceSettings{}, err
-	}
+func traceConfig(c *cli.Context, format string) (traceSettings, error) {
 	s := traceSettings{format: format, file: c.String("file"), dur: c.Duration("duration")}
 	if s.dur < 0 {
 		return s, usagef("--duration %v: must not be negative", s.dur)
@@ -139,8 +110,16 @@ func parseRingSize(s string) (uint32, error) {
 	return uint32(size), nil
 }
 
-func runTrace(ctx context.Context, c *cli.Context, s traceSettings) (err error) {
-	var w io.Writer = c.App.Writer
+func runTrace(c *cli.Context, format string) error {
+	s, err := traceConfig(c, format)
+	if err != nil {
+		return err
+	}
+	return trace(c.Context, c.App.Writer, s)
+}
+
+func trace(ctx context.Context, stdout io.Writer, s traceSettings) (err error) {
+	w := stdout
 	if s.file != "" {
 		f, err := os.Create(s.file)
 		if err != nil {
