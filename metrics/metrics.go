@@ -188,6 +188,10 @@ func New(o Options) (*Sink, error) {
 	s.registry.MustRegister(hist)
 	s.idleSeconds = &family{hist: hist, fixed: 1, optional: len(optNames), observed: map[seriesKey]prometheus.Observer{}, maxFixed: 2, fixedSeen: map[[2]string]struct{}{}}
 
+	if len(optNames) == 0 {
+		s.initialize()
+	}
+
 	s.eventsVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "katrace_events_total",
 		Help: "Records katrace wrote, by type (the NDJSON type field).",
@@ -211,6 +215,30 @@ func New(o Options) (*Sink, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return s, nil
+}
+
+// knownCauses are the close causes of the contract; exported at zero from
+// the start, so that rate() and alerts see a series before the first event.
+var knownCauses = []string{
+	record.CauseKeepaliveTimeout, record.CauseRetransmitTimeout, record.CauseIdleCloseLocal,
+	record.CauseIdleCloseRemote, record.CauseStaleReuse, record.CauseResetAfterIdle,
+	record.CauseResetReceived, record.CauseResetSent, record.CauseFinWait2Timeout,
+	record.CauseCloseLocal, record.CauseCloseRemote, record.CauseError,
+}
+
+// initialize creates the series whose label values are known in advance.
+// With opt-in labels nothing is: their values come with the records.
+func (s *Sink) initialize() {
+	for _, cause := range knownCauses {
+		s.closes.counter(&s.key, cause, "")
+	}
+	for _, side := range []string{record.SideLocal, record.SideRemote} {
+		s.idleCloses.counter(&s.key, side, "")
+		s.idleSeconds.observer(&s.key, side)
+	}
+	for _, f := range []*family{s.probes, s.acks, s.timeouts, s.staleReuses} {
+		f.counter(&s.key, "", "")
+	}
 }
 
 // Registry is the sink's own registry, for tests and for serving.

@@ -89,8 +89,17 @@ func TestCountsWhatTheStreamShows(t *testing.T) {
 	want := `
 # HELP katrace_connection_closes_total Connections whose end katrace reported, by the cause of the end (close.cause).
 # TYPE katrace_connection_closes_total counter
+katrace_connection_closes_total{cause="close_local"} 0
+katrace_connection_closes_total{cause="close_remote"} 0
+katrace_connection_closes_total{cause="error"} 0
+katrace_connection_closes_total{cause="fin_wait2_timeout"} 0
 katrace_connection_closes_total{cause="idle_close_local"} 1
+katrace_connection_closes_total{cause="idle_close_remote"} 0
 katrace_connection_closes_total{cause="keepalive_timeout"} 1
+katrace_connection_closes_total{cause="reset_after_idle"} 0
+katrace_connection_closes_total{cause="reset_received"} 0
+katrace_connection_closes_total{cause="reset_sent"} 0
+katrace_connection_closes_total{cause="retransmit_timeout"} 0
 katrace_connection_closes_total{cause="stale_reuse"} 1
 # HELP katrace_resets_total Resets sent or received, by direction and reason.
 # TYPE katrace_resets_total counter
@@ -108,6 +117,7 @@ katrace_keepalive_timeouts_total 1
 # HELP katrace_idle_closes_total FINs after an idle spell of at least --idle-threshold, by the side that closed.
 # TYPE katrace_idle_closes_total counter
 katrace_idle_closes_total{side="local"} 1
+katrace_idle_closes_total{side="remote"} 0
 # HELP katrace_stale_reuses_total Connections that wrote after the peer's FIN and drew a reset (close.cause stale_reuse).
 # TYPE katrace_stale_reuses_total counter
 katrace_stale_reuses_total 1
@@ -155,8 +165,14 @@ func TestIdleHistogram(t *testing.T) {
 		if mf.GetName() != "katrace_idle_close_idle_seconds" {
 			continue
 		}
-		h := mf.GetMetric()[0].GetHistogram()
-		if side := mf.GetMetric()[0].GetLabel()[0]; side.GetName() != "side" || side.GetValue() != "remote" {
+		if len(mf.GetMetric()) != 2 {
+			t.Fatalf("%d series, want side local and remote", len(mf.GetMetric()))
+		}
+		if local := mf.GetMetric()[0].GetHistogram(); local.GetSampleCount() != 0 {
+			t.Errorf("side=local observed %d", local.GetSampleCount())
+		}
+		h := mf.GetMetric()[1].GetHistogram()
+		if side := mf.GetMetric()[1].GetLabel()[0]; side.GetName() != "side" || side.GetValue() != "remote" {
 			t.Errorf("label %v", side)
 		}
 		// The close whose idle time is unknown is counted, not observed.

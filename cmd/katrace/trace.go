@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"math/bits"
 	"net/netip"
 	"os"
@@ -13,8 +11,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/katrace/katrace/output"
-	"github.com/katrace/katrace/record"
 	"github.com/katrace/katrace/tracer"
 )
 
@@ -51,8 +47,8 @@ const (
 
 func traceFlags() []cli.Flag {
 	env := func(name string) []string { return []string{"KATRACE_" + name} }
-	return []cli.Flag{
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "`FORMAT`: text (a timeline) or json (NDJSON, one record per line)", EnvVars: env("OUTPUT"), Category: catOutput},
+	return append([]cli.Flag{
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "`FORMAT`: text (a timeline), json (NDJSON, one record per line) or none (no records: metrics only)", EnvVars: env("OUTPUT"), Category: catOutput},
 		&cli.StringFlag{Name: "file", Aliases: []string{"w"}, Usage: "write to `PATH` instead of standard output", EnvVars: env("FILE"), Category: catOutput},
 		&cli.BoolFlag{Name: "all", Usage: "report every close, including ordinary ones", EnvVars: env("ALL"), Category: catOutput},
 		&cli.BoolFlag{Name: "states", Usage: "report every TCP state change", EnvVars: env("STATES"), Category: catOutput},
@@ -70,7 +66,7 @@ func traceFlags() []cli.Flag {
 		&cli.StringFlag{Name: "attach", Value: "auto", Usage: "`STRATEGY`: auto, fentry, kprobe or tracepoint", EnvVars: env("ATTACH"), Category: catTuning},
 		&cli.StringFlag{Name: "ring-size", Value: "4M", Usage: "ring buffer `SIZE` in bytes, a power of two (K and M suffixes)", EnvVars: env("RING_SIZE"), Category: catTuning},
 		&cli.IntFlag{Name: "max-sockets", Value: 65536, Usage: "remember at most `N` sockets at once; the least recently active are forgotten first", EnvVars: env("MAX_SOCKETS"), Category: catTuning},
-	}
+	}, agentFlags()...)
 }
 
 type traceSettings struct {
@@ -78,15 +74,21 @@ type traceSettings struct {
 	format string
 	file   string
 	dur    time.Duration
+	agent  agentSettings
 }
 
 func traceConfig(c *cli.Context) (traceSettings, error) {
 	var s traceSettings
 	s.format = c.String("output")
-	if s.format != "text" && s.format != "json" {
-		return s, usagef("--output %q: want text or json", s.format)
+	if s.format != "text" && s.format != "json" && s.format != formatNone {
+		return s, usagef("--output %q: want text, json or none", s.format)
 	}
 	s.file = c.String("file")
+	agent, err := agentConfig(c, s.format, s.file)
+	if err != nil {
+		return s, err
+	}
+	s.agent = agent
 	s.dur = c.Duration("duration")
 	if s.dur < 0 {
 		return s, usagef("--duration %v: must not be negative", s.dur)
@@ -226,32 +228,4 @@ func parseRingSize(s string) (uint32, error) {
 		return 0, fmt.Errorf("%q: at least one page (%d bytes)", s, pageSize)
 	}
 	return uint32(size), nil
-}
-
-func runTrace(ctx context.Context, c *cli.Context, s traceSettings) (err error) {
-	var w io.Writer = c.App.Writer
-	if s.file != "" {
-		f, err := os.Create(s.file)
-		if err != nil {
-			return fmt.Errorf("opening the output file: %w", err)
-		}
-		defer func() {
-			if cerr := f.Close(); err == nil && cerr != nil {
-				err = fmt.Errorf("closing the output file: %w", cerr)
-			}
-		}()
-		w = f
-	}
-	var sink record.Sink
-	if s.format == "json" {
-		sink = output.NewJSON(w)
-	} else {
-		sink = output.NewText(w)
-	}
-	if s.dur > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.dur)
-		defer cancel()
-	}
-	return tracer.Run(ctx, s.tracer, sink)
 }
