@@ -183,7 +183,7 @@ func TestMetricsMatchStream(t *testing.T) {
 	var counts map[string]int
 	var series map[string]float64
 	eventually(t, "metrics equal to the records written", 30*time.Second, d, func() (bool, string) {
-		counts = countTypes(readRecords(t, out))
+		counts = countTypes(readRecords(t, out, true))
 		text, err := httpGet(metricsURL)
 		if err != nil {
 			return false, err.Error()
