@@ -280,12 +280,12 @@ func countTypes(recs []rec) map[string]int {
 
 // keepaliveTimeout connects a client with keepalive 1s/1s/3 to a server
 // that then vanishes, and waits until the client saw the connection fail.
-// It returns the client's local port.
-func keepaliveTimeout(t *testing.T, p *pair, port string) int {
+// It returns the client and its local port.
+func keepaliveTimeout(t *testing.T, p *pair, port string) (*proc, int) {
 	t.Helper()
 	cli, lp := dial(t, p, p.serverAddr, port, "hold", "1s", "1s", "3")
 	run(t, "ip", "-n", p.server, "link", "set", p.serverDev, "down")
 	cli.send("wait")
 	cli.expect("error", 2*eventTimeout)
-	return lp
+	return cli, lp
 }

@@ -120,7 +120,7 @@ func TestMetricsPrometheus(t *testing.T) {
 		return err == nil && v == 1, fmt.Sprintf("up=%v err=%v", v, err)
 	})
 
-	keepaliveTimeout(t, p, "18291")
+	_, _ = keepaliveTimeout(t, p, "18291")
 
 	for _, q := range []string{
 		`katrace_keepalive_timeouts_total`,
@@ -176,7 +176,7 @@ func TestMetricsMatchStream(t *testing.T) {
 		return err == nil && strings.Contains(text, "katrace_build_info{"), fmt.Sprint(err)
 	})
 
-	keepaliveTimeout(t, p, "18292")
+	_, _ = keepaliveTimeout(t, p, "18292")
 
 	// The files and the counters catch up with each other once the
 	// printer flushed; then every type must agree.
