@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"strings"
 	"testing"
 )
@@ -52,5 +53,19 @@ func TestAgentFlagsInHelp(t *testing.T) {
 		if !strings.Contains(out, flag) {
 			t.Errorf("trace --help does not mention %s", flag)
 		}
+	}
+}
+
+// A metrics port already taken fails at once, before any tracing, in one
+// line and with exit 1 (a runtime failure, not a usage error).
+func TestMetricsPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	code, stdout, stderr := runArgs(t, "trace", "-o", "none", "--metrics-addr", ln.Addr().String())
+	if code != exitFailure || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "listening for metrics") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and one line about listening", code, stdout, stderr)
 	}
 }
