@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -324,5 +325,22 @@ func TestParseLabels(t *testing.T) {
 	}
 	if _, err := New(Options{MaxSeries: -1}); err == nil {
 		t.Error("New accepted a negative cap")
+	}
+}
+
+func BenchmarkWrite(b *testing.B) {
+	for _, labels := range [][]string{nil, {"endpoint"}} {
+		b.Run(fmt.Sprintf("labels=%v", labels), func(b *testing.B) {
+			s, err := New(Options{Labels: labels})
+			if err != nil {
+				b.Fatal(err)
+			}
+			recs := keepaliveTimeoutStory()[1:]
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s.Write(recs[i%len(recs)])
+			}
+		})
 	}
 }
