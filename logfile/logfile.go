@@ -143,11 +143,23 @@ func (l *File) rotate() error {
 	}
 	l.f = nil
 	backup := func(i int) string { return l.path + "." + strconv.Itoa(i) }
-	if err := os.Remove(backup(l.opt.MaxBackups)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("rotating %s: %w", l.path, err)
+	// Shift only the backups there are: PATH.1 to PATH.n, n at most
+	// MaxBackups, the one beyond the limit removed.
+	n := 0
+	for n < l.opt.MaxBackups {
+		if _, err := os.Lstat(backup(n + 1)); err != nil {
+			break
+		}
+		n++
 	}
-	for i := l.opt.MaxBackups - 1; i >= 1; i-- {
-		if err := os.Rename(backup(i), backup(i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if n == l.opt.MaxBackups {
+		if err := os.Remove(backup(n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("rotating %s: %w", l.path, err)
+		}
+		n--
+	}
+	for i := n; i >= 1; i-- {
+		if err := os.Rename(backup(i), backup(i+1)); err != nil {
 			return fmt.Errorf("rotating %s: %w", l.path, err)
 		}
 	}

@@ -218,3 +218,27 @@ func TestWriteDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per write pair", n)
 	}
 }
+
+// TestBackupsKeepTheNewest: after many rotations with 3 backups, PATH.3,
+// PATH.2, PATH.1 and PATH hold the last records, in order, without a gap.
+func TestBackupsKeepTheNewest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out")
+	f, err := Open(path, Options{MaxSize: 20, MaxBackups: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(f, "record %03d\n", i) // 11 bytes: one per file
+	}
+	f.Close()
+	var got []string
+	for _, p := range []string{path + ".3", path + ".2", path + ".1", path} {
+		got = append(got, strings.TrimSpace(string(read(t, p))))
+	}
+	if want := "[record 096 record 097 record 098 record 099]"; fmt.Sprint(got) != want {
+		t.Errorf("files hold %v, want %s", got, want)
+	}
+	if _, err := os.Stat(path + ".4"); err == nil {
+		t.Error("PATH.4 kept with 3 backups")
+	}
+}
