@@ -14,7 +14,7 @@ an ordinary close. --all adds every close, --states every state change.
 Filters run in the kernel. Ctrl-C stops; the last record says how many
 events were seen and lost.`,
 		Flags: traceFlags(),
-	}, "text (a timeline) or json (NDJSON, one record per line)", runTrace)
+	}, "text (a timeline), json (NDJSON, one record per line) or none (no records: metrics only)", runTrace, formatNone)
 }
 
 func socketsCommand() *cli.Command {
@@ -49,15 +49,16 @@ cannot (the reason is on the last line of standard error).`,
 }
 
 // subcommand completes cmd, a command that takes flags and no arguments and
-// writes in the --output format it is given (formats describes them).
-func subcommand(cmd cli.Command, formats string, run func(c *cli.Context, format string) error) *cli.Command {
+// writes in the --output format it is given (formats describes them; text
+// and json, and the extra ones named).
+func subcommand(cmd cli.Command, formats string, run func(c *cli.Context, format string) error, extraFormats ...string) *cli.Command {
 	cmd.Flags = append([]cli.Flag{outputFlag(formats)}, cmd.Flags...)
 	cmd.OnUsageError = onUsageError
 	cmd.Action = func(c *cli.Context) error {
 		if c.Args().Present() {
 			return usagef("%s takes no arguments, got %q", cmd.Name, c.Args().First())
 		}
-		format, err := outputFormat(c)
+		format, err := outputFormat(c, extraFormats...)
 		if err != nil {
 			return err
 		}

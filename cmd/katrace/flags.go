@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,13 +27,18 @@ func outputFlag(formats string) cli.Flag {
 	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "`FORMAT`: " + formats, EnvVars: env("OUTPUT"), Category: catOutput}
 }
 
-// outputFormat is the --output asked for: text or json.
-func outputFormat(c *cli.Context) (string, error) {
+// outputFormat is the --output asked for: text, json, or one of the
+// command's extra formats.
+func outputFormat(c *cli.Context, extra ...string) (string, error) {
 	format := c.String("output")
-	if format != "text" && format != "json" {
-		return "", usagef("--output %q: want text or json", format)
+	if format == "text" || format == "json" || slices.Contains(extra, format) {
+		return format, nil
 	}
-	return format, nil
+	want := "text or json"
+	if len(extra) > 0 {
+		want = "text, json or " + strings.Join(extra, ", ")
+	}
+	return "", usagef("--output %q: want %s", format, want)
 }
 
 // filterFlags select sockets, in `trace` and `sockets` alike.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/bits"
 	"os"
 	"strconv"
@@ -13,8 +12,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/katrace/katrace/output"
-	"github.com/katrace/katrace/record"
 	"github.com/katrace/katrace/tracer"
 )
 
@@ -31,7 +28,7 @@ func traceFlags() []cli.Flag {
 		&cli.StringFlag{Name: "ring-size", Value: "4M", Usage: "ring buffer `SIZE` in bytes, a power of two (K and M suffixes)", EnvVars: env("RING_SIZE"), Category: catTuning},
 		&cli.IntFlag{Name: "max-sockets", Value: 65536, Usage: "remember at most `N` sockets at once; the least recently active are forgotten first", EnvVars: env("MAX_SOCKETS"), Category: catTuning},
 	}
-	return append(flags, filterFlags()...)
+	return append(append(flags, filterFlags()...), agentFlags()...)
 }
 
 type traceSettings struct {
@@ -39,10 +36,16 @@ type traceSettings struct {
 	format string
 	file   string
 	dur    time.Duration
+	agent  agentSettings
 }
 
 func traceConfig(c *cli.Context, format string) (traceSettings, error) {
 	s := traceSettings{format: format, file: c.String("file"), dur: c.Duration("duration")}
+	agent, err := agentConfig(c, s.format, s.file)
+	if err != nil {
+		return s, err
+	}
+	s.agent = agent
 	if s.dur < 0 {
 		return s, usagef("--duration %v: must not be negative", s.dur)
 	}
@@ -115,37 +118,7 @@ func runTrace(c *cli.Context, format string) error {
 	if err != nil {
 		return err
 	}
-	return trace(c.Context, c.App.Writer, s)
-}
-
-func trace(ctx context.Context, stdout io.Writer, s traceSettings) (err error) {
-	w := stdout
-	if s.file != "" {
-		f, err := os.Create(s.file)
-		if err != nil {
-			return fmt.Errorf("opening the output file: %w", err)
-		}
-		defer func() {
-			if cerr := f.Close(); err == nil && cerr != nil {
-				err = fmt.Errorf("closing the output file: %w", cerr)
-			}
-		}()
-		w = f
-	}
-	var sink record.Sink
-	if s.format == "json" {
-		sink = output.NewJSON(w)
-	} else {
-		sink = output.NewText(w)
-	}
-	if s.dur > 0 {
-		var started func()
-		var stop context.CancelFunc
-		ctx, started, stop = durationFromStart(ctx, s.dur)
-		defer stop()
-		s.tracer.Attached = func(tracer.Strategy) { started() }
-	}
-	return tracer.Run(ctx, s.tracer, sink)
+	return trace(c.Context, c, s)
 }
 
 // durationFromStart returns a context that ends d after started is called.
