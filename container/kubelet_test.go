@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/katrace/katrace/record"
 )
 
 // A /pods answer in the kubelet's shape (trimmed from a real one: a v1
@@ -131,7 +133,7 @@ func TestKubeletNamesPodsAndContainers(t *testing.T) {
 		t.Errorf("warned: %s", warn.String())
 	}
 
-	a := &Attribution{PodUID: uid, ContainerID: id64}
+	a := &Attribution{Workload: record.Workload{PodUID: uid, ContainerID: id64}}
 	k.name(a)
 	if a.Pod != "web-7d9c8b6f5d-x2kqp" || a.Namespace != "shop" || a.Container != "nginx" {
 		t.Errorf("named %+v", *a)
@@ -150,12 +152,12 @@ func TestKubeletPodGoesAwayAndNewOneIsFoundOnMiss(t *testing.T) {
 	if err := k.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	old := &Attribution{PodUID: uid, ContainerID: id64}
+	old := &Attribution{Workload: record.Workload{PodUID: uid, ContainerID: id64}}
 	k.name(old)
 
 	// The old pod is deleted, a new one starts.
 	f.set(pod("new-pod", "batch", uid2, "worker", id64b, idNew))
-	fresh := &Attribution{PodUID: uid2, ContainerID: idNew}
+	fresh := &Attribution{Workload: record.Workload{PodUID: uid2, ContainerID: idNew}}
 	deadline := time.Now().Add(5 * time.Second)
 	for fresh.Pod == "" && time.Now().Before(deadline) {
 		k.name(fresh) // a miss asks again, in the background, rate-limited
@@ -186,7 +188,7 @@ func TestKubeletMissesAreRateLimited(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 1000 {
-		k.name(&Attribution{PodUID: uid})
+		k.name(&Attribution{Workload: record.Workload{PodUID: uid}})
 	}
 	// Let any background request land before counting.
 	deadline := time.Now().Add(time.Second)

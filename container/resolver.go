@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/katrace/katrace/record"
 )
 
 // ErrNoCgroup2 says the host has no cgroup v2 hierarchy mounted: katrace
@@ -84,18 +86,10 @@ func unescapeMountinfo(s string) string {
 
 func isOctal(c byte) bool { return '0' <= c && c <= '7' }
 
-// Attribution is what katrace knows about the workload in one cgroup. Empty
-// fields are unknown.
+// Attribution is what katrace knows about the workload in one cgroup: the
+// record fields (empty when unknown), and how current its names are.
 type Attribution struct {
-	// Cgroup is the path relative to the cgroup2 root, as the "0::" line of
-	// /proc/PID/cgroup shows it.
-	Cgroup      string
-	ContainerID string
-	PodUID      string
-	// Pod, Namespace and Container are the kubelet's names.
-	Pod       string
-	Namespace string
-	Container string
+	record.Workload
 
 	// kubeGen is the kubelet snapshot the names were looked up in.
 	kubeGen uint64
@@ -164,6 +158,15 @@ func (r *Resolver) Attribution(id uint64) *Attribution {
 	return a
 }
 
+// Workload is Attribution as the tracer's hook wants it: the record fields
+// of cgroup id, or nil when unknown.
+func (r *Resolver) Workload(id uint64) *record.Workload {
+	if a := r.Attribution(id); a != nil {
+		return &a.Workload
+	}
+	return nil
+}
+
 // Walk reads the whole hierarchy again. Cgroups that are gone are
 // forgotten: a cgroup id is never reused, so nothing will ask for them.
 func (r *Resolver) Walk() {
@@ -176,7 +179,7 @@ func (r *Resolver) Walk() {
 		a := r.byID[c.ID]
 		if a == nil {
 			id := ParsePath(c.Path)
-			a = &Attribution{Cgroup: c.Path, ContainerID: id.ContainerID, PodUID: id.PodUID}
+			a = &Attribution{Workload: record.Workload{Cgroup: c.Path, ContainerID: id.ContainerID, PodUID: id.PodUID}}
 		}
 		next[c.ID] = a
 		return true

@@ -90,6 +90,9 @@ type CorrelatorConfig struct {
 	WallOffset int64
 	// Owner resolves owners the kernel could not see; may be nil.
 	Owner OwnerLookup
+	// Workload resolves a socket's cgroup id to its cgroup, container and
+	// pod (container.Resolver.Workload); may be nil.
+	Workload func(cgroupID uint64) *record.Workload
 }
 
 // conn is what katrace remembers about one socket between its events.
@@ -299,6 +302,7 @@ func (c *Correlator) fillSocket(e *katraceEvent, cn *conn) {
 		}
 		cn.sock.LAddr, cn.sock.LPort = s.LAddr, s.LPort
 	}
+	c.fillWorkload(e, cn)
 
 	switch {
 	case e.Flags&flagOwner != 0 && e.Pid != 0:
@@ -315,6 +319,24 @@ func (c *Correlator) fillSocket(e *katraceEvent, cn *conn) {
 			if cn != nil {
 				cn.sock.PID, cn.sock.Comm = pid, comm
 			}
+		}
+	}
+}
+
+// fillWorkload names the socket's cgroup, container and pod (issue 12).
+// Timewait sockets carry no cgroup: they keep what was seen before.
+func (c *Correlator) fillWorkload(e *katraceEvent, cn *conn) {
+	s := &c.rec.Sock
+	if e.CgroupId != 0 && c.cfg.Workload != nil {
+		if w := c.cfg.Workload(e.CgroupId); w != nil {
+			s.Workload = *w
+		}
+	}
+	if cn != nil {
+		if s.Workload.Cgroup == "" {
+			s.Workload = cn.sock.Workload
+		} else {
+			cn.sock.Workload = s.Workload
 		}
 	}
 }
@@ -393,6 +415,7 @@ func (c *Correlator) onIdleFin(e *katraceEvent) error {
 	}
 	r.IdleMs = int64(e.FinIdleMs)
 	c.summary.idleClose(e)
+	c.summary.serviceWorkload(e, &r.Sock.Workload)
 	return c.sink.Write(r)
 }
 
@@ -610,6 +633,7 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 			" after the peer closed the idle connection (peer idle timeout ≈ " +
 			output.FormatDuration(r.PeerIdleMs) + "); peer reset it"
 		c.summary.staleReuse(e)
+		c.summary.serviceWorkload(e, &r.Sock.Workload)
 	case record.CauseResetAfterIdle:
 		r.IdleMs = int64(e.SinceRecvMs - e.SinceSendMs)
 		r.Detail = "first write after " + output.FormatDuration(r.IdleMs) +

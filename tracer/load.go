@@ -61,12 +61,23 @@ type Filters struct {
 	Prefixes      []netip.Prefix
 	NetNS         uint32
 	KeepaliveOnly bool
+	// Cgroups keeps sockets in these cgroups or below them (--container,
+	// --cgroup; issue 12).
+	Cgroups []CgroupFilter
+}
+
+// CgroupFilter names a cgroup v2 by id (its directory's inode) and level
+// (depth below the root, the root being 0).
+type CgroupFilter struct {
+	ID    uint64
+	Level uint32
 }
 
 // Limits of the kernel-side filter tables (bpf/katrace.h).
 const (
 	MaxPorts    = 8
 	MaxPrefixes = 8
+	MaxCgroups  = 8
 )
 
 // loadOptions is what shapes the kernel programs.
@@ -305,6 +316,13 @@ func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions) error {
 	}
 	var comm [16]byte
 	copy(comm[:15], f.Comm)
+	if len(f.Cgroups) > MaxCgroups {
+		return fmt.Errorf("at most %d cgroups in --container and --cgroup together", MaxCgroups)
+	}
+	var cgroups [MaxCgroups]katraceCgroupFilter
+	for i, cg := range f.Cgroups {
+		cgroups[i] = katraceCgroupFilter{Id: cg.ID, Level: cg.Level}
+	}
 
 	if s == StrategyTracepoint {
 		addr, err := kernelSymbol("tcp_keepalive_timer")
@@ -331,6 +349,8 @@ func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions) error {
 		{"filter_ports", ports},
 		{"filter_cidr_count", uint32(len(f.Prefixes))},
 		{"filter_cidrs", cidrs},
+		{"filter_cgroup_count", uint32(len(f.Cgroups))},
+		{"filter_cgroups", cgroups},
 	} {
 		if err := set(kv.name, kv.v); err != nil {
 			return err

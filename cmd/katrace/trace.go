@@ -51,7 +51,7 @@ const (
 
 func traceFlags() []cli.Flag {
 	env := func(name string) []string { return []string{"KATRACE_" + name} }
-	return []cli.Flag{
+	flags := []cli.Flag{
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "`FORMAT`: text (a timeline) or json (NDJSON, one record per line)", EnvVars: env("OUTPUT"), Category: catOutput},
 		&cli.StringFlag{Name: "file", Aliases: []string{"w"}, Usage: "write to `PATH` instead of standard output", EnvVars: env("FILE"), Category: catOutput},
 		&cli.BoolFlag{Name: "all", Usage: "report every close, including ordinary ones", EnvVars: env("ALL"), Category: catOutput},
@@ -71,6 +71,7 @@ func traceFlags() []cli.Flag {
 		&cli.StringFlag{Name: "ring-size", Value: "4M", Usage: "ring buffer `SIZE` in bytes, a power of two (K and M suffixes)", EnvVars: env("RING_SIZE"), Category: catTuning},
 		&cli.IntFlag{Name: "max-sockets", Value: 65536, Usage: "remember at most `N` sockets at once; the least recently active are forgotten first", EnvVars: env("MAX_SOCKETS"), Category: catTuning},
 	}
+	return append(flags, workloadFlags()...)
 }
 
 type traceSettings struct {
@@ -78,6 +79,8 @@ type traceSettings struct {
 	format string
 	file   string
 	dur    time.Duration
+	// workload: host, container and pod naming (container.go).
+	workload workloadSettings
 }
 
 func traceConfig(c *cli.Context) (traceSettings, error) {
@@ -109,6 +112,9 @@ func traceConfig(c *cli.Context) (traceSettings, error) {
 	}
 	filters, err := parseFilters(c)
 	if err != nil {
+		return s, err
+	}
+	if s.workload, err = parseWorkload(c, &filters); err != nil {
 		return s, err
 	}
 	s.tracer = tracer.Config{
@@ -247,6 +253,10 @@ func runTrace(ctx context.Context, c *cli.Context, s traceSettings) (err error) 
 		sink = output.NewJSON(w)
 	} else {
 		sink = output.NewText(w)
+	}
+	sink, s.tracer.Workload, err = startWorkload(ctx, s.workload, sink, c.App.ErrWriter)
+	if err != nil {
+		return err
 	}
 	if s.dur > 0 {
 		var cancel context.CancelFunc
