@@ -290,3 +290,96 @@ func TestContainerAttributionAndFilters(t *testing.T) {
 		}
 	}
 }
+
+const podmanImage = "katrace-busybox"
+
+// podmanImageReady imports a busybox image from the host's busybox-static
+// (nothing can be pulled here), or skips saying what is missing.
+func podmanImageReady(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("podman"); err != nil {
+		t.Skip("podman test: podman is not installed")
+	}
+	if exec.Command("podman", "image", "exists", podmanImage).Run() == nil {
+		return
+	}
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("podman test: needs busybox (busybox-static) to make an image")
+	}
+	if out, err := exec.Command("file", "-L", busybox).CombinedOutput(); err == nil && !strings.Contains(string(out), "statically linked") {
+		t.Skipf("podman test: %s is not statically linked (install busybox-static)", busybox)
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "cp", busybox, filepath.Join(root, "bin", "busybox"))
+	for _, applet := range []string{"sh", "nc", "sleep", "test", "["} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, "sh", "-c", "tar -C "+root+" -c . | podman import - "+podmanImage)
+}
+
+// TestPodmanContainer: a real podman container (runc: crun refuses this
+// host's hybrid cgroup layout) whose connection is reset in softirq; its
+// records carry the id podman reports, and --container keeps only them.
+func TestPodmanContainer(t *testing.T) {
+	requirePrivileges(t)
+	m := cgroup2(t)
+	podmanImageReady(t)
+	p := newPair(t)
+	srv := startServer(t, p, p.serverAddr, "18302", "hold")
+
+	// The container connects once told to (podman exec touch /go), so
+	// that the filtered katrace, which needs its cgroup, starts first.
+	out := run(t, "podman", "run", "-d", "--runtime", "runc",
+		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+		"--network", "ns:/run/netns/"+p.client, podmanImage,
+		"sh", "-c", "while ! test -e /go; do sleep 0.05; done; sleep 3600 | nc "+p.serverAddr+" 18302")
+	id := strings.TrimSpace(out)
+	t.Cleanup(func() { exec.Command("podman", "rm", "-f", "-t", "0", id).Run() })
+	inspected := strings.TrimSpace(run(t, "podman", "inspect", "--format", "{{.Id}} {{.State.Pid}}", id))
+	podmanID, pidText, _ := strings.Cut(inspected, " ")
+	cg := procCgroup(t, atoi(t, pidText))
+	if container.ParsePath(cg).ContainerID != podmanID {
+		t.Fatalf("podman's container %s is in cgroup %s", podmanID, cg)
+	}
+
+	r := container.NewResolver(m, nil)
+	cgs, err := r.ContainerCgroups(podmanID[:12])
+	if err != nil || len(cgs) != 1 {
+		t.Fatalf("cgroups of container %s: %v, %v", podmanID[:12], cgs, err)
+	}
+	all := startTraceNamed(t, m, tracer.Config{})
+	filtered := startTraceNamed(t, m, tracer.Config{Filters: tracer.Filters{Cgroups: []tracer.CgroupFilter{{ID: cgs[0].ID, Level: uint32(cgs[0].Level)}}}})
+
+	run(t, "podman", "exec", id, "sh", "-c", "echo > /go")
+	deadline := time.Now().Add(startTimeout)
+	for !strings.Contains(run(t, "ip", "netns", "exec", p.server, "ss", "-Htn", "state", "established", "sport", "= :18302"), p.clientAddr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the container did not connect within %v", startTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.send("abortall")
+	srv.expect("abortall 1", startTimeout)
+
+	isReset := and(typeIs("reset"), inNetns(p.clientIno), func(r rec) bool { return r.str("direction") == "received" })
+	rst := all.waitFor("the container's reset", 1, eventTimeout, isReset)[0]
+	if rst.str("container_id") != podmanID || rst.str("cgroup") != cg || rst.str("comm") != "nc" {
+		t.Errorf("reset of podman's container %s (cgroup %s): %v", podmanID, cg, rst)
+	}
+	frst := filtered.waitFor("the container's reset with --container", 1, eventTimeout, isReset)[0]
+	if frst.str("container_id") != podmanID {
+		t.Errorf("filtered reset: %v", frst)
+	}
+	all.stop()
+	filtered.stop()
+	if got := filtered.all(inNetns(p.serverIno)); len(got) > 0 {
+		t.Errorf("--container %s let through the server's records: %v", podmanID[:12], got)
+	}
+	t.Logf("podman inspect: %s; katrace: %v", podmanID, rst)
+}
