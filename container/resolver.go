@@ -117,6 +117,7 @@ type Resolver struct {
 	kube       *Kubelet
 
 	byID     map[uint64]*Attribution
+	missing  map[uint64]struct{}
 	lastWalk time.Time
 }
 
@@ -129,6 +130,7 @@ func NewResolver(m Mount, kube *Kubelet) *Resolver {
 		MaxEntries:      65536,
 		kube:            kube,
 		byID:            map[uint64]*Attribution{},
+		missing:         map[uint64]struct{}{},
 	}
 }
 
@@ -144,11 +146,17 @@ func (r *Resolver) Attribution(id uint64) *Attribution {
 	}
 	a := r.byID[id]
 	if a == nil {
-		if time.Since(r.lastWalk) < r.MinWalkInterval {
+		// An id missing from the last walk is a cgroup removed before it
+		// (its sockets outlive it): walking again would not find it.
+		if _, gone := r.missing[id]; gone || time.Since(r.lastWalk) < r.MinWalkInterval {
 			return nil
 		}
 		r.Walk()
 		if a = r.byID[id]; a == nil {
+			if len(r.missing) >= maxMissing {
+				clear(r.missing)
+			}
+			r.missing[id] = struct{}{}
 			return nil
 		}
 	}
@@ -157,6 +165,9 @@ func (r *Resolver) Attribution(id uint64) *Attribution {
 	}
 	return a
 }
+
+// maxMissing bounds the ids remembered as not found.
+const maxMissing = 4096
 
 // Workload is Attribution as the tracer's hook wants it: the record fields
 // of cgroup id, or nil when unknown.
@@ -167,8 +178,9 @@ func (r *Resolver) Workload(id uint64) *record.Workload {
 	return nil
 }
 
-// Walk reads the whole hierarchy again. Cgroups that are gone are
-// forgotten: a cgroup id is never reused, so nothing will ask for them.
+// Walk reads the whole hierarchy again. Cgroups removed since the last walk
+// are kept while there is room (their sockets may still be open: a cgroup
+// id is never reused), and dropped first when there is not.
 func (r *Resolver) Walk() {
 	r.lastWalk = time.Now()
 	next := make(map[uint64]*Attribution, len(r.byID))
@@ -184,6 +196,14 @@ func (r *Resolver) Walk() {
 		next[c.ID] = a
 		return true
 	})
+	for id, a := range r.byID {
+		if len(next) >= r.MaxEntries {
+			break
+		}
+		if _, ok := next[id]; !ok {
+			next[id] = a
+		}
+	}
 	r.byID = next
 }
 

@@ -166,3 +166,38 @@ func TestResolverLevelsUnderAMountedSubtree(t *testing.T) {
 		t.Errorf("Lookup under a subtree mount: %+v, %v; want level 2", c, err)
 	}
 }
+
+// A socket can outlive its container's cgroup: what was learned stays, and
+// an id no walk finds does not make every event walk again.
+func TestResolverRemovedCgroupsAndMisses(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "libpod_parent", "libpod-"+id64)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	id := inode(t, dir)
+	r := NewResolver(Mount{Dir: root, Root: "/"}, nil)
+	r.MinWalkInterval = 0
+	if a := r.Attribution(id); a == nil || a.ContainerID != id64 {
+		t.Fatalf("before removal: %+v", a)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	r.Walk()
+	if a := r.Attribution(id); a == nil || a.ContainerID != id64 {
+		t.Errorf("after removal: %+v", a)
+	}
+
+	const never = 1 << 62
+	if r.Attribution(never) != nil {
+		t.Fatal("an unknown id resolved")
+	}
+	walked := r.lastWalk
+	for range 100 {
+		r.Attribution(never)
+	}
+	if r.lastWalk != walked {
+		t.Error("a known miss walked the hierarchy again")
+	}
+}
