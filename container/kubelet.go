@@ -82,9 +82,11 @@ type Kubelet struct {
 // podSnapshot is one answer of the kubelet.
 type podSnapshot struct {
 	gen        uint64
-	pods       map[string]podName // by uid
-	containers map[string]string  // container name by 64-hex id
+	pods       map[string]podName       // by uid
+	containers map[string]containerName // by 64-hex id
 }
+
+type containerName struct{ name, podUID string }
 
 type podName struct{ name, namespace string }
 
@@ -146,7 +148,29 @@ func (k *Kubelet) Pod(uid string) (name, namespace string, ok bool) {
 // ContainerName returns the name of the container with the full 64-hex id.
 func (k *Kubelet) ContainerName(id string) (string, bool) {
 	n, ok := k.snap.Load().containers[id]
-	return n, ok
+	return n.name, ok
+}
+
+// ContainerIDs returns the ids of the containers called name, or, for
+// "POD/CONTAINER", of that pod's container of that name, as the text
+// output's CONTAINER column shows them.
+func (k *Kubelet) ContainerIDs(name string) []string {
+	s := k.snap.Load()
+	pod, ctr, inPod := strings.Cut(name, "/")
+	if !inPod {
+		ctr = name
+	}
+	var ids []string
+	for id, c := range s.containers {
+		if c.name != ctr {
+			continue
+		}
+		if inPod && s.pods[c.podUID].name != pod {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // name fills a's names from the last answer; when the pod is missing from
@@ -162,7 +186,7 @@ func (k *Kubelet) name(a *Attribution) {
 			}
 		}
 		if a.Container == "" && a.ContainerID != "" {
-			a.Container = s.containers[a.ContainerID]
+			a.Container = s.containers[a.ContainerID].name
 		}
 	}
 	if a.Pod == "" || (a.ContainerID != "" && a.Container == "") {
@@ -253,14 +277,14 @@ func (k *Kubelet) fetch(ctx context.Context) error {
 	next := &podSnapshot{
 		gen:        k.snap.Load().gen + 1,
 		pods:       make(map[string]podName, len(list.Items)),
-		containers: map[string]string{},
+		containers: map[string]containerName{},
 	}
 	for _, p := range list.Items {
 		next.pods[p.Metadata.UID] = podName{p.Metadata.Name, p.Metadata.Namespace}
 		for _, group := range [][]containerStatus{p.Status.ContainerStatuses, p.Status.InitContainerStatuses, p.Status.EphemeralContainerStatuses} {
 			for _, c := range group {
 				if _, id, ok := strings.Cut(c.ContainerID, "://"); ok && id != "" {
-					next.containers[id] = c.Name
+					next.containers[id] = containerName{c.Name, p.Metadata.UID}
 				}
 			}
 		}

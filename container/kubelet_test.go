@@ -133,6 +133,16 @@ func TestKubeletNamesPodsAndContainers(t *testing.T) {
 		t.Errorf("warned: %s", warn.String())
 	}
 
+	if ids := k.ContainerIDs("nginx"); len(ids) != 1 || ids[0] != id64 {
+		t.Errorf("ContainerIDs(nginx) = %v", ids)
+	}
+	if ids := k.ContainerIDs("web-7d9c8b6f5d-x2kqp/nginx"); len(ids) != 1 || ids[0] != id64 {
+		t.Errorf("ContainerIDs(pod/nginx) = %v", ids)
+	}
+	if ids := k.ContainerIDs("other-pod/nginx"); len(ids) != 0 {
+		t.Errorf("ContainerIDs(other-pod/nginx) = %v", ids)
+	}
+
 	a := &Attribution{Workload: record.Workload{PodUID: uid, ContainerID: id64}}
 	k.name(a)
 	if a.Pod != "web-7d9c8b6f5d-x2kqp" || a.Namespace != "shop" || a.Container != "nginx" {

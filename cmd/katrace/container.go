@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -23,7 +24,7 @@ func workloadFlags() []cli.Flag {
 	env := func(name string) []string { return []string{"KATRACE_" + name} }
 	return []cli.Flag{
 		&cli.StringFlag{Name: "node-name", Usage: "the `NAME` put in every record's host field (default: $NODE_NAME, else the hostname)", EnvVars: env("NODE_NAME"), Category: catWorkload},
-		&cli.StringSliceFlag{Name: "container", Usage: "only sockets of the container whose id starts with `ID` (at least 12 hex digits), as docker, podman or crictl show it", EnvVars: env("CONTAINER"), Category: catFilter},
+		&cli.StringSliceFlag{Name: "container", Usage: "only sockets of the container whose id starts with `ID` (at least 12 hex digits), as docker, podman or crictl show it; inside Kubernetes also a container NAME or POD/NAME", EnvVars: env("CONTAINER"), Category: catFilter},
 		&cli.StringSliceFlag{Name: "cgroup", Usage: "only sockets in the cgroup v2 `PATH` or below it (as /proc/PID/cgroup shows it, or a directory under the cgroup2 mount)", EnvVars: env("CGROUP"), Category: catFilter},
 		&cli.StringFlag{Name: "kubelet-url", Usage: "ask `URL` for pod and container names (default https://$NODE_NAME:10250/pods; only tried in Kubernetes: a service-account token mounted and $NODE_NAME set)", EnvVars: env("KUBELET_URL"), Category: catWorkload},
 	}
@@ -36,6 +37,8 @@ type workloadSettings struct {
 	// resolver is nil on a host without cgroup v2: the fields are left out.
 	resolver   *container.Resolver
 	kubeletURL string
+	// kube is the kubelet client, when a --container name needed it early.
+	kube *container.Kubelet
 }
 
 // minContainerPrefix is what docker and podman print: 12 hex digits are
@@ -54,10 +57,24 @@ func parseWorkload(c *cli.Context, f *tracer.Filters) (workloadSettings, error) 
 	w.kubeletURL = c.String("kubelet-url")
 
 	prefixes := splitList(c.StringSlice("container"))
+	var names []string
 	for _, p := range prefixes {
-		if len(p) < minContainerPrefix || len(p) > 64 || !isHex(p) {
-			return w, usagef("--container %q: want a container id, at least %d hex digits", p, minContainerPrefix)
+		if len(p) >= minContainerPrefix && len(p) <= 64 && isHex(p) {
+			continue
 		}
+		// Not an id: a container's name, which only the kubelet knows.
+		if w.kube == nil {
+			if w.kube, err = container.KubeletFromEnvironment(w.kubeletURL, c.App.ErrWriter); err != nil {
+				return w, err
+			}
+			if w.kube == nil {
+				return w, usagef("--container %q: want a container id, at least %d hex digits (container names work inside Kubernetes only)", p, minContainerPrefix)
+			}
+			if err := w.kube.Refresh(c.Context); err != nil {
+				return w, usagef("--container %q: a container name needs the kubelet's pod list: %v", p, err)
+			}
+		}
+		names = append(names, p)
 	}
 	paths := splitList(c.StringSlice("cgroup"))
 
@@ -73,7 +90,25 @@ func parseWorkload(c *cli.Context, f *tracer.Filters) (workloadSettings, error) 
 	}
 	w.resolver = container.NewResolver(mount, nil)
 
+	for _, name := range names {
+		ids := w.kube.ContainerIDs(name)
+		if len(ids) == 0 {
+			return w, usagef("--container %s: the kubelet knows no container of that name on this node", name)
+		}
+		for _, id := range ids {
+			cgs, err := w.resolver.ContainerCgroups(id)
+			if err != nil {
+				return w, err
+			}
+			for _, cg := range cgs {
+				f.Cgroups = append(f.Cgroups, tracer.CgroupFilter{ID: cg.ID, Level: uint32(cg.Level)})
+			}
+		}
+	}
 	for _, p := range prefixes {
+		if slices.Contains(names, p) {
+			continue
+		}
 		cgs, err := w.resolver.ContainerCgroups(strings.ToLower(p))
 		if err != nil {
 			return w, err
@@ -131,12 +166,17 @@ func startWorkload(ctx context.Context, w workloadSettings, sink record.Sink, wa
 	if w.resolver == nil {
 		return sink, nil, nil
 	}
-	kube, err := container.KubeletFromEnvironment(w.kubeletURL, warn)
-	if err != nil {
-		return nil, nil, err
+	kube := w.kube
+	if kube == nil {
+		var err error
+		if kube, err = container.KubeletFromEnvironment(w.kubeletURL, warn); err != nil {
+			return nil, nil, err
+		}
+		if kube != nil {
+			_ = kube.Refresh(ctx) // a failure has warned; names come later or never
+		}
 	}
 	if kube != nil {
-		_ = kube.Refresh(ctx) // a failure has warned; names come later or never
 		w.resolver = container.NewResolver(w.resolver.Mount(), kube)
 	}
 	w.resolver.Walk()
