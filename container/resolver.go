@@ -207,6 +207,17 @@ func (r *Resolver) Walk() {
 	r.byID = next
 }
 
+// HasContainers reports whether the last walk saw a container's or a pod's
+// cgroup.
+func (r *Resolver) HasContainers() bool {
+	for _, a := range r.byID {
+		if a.Known() {
+			return true
+		}
+	}
+	return false
+}
+
 // walk calls fn for every cgroup under the mount until fn returns false.
 func (r *Resolver) walk(fn func(Cgroup) bool) error {
 	stop := errors.New("stop")

@@ -46,6 +46,13 @@ func WithLocation(loc *time.Location) TextOption {
 	}
 }
 
+// WithContainerColumn shows the CONTAINER column from the first line, for
+// hosts known to run containers; without it the column appears (with the
+// header again) at the first connection that names a container or pod.
+func WithContainerColumn(on bool) TextOption {
+	return func(t *Text) { t.containerCol = on }
+}
+
 // NewText returns a text printer writing to w.
 func NewText(w io.Writer, opts ...TextOption) *Text {
 	t := &Text{w: bufio.NewWriter(w), buf: make([]byte, 0, 512), loc: time.Local}

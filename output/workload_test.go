@@ -128,3 +128,26 @@ func TestTextWorkloadNamesAreSanitized(t *testing.T) {
 		t.Errorf("terminal escape passed through: %q", got)
 	}
 }
+
+func TestTextContainerColumnFromTheStart(t *testing.T) {
+	plain := sockRecord(record.TypeReset, at(5))
+	plain.Direction = record.DirectionSent
+	var buf bytes.Buffer
+	p := NewText(&buf, WithLocation(time.UTC), WithContainerColumn(true))
+	for _, r := range []*record.Record{startRecord(), plain, containerReset(false)} {
+		if err := p.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := `katrace tracing with the tracepoint strategy (kernel 6.18.0, katrace v0.3.1); Ctrl-C to stop
+TIME          PID     COMM             CONTAINER                 LOCAL → REMOTE                                 EVENT
+03:41:02.123  4121    python3          -                         10.213.0.1:40750 → 10.213.0.2:18081            reset sent
+03:41:02.128  4121    python3          0123456789ab              10.213.0.1:40750 → 10.213.0.2:18081            reset received: unspecified
+`
+	if got := buf.String(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}

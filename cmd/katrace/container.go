@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/katrace/katrace/container"
+	"github.com/katrace/katrace/output"
 	"github.com/katrace/katrace/record"
 	"github.com/katrace/katrace/tracer"
 )
@@ -131,6 +132,16 @@ func parseWorkload(c *cli.Context, f *tracer.Filters) (workloadSettings, error) 
 		return w, usagef("--container and --cgroup: at most %d cgroups together, these name %d", tracer.MaxCgroups, len(f.Cgroups))
 	}
 	return w, nil
+}
+
+// textOptions shows the CONTAINER column from the start on a host that runs
+// containers (or when the trace is limited to some).
+func (w workloadSettings) textOptions(filtered bool) []output.TextOption {
+	if w.resolver == nil {
+		return nil
+	}
+	w.resolver.Walk()
+	return []output.TextOption{output.WithContainerColumn(filtered || w.resolver.HasContainers())}
 }
 
 func hostName(flag string) (string, error) {

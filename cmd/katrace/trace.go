@@ -252,7 +252,7 @@ func runTrace(ctx context.Context, c *cli.Context, s traceSettings) (err error) 
 	if s.format == "json" {
 		sink = output.NewJSON(w)
 	} else {
-		sink = output.NewText(w)
+		sink = output.NewText(w, s.workload.textOptions(len(s.tracer.Filters.Cgroups) > 0)...)
 	}
 	sink, s.tracer.Workload, err = startWorkload(ctx, s.workload, sink, c.App.ErrWriter)
 	if err != nil {
