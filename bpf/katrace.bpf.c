@@ -35,6 +35,9 @@ volatile const __u32 filter_port_count = 0;
 volatile const __u16 filter_ports[KATRACE_MAX_PORTS] = {};
 volatile const __u32 filter_cidr_count = 0;
 volatile const struct cidr filter_cidrs[KATRACE_MAX_CIDRS] = {};
+/* --container and --cgroup, resolved to cgroups by userspace. */
+volatile const __u32 filter_cgroup_count = 0;
+volatile const struct cgroup_filter filter_cgroups[KATRACE_MAX_CGROUPS] = {};
 /* Owners come from tcp_recvmsg/tcp_sendmsg hooks into the owners map
  * (kernels before 6.4, which lack the sock_*_length tracepoints). */
 volatile const bool owners_by_cookie = false;
@@ -196,6 +199,44 @@ static __always_inline __u32 sock_inode(struct sock *sk)
  * timer's container_of). direct is a constant in every caller. */
 #define RD(direct, p, field) ((direct) ? (p)->field : BPF_CORE_READ(p, field))
 
+/* Whether cg is one of the filter's cgroups or below one: its ancestor at
+ * the filter's level is that cgroup. */
+static __always_inline bool cgroup_wanted(struct cgroup *cg)
+{
+	int level = BPF_CORE_READ(cg, level);
+
+	for (__u32 i = 0; i < KATRACE_MAX_CGROUPS; i++) {
+		struct cgroup *anc = NULL;
+		__u32 want;
+
+		if (i >= filter_cgroup_count)
+			break;
+		want = filter_cgroups[i].level;
+		if (want > (__u32)level)
+			continue;
+		if (bpf_core_field_exists(cg->ancestors))
+			bpf_core_read(&anc, sizeof(anc), &cg->ancestors[want & 0xff]);
+		else if (want == (__u32)level)
+			anc = cg;
+		if (anc && BPF_CORE_READ(anc, kn, id) == filter_cgroups[i].id)
+			return true;
+	}
+	return false;
+}
+
+/* The socket's cgroup, and whether the cgroup filter keeps it. A timewait
+ * socket has none (it is not a struct sock): left 0. */
+static __always_inline void fill_cgroup(struct event *e, struct sock *sk)
+{
+	struct cgroup *cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+
+	if (!cg)
+		return;
+	e->cgroup_id = BPF_CORE_READ(cg, kn, id);
+	if (filter_cgroup_count && cgroup_wanted(cg))
+		e->flags |= EVF_CGROUP_WANTED;
+}
+
 /* The socket's identity, addresses and counters. */
 static __always_inline void fill_socket(struct event *e, struct sock *sk, bool full, bool direct)
 {
@@ -219,6 +260,7 @@ static __always_inline void fill_socket(struct event *e, struct sock *sk, bool f
 		e->flags |= EVF_KEEPOPEN;
 	if (!full)
 		return;
+	fill_cgroup(e, sk);
 
 	struct tcp_sock *tp = direct ? bpf_skc_to_tcp_sock(sk) : (struct tcp_sock *)sk;
 
@@ -345,6 +387,8 @@ static __always_inline bool event_wanted(struct event *e, bool owner_ctx)
 	if (filter_netns && e->netns != filter_netns)
 		return false;
 	if (filter_keepalive_only && !(e->flags & EVF_KEEPOPEN))
+		return false;
+	if (filter_cgroup_count && !(e->flags & EVF_CGROUP_WANTED))
 		return false;
 	if (filter_port_count) {
 		bool hit = false;

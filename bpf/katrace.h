@@ -10,6 +10,7 @@
 #define KATRACE_COMM_LEN 16
 #define KATRACE_MAX_PORTS 8
 #define KATRACE_MAX_CIDRS 8
+#define KATRACE_MAX_CGROUPS 8
 
 enum event_kind {
 	/* A TCP state change; sent only with --states. */
@@ -61,6 +62,8 @@ enum event_flags {
 	/* The peer's FIN arrived (SOCK_DONE; a local close() sets
 	 * RCV_SHUTDOWN without one). */
 	EVF_PEER_FIN = 1 << 14,
+	/* The socket's cgroup is one --container/--cgroup named, or below it. */
+	EVF_CGROUP_WANTED = 1 << 15,
 };
 
 enum fin_side {
@@ -136,6 +139,10 @@ struct event {
 	/* HTTP/1.x requests seen (proto PROTO_HTTP1). */
 	__u32 requests;
 	__u32 pad2;
+	/* The socket's cgroup v2 id (kernfs node id = the cgroup directory's
+	 * inode), from the socket itself (sk_cgrp_data): the current task is
+	 * anybody in timers and softirq. 0 for timewait sockets. */
+	__u64 cgroup_id;
 };
 
 enum proto {
@@ -161,6 +168,14 @@ struct cidr {
 	__u8 prefix_len;
 	__u8 family;
 	__u8 pad[2];
+};
+
+/* A cgroup filter: keep sockets whose cgroup is this one (id at level
+ * levels below the root) or below it. */
+struct cgroup_filter {
+	__u64 id;
+	__u32 level;
+	__u32 pad;
 };
 
 /* Per-socket memory kept in the kernel (BPF socket storage). */

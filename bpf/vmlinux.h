@@ -152,8 +152,24 @@ struct timer_list {
 	void (*function)(struct timer_list *);
 };
 
+struct kernfs_node {
+	u64 id;
+};
+
+struct cgroup {
+	int level;
+	struct kernfs_node *kn;
+	/* 6.0+; older kernels have u64 ancestor_ids[] (guarded). */
+	struct cgroup *ancestors[0];
+};
+
+struct sock_cgroup_data {
+	struct cgroup *cgroup;
+};
+
 struct sock {
 	struct sock_common __sk_common;
+	struct sock_cgroup_data sk_cgrp_data;
 	socket_lock_t sk_lock;
 	int sk_err;
 	struct socket *sk_socket;

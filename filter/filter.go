@@ -25,6 +25,16 @@ type Set struct {
 	NetNS uint32
 	// KeepaliveOnly selects sockets with SO_KEEPALIVE on.
 	KeepaliveOnly bool
+	// Cgroups select sockets in one of these cgroups or below them
+	// (--container, --cgroup).
+	Cgroups []Cgroup
+}
+
+// Cgroup names a cgroup v2 by id (its directory's inode) and level (depth
+// below the root, the root being 0).
+type Cgroup struct {
+	ID    uint64
+	Level uint32
 }
 
 // ByOwner says whether the set selects by owning process.

@@ -52,6 +52,9 @@ func appendJSON(b []byte, r *record.Record) []byte {
 	b = append(b, `","type":"`...)
 	b = append(b, r.Type.String()...) // a fixed identifier: no escaping needed
 	b = append(b, '"')
+	if r.Host != "" {
+		b = jsonString(b, "host", r.Host)
+	}
 
 	if r.Type.HasSocket() {
 		b = appendSocketJSON(b, &r.Sock)
@@ -113,6 +116,7 @@ func appendJSON(b []byte, r *record.Record) []byte {
 		if r.StaleReuses > 0 {
 			b = jsonInt(b, "stale_reuses", int64(r.StaleReuses))
 		}
+		b = appendWorkloadJSON(b, &r.EndpointWorkload)
 	case record.TypeLost:
 		b = jsonUint(b, "count", r.Count)
 	case record.TypeEnd:
@@ -151,6 +155,25 @@ func appendSocketJSON(b []byte, s *record.Socket) []byte {
 	}
 	if s.Requests != record.Absent {
 		b = jsonInt(b, "requests", int64(s.Requests))
+	}
+	return appendWorkloadJSON(b, &s.Workload)
+}
+
+// appendWorkloadJSON writes the cgroup, container and pod fields that are
+// known; a name comes from a container runtime or the kubelet, so it is
+// escaped like any string.
+func appendWorkloadJSON(b []byte, w *record.Workload) []byte {
+	for _, f := range [...]struct{ key, v string }{
+		{"cgroup", w.Cgroup},
+		{"container_id", w.ContainerID},
+		{"pod_uid", w.PodUID},
+		{"pod", w.Pod},
+		{"namespace", w.Namespace},
+		{"container", w.Container},
+	} {
+		if f.v != "" {
+			b = jsonString(b, f.key, f.v)
+		}
 	}
 	return b
 }

@@ -25,6 +25,10 @@ type Text struct {
 
 	headerDone  bool // column header written
 	summaryDone bool // summary table header written
+	// containerCol: a connection named a container or pod, so from then on
+	// every line has the CONTAINER column (and the header is written again
+	// with it). Hosts without containers never see it.
+	containerCol bool
 }
 
 var _ record.Sink = (*Text)(nil)
@@ -40,6 +44,13 @@ func WithLocation(loc *time.Location) TextOption {
 			t.loc = loc
 		}
 	}
+}
+
+// WithContainerColumn shows the CONTAINER column from the first line, for
+// hosts known to run containers; without it the column appears (with the
+// header again) at the first connection that names a container or pod.
+func WithContainerColumn(on bool) TextOption {
+	return func(t *Text) { t.containerCol = on }
 }
 
 // NewText returns a text printer writing to w.
@@ -67,6 +78,12 @@ const (
 	addrGap    = 2
 
 	textHeader = "TIME          PID     COMM             LOCAL → REMOTE                                 EVENT\n"
+
+	// The CONTAINER column fits a 12-hex id or a short pod/container pair;
+	// longer names push only their own line's addresses to the right.
+	containerCol = 24 + 2
+
+	textHeaderContainer = "TIME          PID     COMM             CONTAINER                 LOCAL → REMOTE                                 EVENT\n"
 )
 
 // Summary table layout, matching summaryHeader.
@@ -111,6 +128,10 @@ func (t *Text) Write(r *record.Record) error {
 		b = strconv.AppendUint(b, r.Lost, 10)
 		b = append(b, " lost\n"...)
 	default:
+		if !t.containerCol && r.Sock.Workload.Known() {
+			t.containerCol = true
+			t.headerDone = false
+		}
 		b = t.appendHeader(b)
 		b = t.appendSocketColumns(b, r)
 		b = appendEvent(b, r)
@@ -126,6 +147,9 @@ func (t *Text) appendHeader(b []byte) []byte {
 		return b
 	}
 	t.headerDone = true
+	if t.containerCol {
+		return append(b, textHeaderContainer...)
+	}
 	return append(b, textHeader...)
 }
 
@@ -149,6 +173,16 @@ func (t *Text) appendSocketColumns(b []byte, r *record.Record) []byte {
 	start = len(b)
 	b = appendSafe(b, s.Comm)
 	b = pad(b, start, commCol, 1)
+
+	if t.containerCol {
+		start = len(b)
+		if s.Workload.Known() {
+			b = appendWorkloadLabel(b, &s.Workload)
+		} else {
+			b = append(b, '-')
+		}
+		b = pad(b, start, containerCol, 2)
+	}
 
 	start = len(b)
 	b = appendHostPort(b, s.LAddr, s.LPort)
@@ -204,6 +238,26 @@ func appendHostPort(b []byte, a netip.Addr, port uint16) []byte {
 	}
 	b = append(b, ':')
 	return strconv.AppendUint(b, uint64(port), 10)
+}
+
+// appendWorkloadLabel names a container: pod/container when the kubelet
+// named them, else the first 12 hex digits of its id as docker and podman
+// show it, else the pod's uid.
+func appendWorkloadLabel(b []byte, w *record.Workload) []byte {
+	switch {
+	case w.Pod != "":
+		b = appendSafe(b, w.Pod)
+		if w.Container != "" {
+			b = append(b, '/')
+			b = appendSafe(b, w.Container)
+		}
+	case w.ContainerID != "":
+		b = appendSafe(b, w.ContainerID[:min(12, len(w.ContainerID))])
+	default:
+		b = append(b, "pod "...)
+		b = appendSafe(b, w.PodUID)
+	}
+	return b
 }
 
 // appendSafe appends s with every unprintable rune (control characters,
@@ -287,6 +341,14 @@ func appendSummary(b []byte, r *record.Record) []byte {
 		b = append(b, '-')
 	}
 
+	if w := &r.EndpointWorkload; w.Known() {
+		b = append(b, "  served by "...)
+		if w.Pod != "" && w.Namespace != "" {
+			b = appendSafe(b, w.Namespace)
+			b = append(b, '/')
+		}
+		b = appendWorkloadLabel(b, w)
+	}
 	if r.StaleReuses > 0 {
 		b = append(b, "  ⚠ "...)
 		b = strconv.AppendInt(b, int64(r.StaleReuses), 10)

@@ -127,13 +127,37 @@ type Socket struct {
 	Proto string
 	// Requests is the number of HTTP/1.x requests seen, Absent when unknown.
 	Requests int
+
+	// Workload is the socket's cgroup and the container and pod in it.
+	Workload Workload
 }
+
+// Workload names what a socket belongs to: its cgroup v2 path and the
+// container and Kubernetes pod behind it. Empty fields are unknown.
+type Workload struct {
+	// Cgroup is the path relative to the cgroup2 root, as the "0::" line
+	// of /proc/PID/cgroup shows it.
+	Cgroup string
+	// ContainerID is the runtime's full 64-hex id.
+	ContainerID string
+	PodUID      string
+	// Pod, Namespace and Container are names from the node's kubelet.
+	Pod       string
+	Namespace string
+	Container string
+}
+
+// Known reports whether w names a container or a pod.
+func (w *Workload) Known() bool { return w.ContainerID != "" || w.PodUID != "" }
 
 // Record is one line of output. Which fields mean something depends on Type;
 // see the event contract in DESIGN.md and README.md.
 type Record struct {
 	Time time.Time
 	Type Type
+	// Host is the node the record comes from, on every record (see
+	// WithHost).
+	Host string
 	Sock Socket
 
 	// start
@@ -196,6 +220,9 @@ type Record struct {
 	// StaleReuses, on a summary, counts clients seen reusing connections
 	// after this endpoint's idle timeout closed them.
 	StaleReuses int
+	// EndpointWorkload, on a summary, is the container or pod serving the
+	// endpoint, when it runs on this host.
+	EndpointWorkload Workload
 
 	// lost, end
 	Count  uint64
@@ -215,3 +242,19 @@ type Sink interface {
 	Write(r *Record) error
 	Flush() error
 }
+
+// WithHost returns a Sink that sets Host on every record before passing it
+// to sink: the producers reset records between events and need not know.
+func WithHost(sink Sink, host string) Sink { return &hostSink{sink: sink, host: host} }
+
+type hostSink struct {
+	sink Sink
+	host string
+}
+
+func (h *hostSink) Write(r *Record) error {
+	r.Host = h.host
+	return h.sink.Write(r)
+}
+
+func (h *hostSink) Flush() error { return h.sink.Flush() }

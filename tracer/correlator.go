@@ -23,6 +23,9 @@ type CorrelatorConfig struct {
 	WallOffset int64
 	// Owner resolves owners the kernel could not see; may be nil.
 	Owner OwnerLookup
+	// Workload resolves a socket's cgroup id to its cgroup, container and
+	// pod (container.Resolver.Workload); may be nil.
+	Workload func(cgroupID uint64) *record.Workload
 }
 
 // Correlator turns kernel events into records, per socket.
@@ -143,6 +146,7 @@ func (c *Correlator) onIdleFin(e *katraceEvent) error {
 	}
 	r.IdleMs = int64(e.FinIdleMs)
 	c.summary.idleClose(e)
+	c.summary.serviceWorkload(e, &r.Sock.Workload)
 	return c.sink.Write(r)
 }
 
@@ -337,6 +341,7 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 		r.ReuseGapMs = reuseGapMs(e)
 		r.PeerIdleMs = int64(e.FinIdleMs)
 		c.summary.staleReuse(e)
+		c.summary.serviceWorkload(e, &r.Sock.Workload)
 	case record.CauseResetAfterIdle:
 		r.IdleMs = silenceBeforeWriteMs(e)
 	case record.CauseResetReceived:

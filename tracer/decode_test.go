@@ -19,8 +19,8 @@ func encodeEvent(t testing.TB, e *katraceEvent) []byte {
 
 func TestEventLayout(t *testing.T) {
 	// struct event in bpf/katrace.h: keep in sync, no implicit padding.
-	if eventSize != 184 {
-		t.Fatalf("struct event is %d bytes, want 184", eventSize)
+	if eventSize != 192 {
+		t.Fatalf("struct event is %d bytes, want 192", eventSize)
 	}
 	if n := binary.Size(katraceEvent{}); n != eventSize {
 		t.Fatalf("struct event has padding: %d bytes of fields in %d", n, eventSize)

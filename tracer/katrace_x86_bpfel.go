@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type katraceCgroupFilter struct {
+	_     structs.HostLayout
+	Id    uint64
+	Level uint32
+	Pad   uint32
+}
+
 type katraceCidr struct {
 	_         structs.HostLayout
 	Addr      [16]uint8
@@ -65,6 +72,7 @@ type katraceEvent struct {
 	Pad              [2]uint8
 	Requests         uint32
 	Pad2             uint32
+	CgroupId         uint64
 }
 
 type katraceOwner struct {
@@ -155,6 +163,8 @@ const (
 	katraceVarEmitAllCloses               = "emit_all_closes"
 	katraceVarEmitStates                  = "emit_states"
 	katraceVarFilterByOwner               = "filter_by_owner"
+	katraceVarFilterCgroupCount           = "filter_cgroup_count"
+	katraceVarFilterCgroups               = "filter_cgroups"
 	katraceVarFilterCidrCount             = "filter_cidr_count"
 	katraceVarFilterCidrs                 = "filter_cidrs"
 	katraceVarFilterComm                  = "filter_comm"
@@ -256,6 +266,8 @@ type katraceVariableSpecs struct {
 	EmitAllCloses       *ebpf.VariableSpec `ebpf:"emit_all_closes"`
 	EmitStates          *ebpf.VariableSpec `ebpf:"emit_states"`
 	FilterByOwner       *ebpf.VariableSpec `ebpf:"filter_by_owner"`
+	FilterCgroupCount   *ebpf.VariableSpec `ebpf:"filter_cgroup_count"`
+	FilterCgroups       *ebpf.VariableSpec `ebpf:"filter_cgroups"`
 	FilterCidrCount     *ebpf.VariableSpec `ebpf:"filter_cidr_count"`
 	FilterCidrs         *ebpf.VariableSpec `ebpf:"filter_cidrs"`
 	FilterComm          *ebpf.VariableSpec `ebpf:"filter_comm"`
@@ -321,6 +333,8 @@ type katraceVariables struct {
 	EmitAllCloses       *ebpf.Variable `ebpf:"emit_all_closes"`
 	EmitStates          *ebpf.Variable `ebpf:"emit_states"`
 	FilterByOwner       *ebpf.Variable `ebpf:"filter_by_owner"`
+	FilterCgroupCount   *ebpf.Variable `ebpf:"filter_cgroup_count"`
+	FilterCgroups       *ebpf.Variable `ebpf:"filter_cgroups"`
 	FilterCidrCount     *ebpf.Variable `ebpf:"filter_cidr_count"`
 	FilterCidrs         *ebpf.Variable `ebpf:"filter_cidrs"`
 	FilterComm          *ebpf.Variable `ebpf:"filter_comm"`

@@ -56,6 +56,7 @@ const primeCookiesProgram = "prime_cookies"
 const (
 	MaxPorts    = 8
 	MaxPrefixes = 8
+	MaxCgroups  = 8
 )
 
 // loadOptions is what shapes the kernel programs.
@@ -294,6 +295,13 @@ func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions) error {
 	}
 	var comm [16]byte
 	copy(comm[:15], f.Comm)
+	if len(f.Cgroups) > MaxCgroups {
+		return fmt.Errorf("at most %d cgroups in --container and --cgroup together", MaxCgroups)
+	}
+	var cgroups [MaxCgroups]katraceCgroupFilter
+	for i, cg := range f.Cgroups {
+		cgroups[i] = katraceCgroupFilter{Id: cg.ID, Level: cg.Level}
+	}
 
 	if s == StrategyTracepoint {
 		addr, err := kernelSymbol("tcp_keepalive_timer")
@@ -320,6 +328,8 @@ func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions) error {
 		{"filter_ports", ports},
 		{"filter_cidr_count", uint32(len(f.Addrs))},
 		{"filter_cidrs", cidrs},
+		{"filter_cgroup_count", uint32(len(f.Cgroups))},
+		{"filter_cgroups", cgroups},
 	} {
 		if err := set(kv.name, kv.v); err != nil {
 			return err

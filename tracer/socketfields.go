@@ -47,6 +47,7 @@ func (c *Correlator) fillSocket(e *katraceEvent, cn *conn) {
 		}
 		cn.sock.LAddr, cn.sock.LPort = s.LAddr, s.LPort
 	}
+	c.fillWorkload(e, cn)
 
 	switch {
 	case e.Flags&flagOwner != 0 && e.Pid != 0:
@@ -63,6 +64,24 @@ func (c *Correlator) fillSocket(e *katraceEvent, cn *conn) {
 			if cn != nil {
 				cn.sock.PID, cn.sock.Comm = pid, comm
 			}
+		}
+	}
+}
+
+// fillWorkload names the socket's cgroup, container and pod.
+// Timewait sockets carry no cgroup: they keep what was seen before.
+func (c *Correlator) fillWorkload(e *katraceEvent, cn *conn) {
+	s := &c.rec.Sock
+	if e.CgroupId != 0 && c.cfg.Workload != nil {
+		if w := c.cfg.Workload(e.CgroupId); w != nil {
+			s.Workload = *w
+		}
+	}
+	if cn != nil {
+		if s.Workload.Cgroup == "" {
+			s.Workload = cn.sock.Workload
+		} else {
+			cn.sock.Workload = s.Workload
 		}
 	}
 }

@@ -24,6 +24,8 @@ type endpointStats struct {
 	// of all closes when it made none; bounded.
 	byService, all []int64
 	staleReuses    int
+	// workload serves the endpoint, when it runs on this host.
+	workload record.Workload
 }
 
 const (
@@ -97,6 +99,17 @@ func (s *summary) staleReuse(e *katraceEvent) {
 	}
 }
 
+// serviceWorkload remembers the container or pod behind the endpoint when
+// the event's socket is the service's own end.
+func (s *summary) serviceWorkload(e *katraceEvent, w *record.Workload) {
+	if !w.Known() {
+		return
+	}
+	if st, local := s.stats(e); st != nil && local && !st.workload.Known() {
+		st.workload = *w
+	}
+}
+
 // percentile of sorted samples (nearest rank).
 func percentile(sorted []int64, p int) int64 {
 	if len(sorted) == 0 {
@@ -136,6 +149,7 @@ func (s *summary) write(sink record.Sink, now time.Time, r *record.Record) error
 		r.IdleMsP50 = percentile(samples, 50)
 		r.IdleMsP90 = percentile(samples, 90)
 		r.StaleReuses = st.staleReuses
+		r.EndpointWorkload = st.workload
 		if err := sink.Write(r); err != nil {
 			return err
 		}

@@ -33,6 +33,9 @@ type Config struct {
 	// Attached, when set, is called once everything is attached and the
 	// start record is written.
 	Attached func(Strategy)
+	// Workload names a socket's cgroup, container and pod from its cgroup
+	// id (container.Resolver.Workload); nil leaves those fields out.
+	Workload func(cgroupID uint64) *record.Workload
 }
 
 const (
@@ -84,6 +87,7 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 		MaxSockets:    cfg.MaxSockets,
 		WallOffset:    offset,
 		Owner:         owners.Lookup,
+		Workload:      cfg.Workload,
 	}, sink)
 
 	p := &pump{

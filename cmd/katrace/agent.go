@@ -141,7 +141,7 @@ func trace(ctx context.Context, c *cli.Context, s traceSettings) (err error) {
 		if s.format == "json" {
 			sinks = append(sinks, output.NewJSON(w))
 		} else {
-			sinks = append(sinks, output.NewText(w))
+			sinks = append(sinks, output.NewText(w, s.workload.textOptions(len(s.tracer.Filters.Cgroups) > 0)...))
 		}
 	}
 	if s.agent.metricsAddr != "" {
@@ -166,6 +166,11 @@ func trace(ctx context.Context, c *cli.Context, s traceSettings) (err error) {
 	var sink record.Sink = teeSink(sinks)
 	if len(sinks) == 1 {
 		sink = sinks[0]
+	}
+	// The host goes on every record, before any sink sees it.
+	sink, s.tracer.Workload, err = startWorkload(ctx, s.workload, sink, stderr)
+	if err != nil {
+		return err
 	}
 	return tracer.Run(ctx, s.tracer, sink)
 }

@@ -28,7 +28,7 @@ func traceFlags() []cli.Flag {
 		&cli.StringFlag{Name: "ring-size", Value: "4M", Usage: "ring buffer `SIZE` in bytes, a power of two (K and M suffixes)", EnvVars: env("RING_SIZE"), Category: catTuning},
 		&cli.IntFlag{Name: "max-sockets", Value: 65536, Usage: "remember at most `N` sockets at once; the least recently active are forgotten first", EnvVars: env("MAX_SOCKETS"), Category: catTuning},
 	}
-	return append(append(flags, filterFlags()...), agentFlags()...)
+	return append(append(append(flags, filterFlags()...), agentFlags()...), workloadFlags()...)
 }
 
 type traceSettings struct {
@@ -37,6 +37,8 @@ type traceSettings struct {
 	file   string
 	dur    time.Duration
 	agent  agentSettings
+	// workload: host, container and pod naming (container.go).
+	workload workloadSettings
 }
 
 func traceConfig(c *cli.Context, format string) (traceSettings, error) {
@@ -67,6 +69,9 @@ func traceConfig(c *cli.Context, format string) (traceSettings, error) {
 	}
 	filters, err := parseFilters(c)
 	if err != nil {
+		return s, err
+	}
+	if s.workload, err = parseWorkload(c, &filters); err != nil {
 		return s, err
 	}
 	s.tracer = tracer.Config{
