@@ -23,7 +23,7 @@ const (
 )
 
 // possibleHZ are the tick rates Linux can be configured with
-// (CONFIG_HZ_100 … CONFIG_HZ_1000); a measurement is rounded to one of them.
+// (CONFIG_HZ_100 … CONFIG_HZ_1000); a measurement must fit one of them.
 var possibleHZ = [...]uint32{100, 250, 300, 1000}
 
 // HZ is the kernel's tick rate, the unit of jiffies. It comes from
