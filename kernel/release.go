@@ -14,3 +14,12 @@ func Release() (string, error) {
 	}
 	return unix.ByteSliceToString(u.Release[:]), nil
 }
+
+// Version is the running kernel's build string, as `uname -v` prints it.
+func Version() (string, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "", fmt.Errorf("uname: %w", err)
+	}
+	return unix.ByteSliceToString(u.Version[:]), nil
+}

@@ -10,7 +10,9 @@ func checkCommand(onUsageError cli.OnUsageErrorFunc) *cli.Command {
 	return &cli.Command{
 		Name:  "check",
 		Usage: "tell whether katrace trace can run on this host, and how",
-		Description: "Reports the kernel version, BTF, lockdown mode, privileges, ring buffer support,\n" +
+		Description: "Reports the kernel version, BTF, the tick rate (HZ) and where it came from,\n" +
+			"lockdown mode, each capability katrace can use (held or missing, and what its\n" +
+			"absence costs), the cgroup v2 mount, ring buffer support,\n" +
 			"which attach strategies load and attach here (each is tried, then detached)\n" +
 			"and which one trace would use; then the keepalive sysctls of this network\n" +
 			"namespace, with advice. Exit status 0 when trace can run here, 1 when it\n" +
