@@ -14,6 +14,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
 )
 
 // Where HZ came from, as HZ reports it.
@@ -128,6 +129,12 @@ func parseConfigHZ(r io.Reader) (uint32, error) {
 // spread: a poll preempted half-way just gives a wide interval. Only a
 // jiffies update later than phaseTolerance (a timer interrupt held off)
 // breaks the true HZ too; then no HZ fits and the measurement restarts.
+//
+// Updates late by varying amounts can also make a wrong HZ fit for a
+// while: under qemu's TCG emulation ticks come milliseconds late, and 300
+// was seen to fit a 250 Hz kernel for 20 ms. So the answer must also
+// agree with the resolution of CLOCK_MONOTONIC_COARSE, which the kernel
+// defines as one tick (TICK_NSEC): two independent witnesses.
 const (
 	// minTicks of jiffies seen decide: at HZ=100 at most 40 ms.
 	minTicks = 3
@@ -135,7 +142,7 @@ const (
 	minSpan = 20 * time.Millisecond
 	// phaseTolerance is how late, as a fraction of a tick, jiffies may
 	// be updated before the measurement is thrown away.
-	phaseTolerance = 0.05
+	phaseTolerance = 0.1
 	// measureTimeout bounds the measurement on CPUs so busy that polls
 	// rarely run.
 	measureTimeout = 500 * time.Millisecond
@@ -166,19 +173,36 @@ func measureHZ() (uint32, error) {
 		return j, nil
 	}
 	start := time.Now()
-	return measureJiffies(readJiffies, func() time.Duration { return time.Since(start) })
+	return measureJiffies(readJiffies, func() time.Duration { return time.Since(start) }, coarseClockHZ())
+}
+
+// coarseClockHZ is the HZ that CLOCK_MONOTONIC_COARSE's resolution names,
+// 0 when it names none of possibleHZ.
+func coarseClockHZ() uint32 {
+	var res unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &res); err != nil || res.Nano() <= 0 {
+		return 0
+	}
+	for _, hz := range possibleHZ {
+		// TICK_NSEC is rounded to the nearest nanosecond.
+		if (int64(time.Second)+int64(hz/2))/int64(hz) == res.Nano() {
+			return hz
+		}
+	}
+	return 0
 }
 
 // measureJiffies polls jiffies against clock until one possible HZ alone
-// fits, or measureTimeout passed.
-func measureJiffies(readJiffies func() (uint32, error), clock func() time.Duration) (uint32, error) {
+// fits and agrees with the coarse clock's HZ (when that is known, not 0),
+// or measureTimeout passed.
+func measureJiffies(readJiffies func() (uint32, error), clock func() time.Duration, coarseHZ uint32) (uint32, error) {
 	var m gridFit
 	restarts := 0
 	begin := clock()
 	for {
 		lo := clock()
 		if lo-begin > measureTimeout {
-			return 0, m.undecided(restarts)
+			return 0, m.undecided(restarts, coarseHZ)
 		}
 		j, err := readJiffies()
 		if err != nil {
@@ -191,7 +215,7 @@ func measureJiffies(readJiffies func() (uint32, error), clock func() time.Durati
 			m.add(j, lo, hi)
 			continue
 		}
-		if hz, ok := m.decided(); ok {
+		if hz, ok := m.decided(); ok && (coarseHZ == 0 || hz == coarseHZ) {
 			return hz, nil
 		}
 	}
@@ -253,7 +277,7 @@ func (m *gridFit) decided() (uint32, bool) {
 	return fit[0], true
 }
 
-func (m *gridFit) undecided(restarts int) error {
+func (m *gridFit) undecided(restarts int, coarseHZ uint32) error {
 	var fit []uint32
 	for i, hz := range possibleHZ {
 		if m.polls > 0 && m.fits(i) {
@@ -264,6 +288,10 @@ func (m *gridFit) undecided(restarts int) error {
 	if m.lastAt > m.firstAt {
 		rate = fmt.Sprintf("%.0f Hz", float64(m.lastJ-m.firstJ)*float64(time.Second)/float64(m.lastAt-m.firstAt))
 	}
-	return fmt.Errorf("could not tell the tick rate in %v: %d polls over %d ticks at roughly %s rate fit %v of %v, after %d restarts for a late jiffies update",
-		measureTimeout, m.polls, m.lastJ-m.firstJ, rate, fit, possibleHZ, restarts)
+	coarse := "names no possible HZ"
+	if coarseHZ != 0 {
+		coarse = fmt.Sprintf("says %d", coarseHZ)
+	}
+	return fmt.Errorf("could not tell the tick rate in %v: %d polls over %d ticks at roughly %s rate fit %v of %v, after %d restarts for a late jiffies update; the coarse clock's resolution %s",
+		measureTimeout, m.polls, m.lastJ-m.firstJ, rate, fit, possibleHZ, restarts, coarse)
 }
