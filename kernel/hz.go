@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -32,12 +33,31 @@ var possibleHZ = [...]uint32{100, 250, 300, 1000}
 // exists (source "config"). Debian and Ubuntu kernels have no
 // /proc/config.gz and containers rarely mount the host's /boot, so
 // without them the rate is measured (source "measured"): a two-instruction
-// BPF program returns jiffies and is run in a loop against CLOCK_MONOTONIC.
-// That needs CAP_BPF and nothing else; it takes 4 ticks and at least
-// 20 ms (at most 40 ms at HZ=100), longer when the CPUs are busy, and
-// gives up after half a second.
+// BPF program returns jiffies and is run in a loop against CLOCK_MONOTONIC,
+// and the rate found must agree with the resolution of
+// CLOCK_MONOTONIC_COARSE (one tick). That needs CAP_BPF and nothing else;
+// it takes 3 ticks and at least 20 ms (at most 40 ms at HZ=100), longer
+// when the CPUs are busy or emulated, and gives up after half a second.
+//
+// A successful answer is kept: HZ cannot change while the kernel runs,
+// and several strategies' probes ask for it.
 func HZ() (hz uint32, source string, err error) {
-	return hzFrom(configPaths(), measureHZ)
+	hzCache.Lock()
+	defer hzCache.Unlock()
+	if hzCache.hz == 0 {
+		hz, source, err := hzFrom(configPaths(), measureHZ)
+		if err != nil {
+			return 0, "", err
+		}
+		hzCache.hz, hzCache.source = hz, source
+	}
+	return hzCache.hz, hzCache.source, nil
+}
+
+var hzCache struct {
+	sync.Mutex
+	hz     uint32
+	source string
 }
 
 func configPaths() []string {
