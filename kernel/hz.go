@@ -285,16 +285,13 @@ func (m *gridFit) decided() (uint32, bool) {
 	if m.lastJ-m.firstJ < minTicks || m.lastAt-m.firstAt < minSpan {
 		return 0, false
 	}
-	var fit []uint32
+	found, n := uint32(0), 0
 	for i, hz := range possibleHZ {
 		if m.fits(i) {
-			fit = append(fit, hz)
+			found, n = hz, n+1
 		}
 	}
-	if len(fit) != 1 {
-		return 0, false
-	}
-	return fit[0], true
+	return found, n == 1
 }
 
 func (m *gridFit) undecided(restarts int, coarseHZ uint32) error {
