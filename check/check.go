@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
+	"github.com/katrace/katrace/kernel"
 	"github.com/katrace/katrace/sockets"
 	"github.com/katrace/katrace/tracer"
 )
@@ -32,6 +33,11 @@ type Strategy struct {
 type Capability struct {
 	Name string `json:"name"`
 	Held bool   `json:"held"`
+	// Required: without it katrace cannot trace.
+	Required bool `json:"required"`
+	// Without is what katrace loses when it is missing; it starts with
+	// "not needed" when nothing.
+	Without string `json:"without"`
 }
 
 // Sysctl is one sysctl of the caller's network namespace.
@@ -45,12 +51,17 @@ type Sysctl struct {
 
 // Report is everything `katrace check` says.
 type Report struct {
-	Type          string       `json:"type"`
-	Kernel        string       `json:"kernel"`
-	KernelBuild   string       `json:"kernel_build"`
-	Arch          string       `json:"arch"`
-	BTF           bool         `json:"btf"`
-	Lockdown      string       `json:"lockdown"`
+	Type        string `json:"type"`
+	Kernel      string `json:"kernel"`
+	KernelBuild string `json:"kernel_build"`
+	Arch        string `json:"arch"`
+	BTF         bool   `json:"btf"`
+	Lockdown    string `json:"lockdown"`
+	// HZ is the kernel's tick rate; HZSource is "config" (CONFIG_HZ from
+	// a kernel config file) or "measured"; HZWhy says why it is 0.
+	HZ            uint32       `json:"hz"`
+	HZSource      string       `json:"hz_source,omitempty"`
+	HZWhy         string       `json:"hz_reason,omitempty"`
 	EUID          int          `json:"euid"`
 	Capabilities  []Capability `json:"capabilities"`
 	MemlockBytes  int64        `json:"memlock_bytes"` // -1: unlimited
@@ -69,6 +80,11 @@ type Report struct {
 	NetNS    uint64   `json:"netns"`
 	Sysctls  []Sysctl `json:"sysctls"`
 	Advice   []string `json:"advice"`
+	// Cgroup2 is where the cgroup v2 hierarchy is mounted, "" when it
+	// is not (then Cgroup2Why says why, and records carry no cgroup or
+	// container fields).
+	Cgroup2    string `json:"cgroup2"`
+	Cgroup2Why string `json:"cgroup2_reason,omitempty"`
 }
 
 // Env is where Run looks; the zero value means this host.
@@ -78,8 +94,12 @@ type Env struct {
 	SysRoot  string
 	// Probe tries a strategy (tracer.Probe when nil).
 	Probe func(tracer.Strategy) error
-	// Prerequisites is tracer.CheckPrerequisites when nil.
+	// Prerequisites is kernel.Prerequisites when nil.
 	Prerequisites func() error
+	// HZ is kernel.HZ when nil.
+	HZ func() (uint32, string, error)
+	// Capabilities is kernel.Capabilities when nil.
+	Capabilities func() ([]kernel.Capability, error)
 	// Iterator is sockets.IteratorWorks when nil.
 	Iterator func() error
 	// RingBuffer is a feature probe for BPF_MAP_TYPE_RINGBUF when nil.
@@ -97,7 +117,13 @@ func (e *Env) fill() {
 		e.Probe = tracer.Probe
 	}
 	if e.Prerequisites == nil {
-		e.Prerequisites = tracer.CheckPrerequisites
+		e.Prerequisites = kernel.Prerequisites
+	}
+	if e.HZ == nil {
+		e.HZ = kernel.HZ
+	}
+	if e.Capabilities == nil {
+		e.Capabilities = kernel.Capabilities
 	}
 	if e.Iterator == nil {
 		e.Iterator = sockets.IteratorWorks
@@ -111,15 +137,21 @@ func (e *Env) fill() {
 func Run(env Env) *Report {
 	env.fill()
 	r := &Report{Type: "check", Arch: runtime.GOARCH, EUID: os.Geteuid()}
-	var u unix.Utsname
-	if err := unix.Uname(&u); err == nil {
-		r.Kernel = unix.ByteSliceToString(u.Release[:])
-		r.KernelBuild = unix.ByteSliceToString(u.Version[:])
-	}
-	_, err := os.Stat(env.SysRoot + "/kernel/btf/vmlinux")
-	r.BTF = err == nil
+	r.Kernel, _ = kernel.Release()
+	r.KernelBuild, _ = kernel.Version()
+	r.BTF = kernel.HasBTF()
 	r.Lockdown = lockdown(env.ProcRoot, env.SysRoot)
-	r.Capabilities = capabilities()
+	if hz, source, err := env.HZ(); err != nil {
+		r.HZWhy = oneLine(err)
+	} else {
+		r.HZ, r.HZSource = hz, source
+	}
+	r.Capabilities = capabilities(env.Capabilities)
+	if mount, err := kernel.Cgroup2MountIn(env.ProcRoot + "/self/mountinfo"); err != nil {
+		r.Cgroup2Why = oneLine(err)
+	} else {
+		r.Cgroup2 = mount
+	}
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err == nil {
 		if lim.Cur == unix.RLIM_INFINITY {
@@ -197,25 +229,12 @@ func strategyReason(procRoot string, s tracer.Strategy, err error) string {
 	return why
 }
 
-// kernelHasKprobes looks for register_kprobe in /proc/kallsyms; when the
-// symbols cannot be read it assumes kprobes exist.
+// kernelHasKprobes looks for register_kprobe in /proc/kallsyms (its
+// name shows even where its address is hidden); when the symbols cannot
+// be read it assumes kprobes exist.
 func kernelHasKprobes(procRoot string) bool {
-	f, err := os.Open(procRoot + "/kallsyms")
-	if err != nil {
-		return true
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	seen := false
-	for sc.Scan() {
-		line := sc.Bytes()
-		seen = true
-		if bytes.HasSuffix(line, []byte(" register_kprobe")) {
-			return true
-		}
-	}
-	return !seen || sc.Err() != nil
+	_, err := kernel.SymbolIn(procRoot+"/kallsyms", "register_kprobe")
+	return !errors.Is(err, kernel.ErrNoSymbol)
 }
 
 // oneLine keeps the first line of an error (verifier logs are long).
@@ -266,27 +285,16 @@ func securityfsMounted(procRoot string) bool {
 	return false
 }
 
-// wantedCaps are the capabilities that matter to katrace.
-var wantedCaps = []struct {
-	name string
-	cap  uint
-}{
-	{"CAP_BPF", unix.CAP_BPF},
-	{"CAP_PERFMON", unix.CAP_PERFMON},
-	{"CAP_SYS_ADMIN", unix.CAP_SYS_ADMIN},
-	{"CAP_NET_ADMIN", unix.CAP_NET_ADMIN},
-	{"CAP_SYS_RESOURCE", unix.CAP_SYS_RESOURCE},
-	{"CAP_SYS_PTRACE", unix.CAP_SYS_PTRACE},
-}
-
-func capabilities() []Capability {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	err := unix.Capget(&hdr, &data[0])
-	out := make([]Capability, 0, len(wantedCaps))
-	for _, c := range wantedCaps {
-		held := err == nil && data[c.cap/32].Effective&(1<<(c.cap%32)) != 0
-		out = append(out, Capability{Name: c.name, Held: held})
+// capabilities lists what kernel.Capabilities reports; empty when the
+// process's capability set cannot be read.
+func capabilities(read func() ([]kernel.Capability, error)) []Capability {
+	caps, err := read()
+	if err != nil {
+		return []Capability{}
+	}
+	out := make([]Capability, 0, len(caps))
+	for _, c := range caps {
+		out = append(out, Capability{Name: c.Name, Held: c.Held, Required: c.Required, Without: c.Without})
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/katrace/katrace/kernel"
 	"github.com/katrace/katrace/tracer"
 )
 
@@ -58,16 +59,50 @@ func TestAdvise(t *testing.T) {
 	}
 }
 
+// hybridMountinfo is this project's VMs: cgroup v1 controllers, with v2
+// at /sys/fs/cgroup/unified.
+const hybridMountinfo = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+`
+
+// leastPrivilege is uid 65534 with exactly CAP_BPF and CAP_PERFMON.
+func leastPrivilege() ([]kernel.Capability, error) {
+	var out []kernel.Capability
+	for _, c := range []struct {
+		name    string
+		held    bool
+		without string
+	}{
+		{"CAP_BPF", true, "cannot trace: x"},
+		{"CAP_PERFMON", true, "cannot trace: y"},
+		{"CAP_NET_ADMIN", false, "no protocol labels: attaching the cgroup_skb programs needs CAP_NET_ADMIN"},
+		{"CAP_SYSLOG", false, "not needed"},
+	} {
+		out = append(out, kernel.Capability{Name: c.name, Held: c.held, Required: c.held, Without: c.without})
+	}
+	return out, nil
+}
+
 func fakeEnv(t *testing.T, works map[tracer.Strategy]bool, prereq error) Env {
-	sys := t.TempDir()
+	sys, proc := t.TempDir(), t.TempDir()
 	if err := os.MkdirAll(sys+"/kernel/security", 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(sys+"/kernel/security/lockdown", []byte("none [integrity] confidentiality\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.MkdirAll(proc+"/self", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(proc+"/self/mountinfo", []byte(hybridMountinfo), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return Env{
-		SysRoot: sys,
+		SysRoot:      sys,
+		ProcRoot:     proc,
+		HZ:           func() (uint32, string, error) { return 250, kernel.HZFromMeasured, nil },
+		Capabilities: leastPrivilege,
 		Probe: func(s tracer.Strategy) error {
 			if works[s] {
 				return nil
@@ -98,8 +133,8 @@ func TestRunVerdict(t *testing.T) {
 		!strings.Contains(r.Reason, "no attach strategy works here (fentry: fentry refused") {
 		t.Errorf("nothing works: can %v reason %q", r.CanTrace, r.Reason)
 	}
-	r = Run(fakeEnv(t, map[tracer.Strategy]bool{tracer.StrategyTracepoint: true}, tracer.ErrPrivileges))
-	if r.CanTrace || r.Reason != tracer.ErrPrivileges.Error() {
+	r = Run(fakeEnv(t, map[tracer.Strategy]bool{tracer.StrategyTracepoint: true}, kernel.ErrPrivileges))
+	if r.CanTrace || r.Reason != kernel.ErrPrivileges.Error() {
 		t.Errorf("no privileges: can %v reason %q", r.CanTrace, r.Reason)
 	}
 }
@@ -131,10 +166,17 @@ func TestWriters(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"type", "kernel", "btf", "lockdown", "capabilities", "memlock_bytes", "ring_buffer", "strategies", "trace_would_use", "can_trace", "netns", "sysctls", "advice"} {
+	for _, k := range []string{"type", "kernel", "btf", "lockdown", "capabilities", "memlock_bytes", "ring_buffer", "strategies", "trace_would_use", "can_trace", "netns", "sysctls", "advice", "hz", "hz_source", "cgroup2"} {
 		if _, ok := back[k]; !ok {
 			t.Errorf("JSON lacks %q", k)
 		}
+	}
+	if back["hz"] != 250.0 || back["hz_source"] != "measured" || back["cgroup2"] != "/sys/fs/cgroup/unified" {
+		t.Errorf("JSON hz %v from %v, cgroup2 %v", back["hz"], back["hz_source"], back["cgroup2"])
+	}
+	capsJSON, _ := json.Marshal(back["capabilities"])
+	if want := `{"held":false,"name":"CAP_NET_ADMIN","required":false,"without":"no protocol labels: attaching the cgroup_skb programs needs CAP_NET_ADMIN"}`; !strings.Contains(string(capsJSON), want) {
+		t.Errorf("JSON capabilities lack %s:\n%s", want, capsJSON)
 	}
 	b.Reset()
 	if err := WriteText(&b, r); err != nil {
@@ -143,6 +185,11 @@ func TestWriters(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"lockdown          integrity\n",
+		"HZ                250 (measured: no kernel config file has CONFIG_HZ)\n",
+		"capabilities (effective)\n  CAP_BPF              yes\n",
+		"  CAP_NET_ADMIN        no: no protocol labels: attaching the cgroup_skb programs needs CAP_NET_ADMIN\n",
+		"  CAP_SYSLOG           no (not needed)\n",
+		"cgroup v2         /sys/fs/cgroup/unified\n",
 		"  fentry          no: fentry refused …\n",
 		"  tracepoint      works\n",
 		"trace would use   tracepoint (--attach auto)\n",
@@ -161,5 +208,85 @@ func TestWriters(t *testing.T) {
 				t.Errorf("advice line longer than 78: %q", l)
 			}
 		}
+	}
+}
+
+// TestRunWithoutConfigOrCgroup2: HZ that cannot be found and a host
+// without cgroup v2 are said in one line each, and tracing is not judged
+// by them (the strategies' probes are).
+func TestRunWithoutConfigOrCgroup2(t *testing.T) {
+	env := fakeEnv(t, map[tracer.Strategy]bool{tracer.StrategyTracepoint: true}, nil)
+	env.HZ = func() (uint32, string, error) {
+		return 0, "", errors.New("find the kernel's HZ: no CONFIG_HZ\nsecond line")
+	}
+	if err := os.WriteFile(env.ProcRoot+"/self/mountinfo", []byte("31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := Run(env)
+	if r.HZ != 0 || r.HZSource != "" || r.HZWhy != "find the kernel's HZ: no CONFIG_HZ …" {
+		t.Errorf("HZ %d from %q, why %q", r.HZ, r.HZSource, r.HZWhy)
+	}
+	if r.Cgroup2 != "" || !strings.Contains(r.Cgroup2Why, "no cgroup v2") {
+		t.Errorf("cgroup2 %q, why %q", r.Cgroup2, r.Cgroup2Why)
+	}
+	var b bytes.Buffer
+	if err := WriteText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"HZ                unknown: find the kernel's HZ: no CONFIG_HZ …\n",
+		"cgroup v2         none: container/cgroup fields will be absent (no cgroup v2 hierarchy is mounted)\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	if err := WriteJSON(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"hz":0,`, `"hz_reason":"find the kernel's HZ: no CONFIG_HZ …"`, `"cgroup2":"",`, `"cgroup2_reason":"no cgroup v2 hierarchy is mounted"`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("JSON lacks %s:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "hz_source") {
+		t.Errorf("JSON has hz_source without a HZ:\n%s", b.String())
+	}
+}
+
+func TestRunConfigHZ(t *testing.T) {
+	env := fakeEnv(t, nil, nil)
+	env.HZ = func() (uint32, string, error) { return 1000, kernel.HZFromConfig, nil }
+	var b bytes.Buffer
+	if err := WriteText(&b, Run(env)); err != nil {
+		t.Fatal(err)
+	}
+	if want := "HZ                1000 (CONFIG_HZ from the kernel config file)\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("text lacks %q:\n%s", want, b.String())
+	}
+}
+
+func TestKernelHasKprobes(t *testing.T) {
+	proc := t.TempDir()
+	if !kernelHasKprobes(proc) {
+		t.Error("unreadable kallsyms: assume kprobes exist")
+	}
+	write := func(s string) {
+		if err := os.WriteFile(proc+"/kallsyms", []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ffffffff81000000 T _text\nffffffff81100000 T register_kprobe\n")
+	if !kernelHasKprobes(proc) {
+		t.Error("register_kprobe listed: kprobes exist")
+	}
+	write("0000000000000000 T _text\n0000000000000000 T register_kprobe\n")
+	if !kernelHasKprobes(proc) {
+		t.Error("register_kprobe listed with its address hidden: kprobes exist")
+	}
+	write("ffffffff81000000 T _text\nffffffff81100000 T register_kprobes_other\n")
+	if kernelHasKprobes(proc) {
+		t.Error("no register_kprobe: no kprobes")
 	}
 }

@@ -34,6 +34,28 @@ func memlockText(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
+func hzText(r *Report) string {
+	switch r.HZSource {
+	case "":
+		return "unknown: " + r.HZWhy
+	case "config":
+		return fmt.Sprintf("%d (CONFIG_HZ from the kernel config file)", r.HZ)
+	case "measured":
+		return fmt.Sprintf("%d (measured: no kernel config file has CONFIG_HZ)", r.HZ)
+	}
+	return fmt.Sprintf("%d (%s)", r.HZ, r.HZSource)
+}
+
+func capabilityText(c Capability) string {
+	switch {
+	case c.Held:
+		return "yes"
+	case strings.HasPrefix(c.Without, "not needed"):
+		return "no (" + c.Without + ")"
+	}
+	return "no: " + c.Without
+}
+
 // WriteText writes the report for a person.
 func WriteText(w io.Writer, r *Report) error {
 	bw := bufio.NewWriter(w)
@@ -46,16 +68,22 @@ func WriteText(w io.Writer, r *Report) error {
 	} else {
 		p("BTF", "no (/sys/kernel/btf/vmlinux is missing: katrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y)")
 	}
+	p("HZ", "%s", hzText(r))
 	p("lockdown", "%s", r.Lockdown)
-	var caps []string
-	for _, c := range r.Capabilities {
-		caps = append(caps, c.Name+" "+yesNo(c.Held))
-	}
 	who := fmt.Sprintf("euid %d", r.EUID)
 	if r.EUID == 0 {
 		who = "root (euid 0)"
 	}
-	p("privileges", "%s; %s; RLIMIT_MEMLOCK %s", who, strings.Join(caps, ", "), memlockText(r.MemlockBytes))
+	p("privileges", "%s; RLIMIT_MEMLOCK %s", who, memlockText(r.MemlockBytes))
+	fmt.Fprintln(bw, "capabilities (effective)")
+	for _, c := range r.Capabilities {
+		fmt.Fprintf(bw, "  %-20s %s\n", c.Name, capabilityText(c))
+	}
+	if r.Cgroup2 != "" {
+		p("cgroup v2", "%s", r.Cgroup2)
+	} else {
+		p("cgroup v2", "none: container/cgroup fields will be absent (%s)", r.Cgroup2Why)
+	}
 	if r.RingBuffer {
 		p("ring buffer", "yes")
 	} else {

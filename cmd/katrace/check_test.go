@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/katrace/katrace/check"
+	"github.com/katrace/katrace/kernel"
 )
 
 // kernelHasKprobes: this project's hosts run a 6.18 kernel built without
@@ -80,12 +84,27 @@ func TestCheckHere(t *testing.T) {
 	if len(r.Advice) < 4 {
 		t.Errorf("advice: %q", r.Advice)
 	}
+	if hz, source, err := kernel.HZ(); err != nil || r.HZ != hz || r.HZSource != source {
+		t.Errorf("HZ %d from %q (%s), kernel.HZ says %d from %q (%v)", r.HZ, r.HZSource, r.HZWhy, hz, source, err)
+	}
+	if mount, err := kernel.Cgroup2Mount(); r.Cgroup2 != mount || (err != nil) != (r.Cgroup2Why != "") {
+		t.Errorf("cgroup2 %q (%s), kernel.Cgroup2Mount says %q (%v)", r.Cgroup2, r.Cgroup2Why, mount, err)
+	}
+	for _, c := range r.Capabilities {
+		if (c.Name == "CAP_BPF" || c.Name == "CAP_PERFMON") && !c.Held {
+			t.Errorf("root without %s", c.Name)
+		}
+		if c.Without == "" {
+			t.Errorf("%s has no stated cost", c.Name)
+		}
+	}
 
 	text, err := runKatrace(t, "check")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"verdict           katrace trace can run here, with the " + r.TraceWouldUse + " strategy", "  tracepoint      works", "\nadvice\n"} {
+	for _, want := range []string{"verdict           katrace trace can run here, with the " + r.TraceWouldUse + " strategy", "  tracepoint      works", "\nadvice\n",
+		"\ncapabilities (effective)\n  CAP_BPF              yes\n", "\ncgroup v2         ", "\nHZ                "} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text lacks %q:\n%s", want, text)
 		}
@@ -101,5 +120,81 @@ func TestCheckExitCode(t *testing.T) {
 	}
 	if exitCode((&check.Report{CanTrace: true}).Err(), io.Discard) != exitOK {
 		t.Error("a working verdict is not exit 0")
+	}
+}
+
+// TestCheckLeastPrivilege runs `katrace check` as uid 65534 with only
+// CAP_BPF and CAP_PERFMON, and with the kernel config hidden (a bind mount
+// of /dev/null in a private mount namespace, as on Debian without /boot):
+// HZ is measured, and every capability katrace lacks is named with its
+// cost.
+func TestCheckLeastPrivilege(t *testing.T) {
+	bin := buildKatrace(t)
+	for _, tool := range []string{"setpriv", "unshare"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (util-linux)", tool)
+		}
+	}
+	if _, err := os.Stat("/proc/config.gz"); err != nil {
+		t.Skip("needs /proc/config.gz to hide and to compare the measured HZ with")
+	}
+	for dir := filepath.Dir(bin); dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	configHZ, source, err := kernel.HZ()
+	if err != nil || source != kernel.HZFromConfig {
+		t.Fatalf("HZ as root: %d from %q, %v", configHZ, source, err)
+	}
+	script := `mount --bind /dev/null /proc/config.gz && exec setpriv --reuid=65534 --regid=65534 --clear-groups ` +
+		`--inh-caps=-all,+bpf,+perfmon --ambient-caps=-all,+bpf,+perfmon "$0" check -o json`
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, bin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == exitFailure) {
+		t.Fatalf("check: %v\n%s%s", err, out, stderr.String())
+	}
+	var r check.Report
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("%v: %s%s", err, out, stderr.String())
+	}
+	if r.EUID != 65534 {
+		t.Errorf("euid %d, want 65534", r.EUID)
+	}
+	if r.HZ != configHZ || r.HZSource != kernel.HZFromMeasured {
+		t.Errorf("HZ %d from %q (%s), want %d measured", r.HZ, r.HZSource, r.HZWhy, configHZ)
+	}
+	held := map[string]check.Capability{}
+	for _, c := range r.Capabilities {
+		held[c.Name] = c
+	}
+	for name, want := range map[string]string{
+		"CAP_BPF":             "",
+		"CAP_PERFMON":         "",
+		"CAP_NET_ADMIN":       "no protocol labels",
+		"CAP_SYS_PTRACE":      "/proc/PID/fd",
+		"CAP_DAC_READ_SEARCH": "/proc/PID/fd",
+		"CAP_SYS_ADMIN":       "network namespaces",
+		"CAP_SYSLOG":          "not needed",
+	} {
+		c, ok := held[name]
+		switch {
+		case !ok:
+			t.Errorf("%s not reported", name)
+		case want == "" && !c.Held:
+			t.Errorf("%s given but reported missing", name)
+		case want != "" && (c.Held || !strings.Contains(c.Without, want)):
+			t.Errorf("%s: held %v, cost %q; want missing, costing %q", name, c.Held, c.Without, want)
+		}
+	}
+	mount, err := kernel.Cgroup2Mount()
+	if err != nil {
+		mount = ""
+	}
+	if r.Cgroup2 != mount {
+		t.Errorf("cgroup2 %q (%s), want %q", r.Cgroup2, r.Cgroup2Why, mount)
 	}
 }

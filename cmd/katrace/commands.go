@@ -40,7 +40,9 @@ func checkCommand() *cli.Command {
 	return subcommand(cli.Command{
 		Name:  "check",
 		Usage: "tell whether katrace trace can run on this host, and how",
-		Description: `Reports the kernel version, BTF, lockdown mode, privileges, ring buffer support,
+		Description: `Reports the kernel version, BTF, the tick rate (HZ) and where it came from,
+lockdown mode, each capability katrace can use (held or missing, and what its
+absence costs), the cgroup v2 mount, ring buffer support,
 which attach strategies load and attach here (each is tried, then detached)
 and which one trace would use; then the keepalive sysctls of this network
 namespace, with advice. Exit status 0 when trace can run here, 1 when it
