@@ -72,3 +72,10 @@ image: build
 	$(CONTAINER_ENGINE) build -f deploy/Containerfile --build-arg VERSION=$(VERSION) \
 		-t $(IMAGE):$(VERSION) -t $(IMAGE):latest bin
 	@$(CONTAINER_ENGINE) image inspect --format '$(IMAGE):$(VERSION) {{.Size}} bytes' $(IMAGE):$(VERSION)
+
+# katrace under loopback connection churn for SOAK (1 hour by default;
+# SOAK=10m for less; needs root): RSS, open fds, records and losses sampled
+# over time, printed and written into docs/PERFORMANCE.md's "Soak" section.
+SOAK ?= 1h
+soak: build
+	$(GO) run ./bench/cmd/soak -katrace $(BIN) -duration $(SOAK) -doc docs/PERFORMANCE.md
