@@ -221,7 +221,7 @@ func (r soakRun) report(samples []sample, end *endRecord, s *stream, conns, chur
 		minRSS, maxRSS = min(minRSS, x.rssKB), max(maxRSS, x.rssKB)
 		minFD, maxFD = min(minFD, x.fds), max(maxFD, x.fds)
 	}
-	fmt.Fprintf(&b, "\n%d connections (%d churn errors). Under load, RSS %.1f–%.1f MiB (first %.1f, last %.1f: %+.1f MiB), open fds %d–%d; %d records read, %d lost in lost records; katrace's end record: %d events, %d lost.\n",
+	fmt.Fprintf(&b, "\n%d connections (%d churn errors). Under load, RSS %.1f–%.1f MiB (first %.1f, last %.1f: %+.1f MiB), open fds %d–%d; %d records read, %d events lost by lost records; katrace's end record: %d kernel events handled, %d lost.\n",
 		conns, churnErrs, float64(minRSS)/1024, float64(maxRSS)/1024, float64(first.rssKB)/1024, float64(last.rssKB)/1024,
 		float64(last.rssKB-first.rssKB)/1024, minFD, maxFD, s.records.Load(), s.lost.Load(), end.Events, end.Lost)
 	return b.String()
