@@ -6,7 +6,8 @@
 #   deploy/smoke.sh unit    deploy/unit-sandbox.sh on deploy/katrace.service,
 #                           and its /metrics on 127.0.0.1:9917
 #   deploy/smoke.sh image   katrace check and trace in katrace:latest
-#                           (podman --runtime runc, as on the CI machines)
+#                           (podman --runtime runc, as on the CI machines),
+#                           and trace under the unit's SystemCallFilter=
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$(mktemp -d /var/tmp/katrace-smoke.XXXXXX)
@@ -57,6 +58,14 @@ image)
 	reset_while_tracing "$dir/trace.json"
 	wait "$pid" || { echo "katrace trace in the image failed:"; cat "$dir/stderr"; exit 1; }
 	expect_reset "$dir/trace.json"
+	# Again under katrace.service's SystemCallFilter= (systemd is not PID 1
+	# here, so this is where that filter gets tested).
+	deploy/unit-seccomp.py >"$dir/unit-seccomp.json"
+	run=("${run[@]/#seccomp=*/seccomp=$dir/unit-seccomp.json}")
+	"${run[@]}" trace --duration 6s -o json >"$dir/trace-unit-filter.json" 2>"$dir/stderr" & pid=$!
+	reset_while_tracing "$dir/trace-unit-filter.json"
+	wait "$pid" || { echo "katrace trace under the unit's system call filter failed:"; cat "$dir/stderr"; exit 1; }
+	expect_reset "$dir/trace-unit-filter.json"
 	;;
 *)
 	echo "usage: deploy/smoke.sh unit|image" >&2
