@@ -25,12 +25,18 @@ rsyslogd -N1 -f "$dir/rsyslog.conf" >/dev/null 2>&1 || { rsyslogd -N1 -f "$dir/r
 python3 -c '
 import socket, sys
 s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+open(sys.argv[2] + ".ready", "w").close()
 with open(sys.argv[2], "ab", buffering=0) as out:
     while True:
         c, _ = s.accept()
         while (b := c.recv(65536)):
             out.write(b)
 ' "$port" "$dir/received.ndjson" & pids+=($!)
+# rsyslog must find the collector listening: a refused connection makes it
+# retry, and a retried batch can arrive twice (omfwd over TCP delivers at
+# least once).
+for _ in $(seq 100); do [ -e "$dir/received.ndjson.ready" ] && break; sleep 0.1; done
+[ -e "$dir/received.ndjson.ready" ] || { echo "the collector did not start listening within 10s"; exit 1; }
 rsyslogd -n -f "$dir/rsyslog.conf" -i "$dir/rsyslogd.pid" 2>"$dir/rsyslogd.log" & pids+=($!)
 
 bin/katrace trace -o json --all -w "$dir/katrace.json" --duration 6s 2>"$dir/katrace.err" & kp=$!
