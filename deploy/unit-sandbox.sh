@@ -33,7 +33,8 @@ bin=$(realpath "$bin")
 mkdir -p "$logs"
 
 # ExecStart= with its continuation lines joined, without the program path.
-exec_start=$(sed -n '/^ExecStart=/,/[^\\]$/p' "$unit" | sed 's/\\$//' | tr '\n' ' ' | sed 's/^ExecStart=[^ ]*//')
+exec_start=$(awk '/^ExecStart=/ { on = 1 } on { line = $0; sub(/\\$/, "", line); printf "%s ", line; if ($0 !~ /\\$/) exit }' "$unit" |
+	sed 's/^ExecStart=[^ ]*//')
 exec_start=${exec_start//\/var\/log\/katrace//run/katrace-sandbox/logs}
 caps=$(sed -n 's/^AmbientCapabilities=//p' "$unit" | tr ' ' '\n' | sed 's/^CAP_//' | tr 'A-Z' 'a-z' | sed 's/^/+/' | paste -sd, -)
 [ -z "$extra_caps" ] || caps="$caps,$extra_caps"
@@ -50,13 +51,15 @@ exec unshare --mount --propagation private -- bash -euo pipefail -c '
 	cp "$bin" /run/katrace-sandbox/katrace
 	mkdir /run/katrace-sandbox/logs && mount --bind "$logs" /run/katrace-sandbox/logs
 	mount -t tmpfs -o mode=1777 tmpfs /tmp
-	# Everything read-only, deepest mounts last, except /proc (ProtectProc is
-	# not set), /dev, the logs directory and the tmpfs just made.
+	# Every mount read-only except /proc (ProtectProc is not set), /dev, the
+	# logs directory and the private /tmp; then say if one stayed writable.
+	writable() { case "$1" in /proc|/proc/*|/dev|/dev/*|/tmp|/run/katrace-sandbox/logs) return 0 ;; esac; return 1; }
 	findmnt -rn -o TARGET | while read -r m; do
-		case "$m" in /proc|/proc/*|/dev|/dev/*|/tmp|/run/katrace-sandbox|/run/katrace-sandbox/logs) continue ;; esac
-		mount -o remount,bind,ro "$m" 2>/dev/null || true
+		writable "$m" || mount -o remount,bind,ro "$m" 2>/dev/null || true
 	done
-	mount -o remount,bind,ro /run/katrace-sandbox
+	findmnt -rn -o TARGET,OPTIONS | while read -r m opts; do
+		writable "$m" || case ",$opts," in *,ro,*) ;; *) echo "sandbox: $m stayed writable" >&2 ;; esac
+	done
 	umask 0027
 	exec setpriv --reuid="$uid" --regid="$uid" --clear-groups --no-new-privs \
 		--inh-caps=-all,"$caps" --ambient-caps=-all,"$caps" --bounding-set=-all,"$caps" \
