@@ -9,7 +9,7 @@ ARGS     ?=
 
 export CGO_ENABLED := 0
 
-.PHONY: all build run test unit-test e2e-test lint generate check-generate build-arm64 bench vmtest clean
+.PHONY: all build run test unit-test e2e-test lint generate check-generate build-arm64 bench vmtest clean image soak
 
 all: build
 
@@ -62,3 +62,20 @@ bench: build
 	$(GO) build -o bin/churn ./bench/cmd/churn
 	$(GO) build -o bin/idleconns ./bench/cmd/idleconns
 	$(GO) run ./bench/cmd/katbench $(BENCHARGS)
+
+# An OCI image from scratch holding the static bin/katrace, tagged
+# katrace:VERSION and katrace:latest, with podman or else docker
+# (docs/deploy.md shows how to run it).
+CONTAINER_ENGINE ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+IMAGE            ?= katrace
+image: build
+	$(CONTAINER_ENGINE) build -f deploy/Containerfile --build-arg VERSION=$(VERSION) \
+		-t $(IMAGE):$(VERSION) -t $(IMAGE):latest bin
+	@$(CONTAINER_ENGINE) image inspect --format '$(IMAGE):$(VERSION) {{.Size}} bytes' $(IMAGE):$(VERSION)
+
+# katrace under loopback connection churn for SOAK (1 hour by default;
+# SOAK=10m for less; needs root): RSS, open fds, records and losses sampled
+# over time, printed and written into docs/PERFORMANCE.md's "Soak" section.
+SOAK ?= 1h
+soak: build
+	$(GO) run ./bench/cmd/soak -katrace $(BIN) -duration $(SOAK) -doc docs/PERFORMANCE.md
