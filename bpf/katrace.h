@@ -121,9 +121,10 @@ struct event {
 	__u8 fin_side;
 	/* Unanswered probes that the peer has now answered (EV_KEEPALIVE). */
 	__u8 acked_probes;
-	/* Why the socket reached CLOSE inside a keepalive timer run: state
-	 * before the run (FIN_WAIT2 for the orphan linger). */
-	__u8 timer_state;
+	/* Inside a keepalive timer run (EVF_IN_KEEPALIVE_TIMER): the TCP
+	 * state before the run, which says why the socket reached CLOSE
+	 * (FIN_WAIT2 for the orphan linger). */
+	__u8 state_before_timer;
 	char comm[KATRACE_COMM_LEN];
 	/* Bytes received that the application never read (rcv_nxt -
 	 * copied_seq): close() with unread data aborts the connection. */
@@ -205,9 +206,8 @@ struct owner {
 	char comm[KATRACE_COMM_LEN];
 };
 
-/* Events are built here, filtered, then copied into the ring buffer: only
- * a wanted event that finds no room is lost. A program can be interrupted
- * by another on the same CPU (softirq), hence a few slots. */
+/* Where events are built (lib/ring.h). A program can be interrupted by
+ * another on the same CPU (softirq), hence a few slots. */
 #define KATRACE_SCRATCH_DEPTH 4
 struct scratch {
 	struct event ev[KATRACE_SCRATCH_DEPTH];

@@ -430,7 +430,7 @@ func (c *Correlator) onError(e *katraceEvent) error {
 		return nil
 	}
 	cn := c.lookup(e, e.State != tcpClose)
-	if e.Flags&flagInKeepaliveTimer == 0 || e.SkErr == 0 || e.TimerState == tcpFinWait2 {
+	if e.Flags&flagInKeepaliveTimer == 0 || e.SkErr == 0 || e.StateBeforeTimer == tcpFinWait2 {
 		// Other errors are told in the close record's cause.
 		return nil
 	}
@@ -637,7 +637,7 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 func closeCause(e *katraceEvent, idleThreshold time.Duration) string {
 	thresholdMs := uint32(idleThreshold / time.Millisecond)
 	switch {
-	case e.Flags&flagInKeepaliveTimer != 0 && e.TimerState == tcpFinWait2:
+	case e.Flags&flagInKeepaliveTimer != 0 && e.StateBeforeTimer == tcpFinWait2:
 		return record.CauseFinWait2Timeout
 	case e.Flags&flagInKeepaliveTimer != 0:
 		return record.CauseKeepaliveTimeout
@@ -711,7 +711,7 @@ func resetReason(e *katraceEvent) (reason, source string) {
 		return "REASON_" + strconv.Itoa(int(e.Reason)), record.SourceKernel
 	}
 	switch {
-	case e.Flags&flagInKeepaliveTimer != 0 && e.TimerState == tcpFinWait2:
+	case e.Flags&flagInKeepaliveTimer != 0 && e.StateBeforeTimer == tcpFinWait2:
 		return "TCP_STATE", record.SourceInferred
 	case e.Flags&flagInKeepaliveTimer != 0:
 		return "TCP_KEEPALIVE_TIMEOUT", record.SourceInferred

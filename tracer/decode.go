@@ -52,7 +52,7 @@ func decodeEvent(b []byte, e *katraceEvent) error {
 	e.KeepaliveProbes = b[unsafe.Offsetof(e.KeepaliveProbes)]
 	e.FinSide = b[unsafe.Offsetof(e.FinSide)]
 	e.AckedProbes = b[unsafe.Offsetof(e.AckedProbes)]
-	e.TimerState = b[unsafe.Offsetof(e.TimerState)]
+	e.StateBeforeTimer = b[unsafe.Offsetof(e.StateBeforeTimer)]
 	for i := range e.Comm {
 		e.Comm[i] = int8(b[unsafe.Offsetof(e.Comm)+uintptr(i)])
 	}

@@ -57,7 +57,7 @@ type katraceEvent struct {
 	KeepaliveProbes  uint8
 	FinSide          uint8
 	AckedProbes      uint8
-	TimerState       uint8
+	StateBeforeTimer uint8
 	Comm             [16]int8
 	Unread           uint32
 	Role             uint8

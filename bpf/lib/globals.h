@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/* katrace's load-time constants and maps. */
+#ifndef __KATRACE_LIB_GLOBALS_H__
+#define __KATRACE_LIB_GLOBALS_H__
+
+#include "katrace.h"
+
+/* Set by the loader before load; the verifier prunes what they disable. */
+volatile const __u64 keepalive_timer_fn = 0;
+volatile const __u32 idle_threshold_ms = 1000;
+volatile const bool emit_states = false;
+volatile const bool emit_all_closes = false;
+volatile const bool filter_by_owner = false;
+volatile const __u32 filter_pid = 0;
+volatile const char filter_comm[KATRACE_COMM_LEN] = {};
+volatile const __u32 filter_netns = 0;
+volatile const bool filter_keepalive_only = false;
+volatile const __u32 filter_port_count = 0;
+volatile const __u16 filter_ports[KATRACE_MAX_PORTS] = {};
+volatile const __u32 filter_cidr_count = 0;
+volatile const struct cidr filter_cidrs[KATRACE_MAX_CIDRS] = {};
+/* Owners come from tcp_recvmsg/tcp_sendmsg hooks into the owners map
+ * (kernels before 6.4, which lack the sock_*_length tracepoints). */
+volatile const bool owners_by_cookie = false;
+/* Wake the reader each time this much more is waiting (ring size / 8). */
+volatile const __u64 wakeup_bytes = 512 << 10;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20); /* the loader sets --ring-size */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+/* Events the ring buffer had no room for, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_info);
+} sock_infos SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct timer_run);
+} timer_runs SEC(".maps");
+
+/* Keepalive probes sent and not yet seen answered, by socket cookie. Only
+ * keepalive timer runs touch it, and they are rare. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct probe_out);
+} probes_out SEC(".maps");
+
+/* Socket inodes owned by the processes --pid/--comm select: lets events
+ * that run outside the owner (timers, softirq) pass the owner filter.
+ * Filled here from the owner's own syscalls and by userspace from /proc. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} owned_inodes SEC(".maps");
+
+/* The process that last read or wrote a socket, by cookie (owners_by_cookie). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct owner);
+} owners SEC(".maps");
+
+static __always_inline __u32 min_u32(__u32 a, __u32 b)
+{
+	return a < b ? a : b;
+}
+
+#endif /* __KATRACE_LIB_GLOBALS_H__ */
