@@ -34,8 +34,14 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-/* Force the event type into BTF so bpf2go -type can generate it. */
+/* Force the types Go reads into BTF, so that bpf2go -type generates them
+ * (tracer/gen.go). */
 const struct event *unused_event __attribute__((unused));
+const enum event_kind *unused_event_kind __attribute__((unused));
+const enum event_flags *unused_event_flags __attribute__((unused));
+const enum fin_side *unused_fin_side __attribute__((unused));
+const enum sock_role *unused_sock_role __attribute__((unused));
+const enum proto *unused_proto __attribute__((unused));
 
 /* --- every strategy --- */
 
@@ -102,7 +108,7 @@ int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(tp_timer_expire_entry, struct timer_list *timer)
 {
-	if ((__u64)timer->function != keepalive_timer_fn)
+	if ((__u64)timer->function != cfg.keepalive_timer_fn)
 		return 0;
 	keepalive_timer_enter((__u64)timer);
 	return 0;
@@ -111,7 +117,7 @@ int BPF_PROG(tp_timer_expire_entry, struct timer_list *timer)
 SEC("tp_btf/timer_expire_exit")
 int BPF_PROG(tp_timer_expire_exit, struct timer_list *timer)
 {
-	if ((__u64)timer->function != keepalive_timer_fn)
+	if ((__u64)timer->function != cfg.keepalive_timer_fn)
 		return 0;
 	keepalive_timer_exit((__u64)timer);
 	return 0;

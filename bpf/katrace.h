@@ -164,6 +164,41 @@ struct cidr {
 	__u8 pad[2];
 };
 
+/*
+ * What the loader sets before load (tracer/config.go), in one read-only
+ * global: the verifier prunes the code that a setting disables.
+ */
+struct config {
+	/* tcp_keepalive_timer's address: what timer_expire_entry/exit compare a
+	 * timer's function with (tracepoint strategy). */
+	__u64 keepalive_timer_fn;
+	/* Wake the reader each time this much more is waiting (ring size / 8). */
+	__u64 wakeup_bytes;
+	/* A first FIN after this long without data is an EV_IDLE_FIN. */
+	__u32 idle_threshold_ms;
+	/* --pid, --netns: 0 for any. */
+	__u32 filter_pid;
+	__u32 filter_netns;
+	/* How many of filter_ports and filter_cidrs are set. */
+	__u32 filter_port_count;
+	__u32 filter_cidr_count;
+	__u16 filter_ports[KATRACE_MAX_PORTS];
+	struct cidr filter_cidrs[KATRACE_MAX_CIDRS];
+	/* --comm, NUL-terminated: "" for any. */
+	char filter_comm[KATRACE_COMM_LEN];
+	/* Send EV_STATE (--states), every EV_CLOSE (--all). */
+	bool emit_states;
+	bool emit_all_closes;
+	/* --pid or --comm is set. */
+	bool filter_by_owner;
+	/* --keepalive-only. */
+	bool filter_keepalive_only;
+	/* Owners come from tcp_recvmsg/tcp_sendmsg hooks into the owners map
+	 * (kernels before 6.4, which lack the sock_*_length tracepoints). */
+	bool owners_by_cookie;
+	__u8 pad[7];
+};
+
 /* Per-socket memory kept in the kernel (BPF socket storage). */
 struct sock_info {
 	__u64 start_ns;

@@ -25,8 +25,12 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define ICSK_TIME_LOSS_PROBE 5
 #define ICSK_TIME_REO_TIMEOUT 6
 
-/* So that bpf2go emits the row type. */
+/* Force the types Go reads into BTF, so that bpf2go -type generates them
+ * (sockets/gen.go). */
 const struct socket_row *unused_socket_row __attribute__((unused));
+const enum socket_kind *unused_socket_kind __attribute__((unused));
+const enum socket_timer *unused_socket_timer __attribute__((unused));
+const enum socket_row_flags *unused_socket_row_flags __attribute__((unused));
 
 static __always_inline bool timer_armed(struct timer_list *t)
 {

@@ -11,41 +11,6 @@ import (
 	"github.com/katrace/katrace/record"
 )
 
-// Kernel event kinds and flags (bpf/katrace.h).
-const (
-	evState         = 1
-	evIdleFin       = 2
-	evClose         = 3
-	evResetSent     = 4
-	evResetReceived = 5
-	evError         = 6
-	evKeepalive     = 7
-
-	flagOwner               = 1 << 0
-	flagKeepOpen            = 1 << 1
-	flagInKeepaliveTimer    = 1 << 2
-	flagKernelReason        = 1 << 3
-	flagTimewait            = 1 << 4
-	flagOrphan              = 1 << 5
-	flagRcvShutdown         = 1 << 6
-	flagSendShutdown        = 1 << 7
-	flagStartKnown          = 1 << 8
-	flagResetSentBefore     = 1 << 9
-	flagResetReceivedBefore = 1 << 10
-	flagEstablished         = 1 << 11
-	flagOwnerContext        = 1 << 12
-	flagLingerZero          = 1 << 13
-	flagPeerFin             = 1 << 14
-
-	finLocal  = 1
-	finRemote = 2
-
-	rolePassive = 1
-	roleActive  = 2
-
-	protoHTTP1 = 1
-)
-
 // protoNames are the labels of enum proto; PROTO_OTHER has none.
 var protoNames = [...]string{1: "http/1.x", 2: "http/2", 3: "tls", 4: ""}
 

@@ -63,12 +63,6 @@ type Filters struct {
 	KeepaliveOnly bool
 }
 
-// Limits of the kernel-side filter tables (bpf/katrace.h).
-const (
-	MaxPorts    = 8
-	MaxPrefixes = 8
-)
-
 // loadOptions is what shapes the kernel programs.
 type loadOptions struct {
 	Filters         Filters
@@ -202,11 +196,8 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
 			delete(spec.Programs, name)
 		}
 	}
-	if err := configure(spec, s, opts); err != nil {
+	if err := configure(spec, s, opts, ownersByCookie); err != nil {
 		return nil, err
-	}
-	if err := spec.Variables["owners_by_cookie"].Set(ownersByCookie); err != nil {
-		return nil, fmt.Errorf("setting owners_by_cookie: %w", err)
 	}
 
 	coll, err := ebpf.NewCollection(spec)
@@ -268,80 +259,26 @@ func attachProgram(name string, prog *ebpf.Program, cgroupRoot string) (link.Lin
 	}
 }
 
-func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions) error {
-	set := func(name string, v any) error {
-		vs, ok := spec.Variables[name]
-		if !ok {
-			return fmt.Errorf("program constant %s is missing", name)
-		}
-		if err := vs.Set(v); err != nil {
-			return fmt.Errorf("setting %s: %w", name, err)
-		}
-		return nil
-	}
-	f := opts.Filters
-	if len(f.Ports) > MaxPorts {
-		return fmt.Errorf("at most %d --port filters", MaxPorts)
-	}
-	if len(f.Prefixes) > MaxPrefixes {
-		return fmt.Errorf("at most %d --addr filters", MaxPrefixes)
-	}
-	var ports [MaxPorts]uint16
-	copy(ports[:], f.Ports)
-	var cidrs [MaxPrefixes]katraceCidr
-	for i, p := range f.Prefixes {
-		p = p.Masked()
-		a := p.Addr()
-		c := &cidrs[i]
-		c.PrefixLen = uint8(p.Bits())
-		if a.Is4() {
-			c.Family = 4
-			b := a.As4()
-			copy(c.Addr[:], b[:])
-		} else {
-			c.Family = 6
-			c.Addr = a.As16()
-		}
-	}
-	var comm [16]byte
-	copy(comm[:15], f.Comm)
-
+// configure sets the ring buffer's size and struct config.
+func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions, ownersByCookie bool) error {
+	var timerFn uint64
 	if s == StrategyTracepoint {
 		addr, err := kernelSymbol("tcp_keepalive_timer")
 		if err != nil {
 			return err
 		}
-		if err := set("keepalive_timer_fn", addr); err != nil {
-			return err
-		}
+		timerFn = addr
 	}
-	for _, kv := range []struct {
-		name string
-		v    any
-	}{
-		{"idle_threshold_ms", opts.IdleThresholdMs},
-		{"emit_states", opts.EmitStates},
-		{"emit_all_closes", opts.EmitAllCloses},
-		{"filter_by_owner", f.PID != 0 || f.Comm != ""},
-		{"filter_pid", f.PID},
-		{"filter_comm", comm},
-		{"filter_netns", f.NetNS},
-		{"filter_keepalive_only", f.KeepaliveOnly},
-		{"filter_port_count", uint32(len(f.Ports))},
-		{"filter_ports", ports},
-		{"filter_cidr_count", uint32(len(f.Prefixes))},
-		{"filter_cidrs", cidrs},
-	} {
-		if err := set(kv.name, kv.v); err != nil {
-			return err
-		}
-	}
+	events := spec.Maps[katraceMapEvents]
 	if opts.RingSize != 0 {
-		spec.Maps["events"].MaxEntries = opts.RingSize
+		events.MaxEntries = opts.RingSize
 	}
-	ring := uint64(spec.Maps["events"].MaxEntries)
-	if err := set("wakeup_bytes", max(ring/8, uint64(os.Getpagesize()))); err != nil {
+	cfg, err := kernelConfig(opts, events.MaxEntries, timerFn, ownersByCookie)
+	if err != nil {
 		return err
+	}
+	if err := spec.Variables[katraceVarCfg].Set(cfg); err != nil {
+		return fmt.Errorf("setting the programs' configuration: %w", err)
 	}
 	return nil
 }

@@ -8,9 +8,9 @@
 
 static __always_inline bool addr_in_cidr(const __u8 *addr, __u8 family, __u32 i)
 {
-	__u8 bits = filter_cidrs[i].prefix_len;
+	__u8 bits = cfg.filter_cidrs[i].prefix_len;
 
-	if (filter_cidrs[i].family != family)
+	if (cfg.filter_cidrs[i].family != family)
 		return false;
 	for (int b = 0; b < 16; b++) {
 		__u8 mask;
@@ -18,7 +18,7 @@ static __always_inline bool addr_in_cidr(const __u8 *addr, __u8 family, __u32 i)
 		if (bits == 0)
 			return true;
 		mask = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
-		if ((addr[b] ^ filter_cidrs[i].addr[b]) & mask)
+		if ((addr[b] ^ cfg.filter_cidrs[i].addr[b]) & mask)
 			return false;
 		bits = bits >= 8 ? bits - 8 : 0;
 	}
@@ -27,11 +27,11 @@ static __always_inline bool addr_in_cidr(const __u8 *addr, __u8 family, __u32 i)
 
 static __always_inline bool owner_is_filtered(__u32 pid, const char *comm)
 {
-	if (filter_pid && pid != filter_pid)
+	if (cfg.filter_pid && pid != cfg.filter_pid)
 		return false;
-	if (filter_comm[0]) {
+	if (cfg.filter_comm[0]) {
 		for (int i = 0; i < KATRACE_COMM_LEN; i++) {
-			if (comm[i] != filter_comm[i])
+			if (comm[i] != cfg.filter_comm[i])
 				return false;
 			if (!comm[i])
 				break;
@@ -44,7 +44,7 @@ static __always_inline bool current_is_filtered_owner(void)
 {
 	char comm[KATRACE_COMM_LEN] = {};
 
-	if (filter_comm[0])
+	if (cfg.filter_comm[0])
 		bpf_get_current_comm(comm, sizeof(comm));
 	return owner_is_filtered(bpf_get_current_pid_tgid() >> 32, comm);
 }
@@ -52,27 +52,27 @@ static __always_inline bool current_is_filtered_owner(void)
 /* owner_ctx says the current task holds the socket (its syscall). */
 static __always_inline bool event_wanted(struct event *e, bool owner_ctx)
 {
-	if (filter_netns && e->netns != filter_netns)
+	if (cfg.filter_netns && e->netns != cfg.filter_netns)
 		return false;
-	if (filter_keepalive_only && !(e->flags & EVF_KEEPOPEN))
+	if (cfg.filter_keepalive_only && !(e->flags & EVF_KEEPOPEN))
 		return false;
-	if (filter_port_count) {
+	if (cfg.filter_port_count) {
 		bool hit = false;
 
 		for (__u32 i = 0; i < KATRACE_MAX_PORTS; i++) {
-			if (i >= filter_port_count)
+			if (i >= cfg.filter_port_count)
 				break;
-			if (e->sport == filter_ports[i] || e->dport == filter_ports[i])
+			if (e->sport == cfg.filter_ports[i] || e->dport == cfg.filter_ports[i])
 				hit = true;
 		}
 		if (!hit)
 			return false;
 	}
-	if (filter_cidr_count) {
+	if (cfg.filter_cidr_count) {
 		bool hit = false;
 
 		for (__u32 i = 0; i < KATRACE_MAX_CIDRS; i++) {
-			if (i >= filter_cidr_count)
+			if (i >= cfg.filter_cidr_count)
 				break;
 			if (addr_in_cidr(e->saddr, e->family, i) || addr_in_cidr(e->daddr, e->family, i))
 				hit = true;
@@ -80,7 +80,7 @@ static __always_inline bool event_wanted(struct event *e, bool owner_ctx)
 		if (!hit)
 			return false;
 	}
-	if (filter_by_owner) {
+	if (cfg.filter_by_owner) {
 		__u32 ino = e->sock_ino;
 		__u8 one = 1;
 

@@ -5,25 +5,11 @@
 
 #include "katrace.h"
 
-/* Set by the loader before load; the verifier prunes what they disable. */
-volatile const __u64 keepalive_timer_fn = 0;
-volatile const __u32 idle_threshold_ms = 1000;
-volatile const bool emit_states = false;
-volatile const bool emit_all_closes = false;
-volatile const bool filter_by_owner = false;
-volatile const __u32 filter_pid = 0;
-volatile const char filter_comm[KATRACE_COMM_LEN] = {};
-volatile const __u32 filter_netns = 0;
-volatile const bool filter_keepalive_only = false;
-volatile const __u32 filter_port_count = 0;
-volatile const __u16 filter_ports[KATRACE_MAX_PORTS] = {};
-volatile const __u32 filter_cidr_count = 0;
-volatile const struct cidr filter_cidrs[KATRACE_MAX_CIDRS] = {};
-/* Owners come from tcp_recvmsg/tcp_sendmsg hooks into the owners map
- * (kernels before 6.4, which lack the sock_*_length tracepoints). */
-volatile const bool owners_by_cookie = false;
-/* Wake the reader each time this much more is waiting (ring size / 8). */
-volatile const __u64 wakeup_bytes = 512 << 10;
+/* Set by the loader before load (struct config in katrace.h). */
+volatile const struct config cfg = {
+	.idle_threshold_ms = 1000,
+	.wakeup_bytes = 512 << 10,
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

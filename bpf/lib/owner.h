@@ -63,7 +63,7 @@ static __always_inline void fill_owner_by_cookie(struct event *e)
 	__u64 cookie = e->cookie;
 	struct owner *o;
 
-	if (!owners_by_cookie || (e->flags & EVF_OWNER) || !cookie)
+	if (!cfg.owners_by_cookie || (e->flags & EVF_OWNER) || !cookie)
 		return;
 	o = bpf_map_lookup_elem(&owners, &cookie);
 	if (!o)

@@ -55,12 +55,12 @@ static __always_inline void discard_event(struct event *e)
 
 static __always_inline void submit_event(struct event *e)
 {
-	/* Wake the reader only when the backlog crosses another wakeup_bytes
+	/* Wake the reader only when the backlog crosses another cfg.wakeup_bytes
 	 * (it also polls every 100 ms): a wakeup per event costs an
 	 * inter-processor interrupt per event. */
 	__u64 rec = sizeof(*e) + 8;
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + rec;
-	__u64 flags = avail / wakeup_bytes != (avail - rec) / wakeup_bytes ?
+	__u64 flags = avail / cfg.wakeup_bytes != (avail - rec) / cfg.wakeup_bytes ?
 			      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 
 	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags))

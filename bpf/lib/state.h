@@ -77,11 +77,11 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		info->fin_ns = NOW();
 		info->fin_idle_ms = idle;
 		info->write_seq_at_fin = tp->write_seq;
-		if (idle >= idle_threshold_ms && old == TCP_ESTABLISHED)
+		if (idle >= cfg.idle_threshold_ms && old == TCP_ESTABLISHED)
 			report_transition(sk, EV_IDLE_FIN, old, new, NOW(), info, owner_ctx);
 	}
 
-	if (emit_states)
+	if (cfg.emit_states)
 		report_transition(sk, EV_STATE, old, new, NOW(), info, owner_ctx);
 
 	if (new == TCP_CLOSE) {
@@ -91,7 +91,7 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		 * right after, and userspace waits for it to give the verdict. */
 		bool abort = owner_ctx && ((1 << old) & ((1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT) |
 							 (1 << TCP_FIN_WAIT1) | (1 << TCP_SYN_RECV)));
-		bool wanted = emit_all_closes || (info && info->reported) || run || abort;
+		bool wanted = cfg.emit_all_closes || (info && info->reported) || run || abort;
 
 		if (run)
 			run->closed = 1;
