@@ -39,20 +39,6 @@ func ParseStrategy(s string) (Strategy, error) {
 	return "", fmt.Errorf("unknown attach strategy %q (want auto, fentry, kprobe or tracepoint)", s)
 }
 
-// programsOf lists, per strategy, the programs it attaches beyond the
-// common ones; every other strategy-specific program is deleted from the
-// spec before loading.
-var programsOf = map[Strategy][]string{
-	StrategyFentry:     {"fentry_tcp_keepalive_timer", "fexit_tcp_keepalive_timer", "fentry_tcp_set_state"},
-	StrategyKprobe:     {"kprobe_tcp_keepalive_timer", "kretprobe_tcp_keepalive_timer", "tp_inet_sock_set_state"},
-	StrategyTracepoint: {"tp_timer_expire_entry", "tp_timer_expire_exit", "tp_inet_sock_set_state"},
-}
-
-var commonPrograms = []string{"tp_tcp_receive_reset", "tp_inet_sk_error_report", primeCookiesProgram}
-
-// primeCookiesProgram is a TCP socket iterator run once at start, not attached.
-const primeCookiesProgram = "prime_cookies"
-
 // Filters are applied in the kernel: constants set before load.
 type Filters struct {
 	PID           uint32
@@ -74,12 +60,8 @@ type loadOptions struct {
 	Protocols bool
 }
 
-// protocolPrograms label connections by their first payload bytes; they
-// attach to the cgroup v2 root, which covers every process.
-var protocolPrograms = []string{"cgroup_ingress", "cgroup_egress"}
-
-// loaded is an attached set of programs.
-type loaded struct {
+// attachedPrograms are the loaded programs of one strategy and their links.
+type attachedPrograms struct {
 	strategy Strategy
 	coll     *ebpf.Collection
 	links    []link.Link
@@ -87,7 +69,7 @@ type loaded struct {
 	kernelResetReason bool
 }
 
-func (l *loaded) Close() error {
+func (l *attachedPrograms) Close() error {
 	var errs []error
 	for _, lk := range l.links {
 		errs = append(errs, lk.Close())
@@ -130,7 +112,7 @@ func hasBPFCapabilities() bool {
 
 // attach loads and attaches the programs of one strategy (auto: the first
 // that works, in the order of Strategies).
-func attach(want Strategy, opts loadOptions) (*loaded, error) {
+func attach(want Strategy, opts loadOptions) (*attachedPrograms, error) {
 	if want != StrategyAuto {
 		return attachStrategy(want, opts)
 	}
@@ -145,7 +127,7 @@ func attach(want Strategy, opts loadOptions) (*loaded, error) {
 	return nil, fmt.Errorf("no attach strategy works here (%s)", strings.Join(reasons, "; "))
 }
 
-func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
+func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err error) {
 	spec, err := loadKatrace()
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded programs: %w", err)
@@ -158,45 +140,22 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
 	if err != nil {
 		return nil, err
 	}
-	keep := map[string]bool{}
-	for _, p := range append(append([]string{}, commonPrograms...), programsOf[s]...) {
-		keep[p] = true
-	}
-	if reason {
-		keep["tp_tcp_send_reset_reason"] = true
-	} else {
-		keep["tp_tcp_send_reset"] = true
-	}
-	ownerTPs := true
+	fs := features{kernelResetReason: reason, ownerTracepoints: true}
 	for _, tp := range ownerTracepoints {
-		if hasTracepoint(kspec, tp) {
-			keep["tp_"+tp] = true
-		} else {
-			ownerTPs = false
-		}
+		fs.ownerTracepoints = fs.ownerTracepoints && hasTracepoint(kspec, tp)
 	}
-	// Older kernels: learn owners from tcp_recvmsg/tcp_sendmsg where the
-	// strategy can hook functions.
+	// Protocol labels attach to the cgroup v2 root, which covers every
+	// process; without one, connections go unlabelled.
 	cgroupRoot := ""
 	if opts.Protocols {
-		if cgroupRoot = cgroup2Root(); cgroupRoot != "" {
-			for _, p := range protocolPrograms {
-				keep[p] = true
-			}
-		}
+		cgroupRoot = cgroup2Root()
+		fs.protocols = cgroupRoot != ""
 	}
-	ownersByCookie := !ownerTPs && s != StrategyTracepoint
-	if ownersByCookie {
-		for _, fn := range []string{"tcp_recvmsg", "tcp_sendmsg"} {
-			keep[string(s)+"_"+fn] = true
-		}
+	plan := planFor(s, fs)
+	if err := keepOnly(spec, plan); err != nil {
+		return nil, err
 	}
-	for name := range spec.Programs {
-		if !keep[name] {
-			delete(spec.Programs, name)
-		}
-	}
-	if err := configure(spec, s, opts, ownersByCookie); err != nil {
+	if err := configure(spec, s, opts, ownersByCookie(plan)); err != nil {
 		return nil, err
 	}
 
@@ -204,24 +163,30 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading programs: %w", explain(err))
 	}
-	l := &loaded{strategy: s, coll: coll, kernelResetReason: reason}
+	l := &attachedPrograms{strategy: s, coll: coll, kernelResetReason: reason}
 	defer func() {
 		if err != nil {
 			l.Close()
 		}
 	}()
-	for name, prog := range coll.Programs {
-		if name == primeCookiesProgram {
+	var iterators []*ebpf.Program
+	for _, p := range plan {
+		prog := coll.Programs[p.program]
+		if p.attach == runIterator {
+			iterators = append(iterators, prog)
 			continue
 		}
-		lk, err := attachProgram(name, prog, cgroupRoot)
+		lk, err := attachPlanned(p, prog, cgroupRoot)
 		if err != nil {
-			return nil, fmt.Errorf("attaching %s: %w", name, explain(err))
+			return nil, fmt.Errorf("attaching %s: %w", p.program, explain(err))
 		}
 		l.links = append(l.links, lk)
 	}
-	if err := primeCookies(coll.Programs[primeCookiesProgram]); err != nil {
-		return nil, fmt.Errorf("giving existing sockets a cookie: %w", explain(err))
+	// Every probe is in place: sockets made from now on are seen.
+	for _, it := range iterators {
+		if err := primeCookies(it); err != nil {
+			return nil, fmt.Errorf("giving existing sockets a cookie: %w", explain(err))
+		}
 	}
 	return l, nil
 }
@@ -240,23 +205,6 @@ func primeCookies(prog *ebpf.Program) error {
 	defer rd.Close()
 	_, err = io.Copy(io.Discard, rd)
 	return err
-}
-
-// attachProgram attaches a program; a kprobe's function is in its name
-// (kprobe_tcp_recvmsg probes tcp_recvmsg).
-func attachProgram(name string, prog *ebpf.Program, cgroupRoot string) (link.Link, error) {
-	switch {
-	case name == "cgroup_ingress":
-		return link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ebpf.AttachCGroupInetIngress, Program: prog})
-	case name == "cgroup_egress":
-		return link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ebpf.AttachCGroupInetEgress, Program: prog})
-	case strings.HasPrefix(name, "kprobe_"):
-		return link.Kprobe(strings.TrimPrefix(name, "kprobe_"), prog, nil)
-	case strings.HasPrefix(name, "kretprobe_"):
-		return link.Kretprobe(strings.TrimPrefix(name, "kretprobe_"), prog, nil)
-	default:
-		return link.AttachTracing(link.TracingOptions{Program: prog})
-	}
 }
 
 // configure sets the ring buffer's size and struct config.
