@@ -13,14 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type katraceCidr struct {
-	_         structs.HostLayout
-	Addr      [16]uint8
-	PrefixLen uint8
-	Family    uint8
-	Pad       [2]uint8
-}
-
 type katraceConfig struct {
 	_                structs.HostLayout
 	KeepaliveTimerFn uint64
