@@ -174,6 +174,10 @@ struct config {
 	__u64 keepalive_timer_fn;
 	/* Wake the reader each time this much more is waiting (ring size / 8). */
 	__u64 wakeup_bytes;
+	/* The kernel's tick rate, for jiffies: from Go, which reads the kernel
+	 * config or measures it (a __kconfig extern fails without a config
+	 * file, as on Debian and in most containers). */
+	__u32 hz;
 	/* A first FIN after this long without data is an EV_IDLE_FIN. */
 	__u32 idle_threshold_ms;
 	/* --pid, --netns: 0 for any. */
@@ -196,7 +200,7 @@ struct config {
 	/* Owners come from tcp_recvmsg/tcp_sendmsg hooks into the owners map
 	 * (kernels before 6.4, which lack the sock_*_length tracepoints). */
 	bool owners_by_cookie;
-	__u8 pad[7];
+	__u8 pad[3];
 };
 
 /* Per-socket memory kept in the kernel (BPF socket storage). */

@@ -15,9 +15,13 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "sockets.h"
-#include "lib/kernel_socket.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* The kernel's HZ, set by the loader (sockets/iter.go). */
+volatile const __u32 hz = 0;
+#define KATRACE_HZ hz
+#include "lib/kernel_socket.h"
 
 /* icsk_pending values (include/net/inet_connection_sock.h). */
 #define ICSK_TIME_RETRANS 1

@@ -75,6 +75,7 @@ const (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	socketsProgDumpSockets         = "dump_sockets"
+	socketsVarHz                   = "hz"
 	socketsVarUnusedSocketKind     = "unused_socket_kind"
 	socketsVarUnusedSocketRow      = "unused_socket_row"
 	socketsVarUnusedSocketRowFlags = "unused_socket_row_flags"
@@ -136,6 +137,7 @@ type socketsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
+	Hz                   *ebpf.VariableSpec `ebpf:"hz"`
 	UnusedSocketKind     *ebpf.VariableSpec `ebpf:"unused_socket_kind"`
 	UnusedSocketRow      *ebpf.VariableSpec `ebpf:"unused_socket_row"`
 	UnusedSocketRowFlags *ebpf.VariableSpec `ebpf:"unused_socket_row_flags"`
@@ -172,6 +174,7 @@ func (m *socketsMaps) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
+	Hz                   *ebpf.Variable `ebpf:"hz"`
 	UnusedSocketKind     *ebpf.Variable `ebpf:"unused_socket_kind"`
 	UnusedSocketRow      *ebpf.Variable `ebpf:"unused_socket_row"`
 	UnusedSocketRowFlags *ebpf.Variable `ebpf:"unused_socket_row_flags"`

@@ -1,9 +1,25 @@
 package tracer
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"sync"
+
+	"github.com/katrace/katrace/kernel"
 )
+
+// kernelHZ is the kernel's tick rate and where it came from (config file
+// or measured), looked up once: measuring takes some 20-40 ms.
+var kernelHZ = sync.OnceValues(func() (kernelTickRate, error) {
+	hz, source, err := kernel.HZ()
+	return kernelTickRate{hz: hz, source: source}, err
+})
+
+type kernelTickRate struct {
+	hz     uint32
+	source string
+}
 
 // Limits of the kernel-side filter tables and of a process name, from the
 // arrays of struct config (bpf/katrace.h).
@@ -14,10 +30,21 @@ const (
 	MaxCommLen = len(katraceConfig{}.FilterComm) - 1
 )
 
+// kernelFacts are what struct config needs beyond the options.
+type kernelFacts struct {
+	hz               uint32
+	ringSize         uint32
+	keepaliveTimerFn uint64
+	ownersByCookie   bool
+}
+
 // kernelConfig is struct config, what the kernel programs read as
 // constants: the one place Go sets them.
-func kernelConfig(opts loadOptions, ringSize uint32, keepaliveTimerFn uint64, ownersByCookie bool) (katraceConfig, error) {
+func kernelConfig(opts loadOptions, k kernelFacts) (katraceConfig, error) {
 	f := opts.Filters
+	if k.hz == 0 {
+		return katraceConfig{}, errors.New("the kernel's HZ is unknown")
+	}
 	if len(f.Ports) > MaxPorts {
 		return katraceConfig{}, fmt.Errorf("at most %d --port filters", MaxPorts)
 	}
@@ -25,8 +52,9 @@ func kernelConfig(opts loadOptions, ringSize uint32, keepaliveTimerFn uint64, ow
 		return katraceConfig{}, fmt.Errorf("at most %d --addr filters", MaxPrefixes)
 	}
 	cfg := katraceConfig{
-		KeepaliveTimerFn:    keepaliveTimerFn,
-		WakeupBytes:         max(uint64(ringSize)/8, uint64(os.Getpagesize())),
+		KeepaliveTimerFn:    k.keepaliveTimerFn,
+		WakeupBytes:         max(uint64(k.ringSize)/8, uint64(os.Getpagesize())),
+		Hz:                  k.hz,
 		IdleThresholdMs:     opts.IdleThresholdMs,
 		FilterPid:           f.PID,
 		FilterNetns:         f.NetNS,
@@ -36,7 +64,7 @@ func kernelConfig(opts loadOptions, ringSize uint32, keepaliveTimerFn uint64, ow
 		EmitAllCloses:       opts.EmitAllCloses,
 		FilterByOwner:       f.PID != 0 || f.Comm != "",
 		FilterKeepaliveOnly: f.KeepaliveOnly,
-		OwnersByCookie:      ownersByCookie,
+		OwnersByCookie:      k.ownersByCookie,
 	}
 	copy(cfg.FilterPorts[:], f.Ports)
 	for i, p := range f.Prefixes {

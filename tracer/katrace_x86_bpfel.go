@@ -17,6 +17,7 @@ type katraceConfig struct {
 	_                structs.HostLayout
 	KeepaliveTimerFn uint64
 	WakeupBytes      uint64
+	Hz               uint32
 	IdleThresholdMs  uint32
 	FilterPid        uint32
 	FilterNetns      uint32
@@ -36,7 +37,7 @@ type katraceConfig struct {
 	FilterByOwner       bool
 	FilterKeepaliveOnly bool
 	OwnersByCookie      bool
-	Pad                 [7]uint8
+	Pad                 [3]uint8
 }
 
 type katraceEvent struct {

@@ -221,7 +221,16 @@ func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions, ownersBy
 	if opts.RingSize != 0 {
 		events.MaxEntries = opts.RingSize
 	}
-	cfg, err := kernelConfig(opts, events.MaxEntries, timerFn, ownersByCookie)
+	rate, err := kernelHZ()
+	if err != nil {
+		return err
+	}
+	cfg, err := kernelConfig(opts, kernelFacts{
+		hz:               rate.hz,
+		ringSize:         events.MaxEntries,
+		keepaliveTimerFn: timerFn,
+		ownersByCookie:   ownersByCookie,
+	})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ volatile const struct config cfg = {
 	.idle_threshold_ms = 1000,
 	.wakeup_bytes = 512 << 10,
 };
+#define KATRACE_HZ cfg.hz
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

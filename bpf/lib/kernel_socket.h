@@ -7,7 +7,11 @@
 #ifndef __KATRACE_LIB_KERNEL_SOCKET_H__
 #define __KATRACE_LIB_KERNEL_SOCKET_H__
 
-extern int CONFIG_HZ __kconfig;
+/* KATRACE_HZ: each program's load-time constant holding the kernel's HZ
+ * (set from Go: no kernel config file needed). */
+#ifndef KATRACE_HZ
+#error "define KATRACE_HZ before including lib/kernel_socket.h"
+#endif
 
 /* A field of p: a plain load where p is a BTF pointer (tp_btf and fentry
  * arguments, bpf_skc_to_tcp_sock: about a nanosecond), a probe read
@@ -17,7 +21,7 @@ extern int CONFIG_HZ __kconfig;
 
 static __always_inline __u32 jiffies_to_ms(__u64 j)
 {
-	return j * 1000 / CONFIG_HZ;
+	return j * 1000 / KATRACE_HZ;
 }
 
 /* Milliseconds from a 32-bit jiffies stamp to now. */
