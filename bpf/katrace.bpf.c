@@ -46,15 +46,21 @@ const enum proto *unused_proto __attribute__((unused));
 /* --- every strategy --- */
 
 /* Gives every TCP socket that exists at start a cookie, so that keepalive
- * timer runs on sockets older than katrace can be told apart. Run once at
+ * timer runs on sockets older than katrace can be told apart, and learns
+ * tcp_keepalive_timer's address from the first full one. Run once at
  * start, not attached. */
 SEC("iter/tcp")
 int prime_cookies(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
+	struct tcp_sock *tp;
 
-	if (skc)
-		bpf_get_socket_cookie(skc);
+	if (!skc)
+		return 0;
+	bpf_get_socket_cookie(skc);
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (tp)
+		learn_keepalive_timer_fn((struct sock *)tp);
 	return 0;
 }
 
@@ -108,7 +114,7 @@ int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(tp_timer_expire_entry, struct timer_list *timer)
 {
-	if ((__u64)timer->function != cfg.keepalive_timer_fn)
+	if (!keepalive_timer_fn || (__u64)timer->function != keepalive_timer_fn)
 		return 0;
 	keepalive_timer_enter((__u64)timer);
 	return 0;
@@ -117,18 +123,21 @@ int BPF_PROG(tp_timer_expire_entry, struct timer_list *timer)
 SEC("tp_btf/timer_expire_exit")
 int BPF_PROG(tp_timer_expire_exit, struct timer_list *timer)
 {
-	if ((__u64)timer->function != cfg.keepalive_timer_fn)
+	if (!keepalive_timer_fn || (__u64)timer->function != keepalive_timer_fn)
 		return 0;
 	keepalive_timer_exit((__u64)timer);
 	return 0;
 }
 
-/* Also the kprobe strategy's: kprobe programs cannot use socket storage. */
+/* Also the kprobe strategy's: kprobe programs cannot use socket storage.
+ * A socket made after start passes here before its keepalive timer can
+ * run: the tracepoint strategy learns the timer's address here too. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
+	learn_keepalive_timer_fn(sk);
 	handle_state_change(sk, oldstate, newstate);
 	return 0;
 }

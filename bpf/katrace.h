@@ -169,9 +169,6 @@ struct cidr {
  * global: the verifier prunes the code that a setting disables.
  */
 struct config {
-	/* tcp_keepalive_timer's address: what timer_expire_entry/exit compare a
-	 * timer's function with (tracepoint strategy). */
-	__u64 keepalive_timer_fn;
 	/* Wake the reader each time this much more is waiting (ring size / 8). */
 	__u64 wakeup_bytes;
 	/* The kernel's tick rate, for jiffies: from Go, which reads the kernel

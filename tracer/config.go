@@ -32,10 +32,9 @@ const (
 
 // kernelFacts are what struct config needs beyond the options.
 type kernelFacts struct {
-	hz               uint32
-	ringSize         uint32
-	keepaliveTimerFn uint64
-	ownersByCookie   bool
+	hz             uint32
+	ringSize       uint32
+	ownersByCookie bool
 }
 
 // kernelConfig is struct config, what the kernel programs read as
@@ -52,7 +51,6 @@ func kernelConfig(opts loadOptions, k kernelFacts) (katraceConfig, error) {
 		return katraceConfig{}, fmt.Errorf("at most %d --addr filters", MaxPrefixes)
 	}
 	cfg := katraceConfig{
-		KeepaliveTimerFn:    k.keepaliveTimerFn,
 		WakeupBytes:         max(uint64(k.ringSize)/8, uint64(os.Getpagesize())),
 		Hz:                  k.hz,
 		IdleThresholdMs:     opts.IdleThresholdMs,

@@ -14,17 +14,16 @@ import (
 )
 
 type katraceConfig struct {
-	_                structs.HostLayout
-	KeepaliveTimerFn uint64
-	WakeupBytes      uint64
-	Hz               uint32
-	IdleThresholdMs  uint32
-	FilterPid        uint32
-	FilterNetns      uint32
-	FilterPortCount  uint32
-	FilterCidrCount  uint32
-	FilterPorts      [8]uint16
-	FilterCidrs      [8]struct {
+	_               structs.HostLayout
+	WakeupBytes     uint64
+	Hz              uint32
+	IdleThresholdMs uint32
+	FilterPid       uint32
+	FilterNetns     uint32
+	FilterPortCount uint32
+	FilterCidrCount uint32
+	FilterPorts     [8]uint16
+	FilterCidrs     [8]struct {
 		_         structs.HostLayout
 		Addr      [16]uint8
 		PrefixLen uint8
@@ -230,6 +229,7 @@ const (
 	katraceProgTpTimerExpireEntry         = "tp_timer_expire_entry"
 	katraceProgTpTimerExpireExit          = "tp_timer_expire_exit"
 	katraceVarCfg                         = "cfg"
+	katraceVarKeepaliveTimerFn            = "keepalive_timer_fn"
 	katraceVarUnusedEvent                 = "unused_event"
 	katraceVarUnusedEventFlags            = "unused_event_flags"
 	katraceVarUnusedEventKind             = "unused_event_kind"
@@ -322,6 +322,7 @@ type katraceMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type katraceVariableSpecs struct {
 	Cfg              *ebpf.VariableSpec `ebpf:"cfg"`
+	KeepaliveTimerFn *ebpf.VariableSpec `ebpf:"keepalive_timer_fn"`
 	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventFlags *ebpf.VariableSpec `ebpf:"unused_event_flags"`
 	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
@@ -378,6 +379,7 @@ func (m *katraceMaps) Close() error {
 // It can be passed to loadKatraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type katraceVariables struct {
 	Cfg              *ebpf.Variable `ebpf:"cfg"`
+	KeepaliveTimerFn *ebpf.Variable `ebpf:"keepalive_timer_fn"`
 	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventFlags *ebpf.Variable `ebpf:"unused_event_flags"`
 	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`

@@ -1,13 +1,12 @@
 package tracer
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -155,7 +154,7 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 	if err := keepOnly(spec, plan); err != nil {
 		return nil, err
 	}
-	if err := configure(spec, s, opts, ownersByCookie(plan)); err != nil {
+	if err := configure(spec, opts, ownersByCookie(plan)); err != nil {
 		return nil, err
 	}
 
@@ -183,16 +182,42 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 		l.links = append(l.links, lk)
 	}
 	// Every probe is in place: sockets made from now on are seen.
-	for _, it := range iterators {
-		if err := primeCookies(it); err != nil {
-			return nil, fmt.Errorf("giving existing sockets a cookie: %w", explain(err))
-		}
+	if err := primeCookies(iterators, coll.Variables[katraceVarKeepaliveTimerFn]); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
 
-// primeCookies runs the socket iterator over every TCP socket once.
-func primeCookies(prog *ebpf.Program) error {
+// primeCookies runs the socket iterators over every TCP socket once: they
+// give each a cookie and learn tcp_keepalive_timer's address (timerFn)
+// from one, which the tracepoint strategy needs before the first timer
+// runs. A loopback listener of our own makes sure one exists; where none
+// can be made, the first state change of a new socket teaches it.
+func primeCookies(iterators []*ebpf.Program, timerFn *ebpf.Variable) error {
+	ln, lnErr := net.Listen("tcp", "127.0.0.1:0")
+	if lnErr != nil {
+		ln, lnErr = net.Listen("tcp", "[::1]:0")
+	}
+	if lnErr == nil {
+		defer ln.Close()
+	}
+	for _, prog := range iterators {
+		if err := runToEnd(prog); err != nil {
+			return fmt.Errorf("giving existing sockets a cookie: %w", explain(err))
+		}
+	}
+	var fn uint64
+	if err := timerFn.Get(&fn); err != nil {
+		return fmt.Errorf("reading tcp_keepalive_timer's address: %w", err)
+	}
+	if fn == 0 && lnErr == nil {
+		return errors.New("the socket iterator did not learn tcp_keepalive_timer's address from a TCP socket")
+	}
+	return nil
+}
+
+// runToEnd runs an iterator program to its end.
+func runToEnd(prog *ebpf.Program) error {
 	it, err := link.AttachIter(link.IterOptions{Program: prog})
 	if err != nil {
 		return err
@@ -208,15 +233,7 @@ func primeCookies(prog *ebpf.Program) error {
 }
 
 // configure sets the ring buffer's size and struct config.
-func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions, ownersByCookie bool) error {
-	var timerFn uint64
-	if s == StrategyTracepoint {
-		addr, err := kernelSymbol("tcp_keepalive_timer")
-		if err != nil {
-			return err
-		}
-		timerFn = addr
-	}
+func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie bool) error {
 	events := spec.Maps[katraceMapEvents]
 	if opts.RingSize != 0 {
 		events.MaxEntries = opts.RingSize
@@ -226,10 +243,9 @@ func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions, ownersBy
 		return err
 	}
 	cfg, err := kernelConfig(opts, kernelFacts{
-		hz:               rate.hz,
-		ringSize:         events.MaxEntries,
-		keepaliveTimerFn: timerFn,
-		ownersByCookie:   ownersByCookie,
+		hz:             rate.hz,
+		ringSize:       events.MaxEntries,
+		ownersByCookie: ownersByCookie,
 	})
 	if err != nil {
 		return err
@@ -283,45 +299,6 @@ func kernelHasResetReason(spec *btf.Spec) (bool, error) {
 	}
 	// void *ctx, const struct sock *sk, const struct sk_buff *skb[, reason]
 	return len(proto.Params) >= 4, nil
-}
-
-// kernelSymbol finds a function's address in /proc/kallsyms.
-func kernelSymbol(name string) (uint64, error) {
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return 0, fmt.Errorf("reading /proc/kallsyms: %w", err)
-	}
-	defer f.Close()
-	addr, err := findSymbol(f, name)
-	if err != nil {
-		return 0, err
-	}
-	return addr, nil
-}
-
-func findSymbol(r io.Reader, name string) (uint64, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		// "ffffffff8202df70 t tcp_keepalive_timer" (a module name may follow)
-		fields := strings.Fields(line)
-		if len(fields) < 3 || fields[2] != name {
-			continue
-		}
-		addr, err := strconv.ParseUint(fields[0], 16, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parsing /proc/kallsyms line %q: %w", line, err)
-		}
-		if addr == 0 {
-			return 0, fmt.Errorf("/proc/kallsyms hides %s's address (kernel.kptr_restrict): the tracepoint strategy needs it", name)
-		}
-		return addr, nil
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("reading /proc/kallsyms: %w", err)
-	}
-	return 0, fmt.Errorf("%s is not in /proc/kallsyms", name)
 }
 
 // Probe reports whether a strategy loads and attaches on this kernel, by

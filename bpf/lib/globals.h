@@ -12,6 +12,12 @@ volatile const struct config cfg = {
 };
 #define KATRACE_HZ cfg.hz
 
+/* tcp_keepalive_timer's address, learned from a TCP socket's own timer
+ * (lib/keepalive.h): the tracepoint strategy compares each expiring
+ * timer's function with it, without /proc/kallsyms (which hides addresses
+ * from a process without CAP_SYSLOG). */
+__u64 keepalive_timer_fn = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20); /* the loader sets --ring-size */

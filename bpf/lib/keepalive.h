@@ -25,6 +25,23 @@ static __always_inline struct timer_run *current_timer_run(__u64 sk)
 	return NULL;
 }
 
+/* Every full TCP socket's keepalive timer (sk_timer, or on some stable
+ * kernels icsk_keepalive_timer) is set up with tcp_keepalive_timer, so any
+ * one tells its address. sk may be any kernel pointer. */
+static __always_inline void learn_keepalive_timer_fn(struct sock *sk)
+{
+	struct inet_connection_sock *icsk = (struct inet_connection_sock *)sk;
+	__u64 fn;
+
+	if (keepalive_timer_fn)
+		return;
+	if (bpf_core_field_exists(icsk->icsk_keepalive_timer))
+		fn = (__u64)BPF_CORE_READ(icsk, icsk_keepalive_timer.function);
+	else
+		fn = (__u64)BPF_CORE_READ(sk, sk_timer.function);
+	keepalive_timer_fn = fn;
+}
+
 static __always_inline void keepalive_timer_enter(__u64 timer)
 {
 	/* Most kernels run tcp_keepalive_timer on sk->sk_timer; some (Debian's
