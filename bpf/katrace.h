@@ -61,6 +61,9 @@ enum event_flags {
 	/* The peer's FIN arrived (SOCK_DONE; a local close() sets
 	 * RCV_SHUTDOWN without one). */
 	EVF_PEER_FIN = 1 << 14,
+	/* A dual-stack IPv6 socket talking IPv4 (::ffff:a.b.c.d): family and
+	 * addresses are its IPv4 ones. */
+	EVF_V4_MAPPED = 1 << 15,
 };
 
 enum fin_side {

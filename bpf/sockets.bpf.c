@@ -48,7 +48,11 @@ static __always_inline void fill_common(struct socket_row *r, struct sock_common
 	r->sport = BPF_CORE_READ(skc, skc_num);
 	r->dport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
 	r->netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
-	r->family = read_addresses(skc, false, r->saddr, r->daddr);
+	bool v4_mapped;
+
+	r->family = read_addresses(skc, false, r->saddr, r->daddr, &v4_mapped);
+	if (v4_mapped)
+		r->flags |= ROWF_V4_MAPPED;
 }
 
 static __always_inline void fill_full(struct socket_row *r, struct tcp_sock *tp, __u64 now)

@@ -56,6 +56,7 @@ const (
 	socketsSocketRowFlagsROWF_OWN_PROBES socketsSocketRowFlags = 8
 	socketsSocketRowFlagsROWF_IDLE_KNOWN socketsSocketRowFlags = 16
 	socketsSocketRowFlagsROWF_ORPHAN     socketsSocketRowFlags = 32
+	socketsSocketRowFlagsROWF_V4MAPPED   socketsSocketRowFlags = 64
 )
 
 type socketsSocketTimer uint32

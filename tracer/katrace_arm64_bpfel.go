@@ -103,6 +103,7 @@ const (
 	katraceEventFlagsEVF_OWNER_CONTEXT         katraceEventFlags = 4096
 	katraceEventFlagsEVF_LINGER_ZERO           katraceEventFlags = 8192
 	katraceEventFlagsEVF_PEER_FIN              katraceEventFlags = 16384
+	katraceEventFlagsEVF_V4MAPPED              katraceEventFlags = 32768
 )
 
 type katraceEventKind uint32

@@ -28,6 +28,7 @@ const (
 	flagOwnerContext        = uint16(katraceEventFlagsEVF_OWNER_CONTEXT)
 	flagLingerZero          = uint16(katraceEventFlagsEVF_LINGER_ZERO)
 	flagPeerFin             = uint16(katraceEventFlagsEVF_PEER_FIN)
+	flagV4Mapped            = uint16(katraceEventFlagsEVF_V4MAPPED)
 
 	finLocal  = uint8(katraceFinSideFIN_LOCAL)
 	finRemote = uint8(katraceFinSideFIN_REMOTE)

@@ -40,18 +40,44 @@ static __always_inline __u32 ms_until(__u64 now_jiffies, unsigned long expires)
 	return delta > 0 ? jiffies_to_ms(delta) : 0;
 }
 
-/* The socket's addresses: IPv4 in the first 4 bytes. Returns 4 or 6. */
-static __always_inline __u8 read_addresses(struct sock_common *skc, bool direct, __u8 saddr[16],
-					   __u8 daddr[16])
+/* ::ffff:a.b.c.d */
+static __always_inline bool is_v4_mapped(const __u32 *a)
 {
-	if (RD(direct, skc, skc_family) == AF_INET6) {
-		bpf_core_read(saddr, 16, &skc->skc_v6_rcv_saddr);
-		bpf_core_read(daddr, 16, &skc->skc_v6_daddr);
-		return 6;
+	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline bool is_unspecified(const __u32 *a)
+{
+	return (a[0] | a[1] | a[2] | a[3]) == 0;
+}
+
+/* The socket's addresses: IPv4 in the first 4 bytes. Returns 4 or 6. A
+ * dual-stack IPv6 socket talking IPv4 (::ffff:a.b.c.d, the other end
+ * mapped too or unspecified) is reported as IPv4, as the peer's socket
+ * is, with *v4_mapped set: IPv4 filters match it and both ends agree. */
+static __always_inline __u8 read_addresses(struct sock_common *skc, bool direct, __u8 saddr[16],
+					   __u8 daddr[16], bool *v4_mapped)
+{
+	__u32 *s = (__u32 *)saddr, *d = (__u32 *)daddr;
+
+	*v4_mapped = false;
+	if (RD(direct, skc, skc_family) != AF_INET6) {
+		s[0] = RD(direct, skc, skc_rcv_saddr);
+		d[0] = RD(direct, skc, skc_daddr);
+		return 4;
 	}
-	*(__u32 *)saddr = RD(direct, skc, skc_rcv_saddr);
-	*(__u32 *)daddr = RD(direct, skc, skc_daddr);
-	return 4;
+	bpf_core_read(saddr, 16, &skc->skc_v6_rcv_saddr);
+	bpf_core_read(daddr, 16, &skc->skc_v6_daddr);
+	if ((is_v4_mapped(s) || is_unspecified(s)) && (is_v4_mapped(d) || is_unspecified(d)) &&
+	    !(is_unspecified(s) && is_unspecified(d))) {
+		s[0] = s[3];
+		d[0] = d[3];
+		s[1] = s[2] = s[3] = 0;
+		d[1] = d[2] = d[3] = 0;
+		*v4_mapped = true;
+		return 4;
+	}
+	return 6;
 }
 
 enum keepalive_own {

@@ -14,10 +14,13 @@ static __always_inline void fill_socket_fields(struct event *e, struct sock *sk,
 {
 	struct sock_common *skc = &sk->__sk_common;
 	struct net *net = RD(direct, sk, __sk_common.skc_net.net);
+	bool v4_mapped;
 
 	e->sport = RD(direct, sk, __sk_common.skc_num);
 	e->dport = bpf_ntohs(RD(direct, sk, __sk_common.skc_dport));
-	e->family = read_addresses(skc, direct, e->saddr, e->daddr);
+	e->family = read_addresses(skc, direct, e->saddr, e->daddr, &v4_mapped);
+	if (v4_mapped)
+		e->flags |= EVF_V4_MAPPED;
 	e->netns = RD(direct, net, ns.inum);
 	if (!with_counters)
 		return;
