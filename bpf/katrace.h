@@ -140,6 +140,10 @@ struct event {
 	/* HTTP/1.x requests seen (proto PROTO_HTTP1). */
 	__u32 requests;
 	__u32 pad2;
+	/* The socket's cgroup v2 id (the cgroup directory's inode, as
+	 * bpf_get_current_cgroup_id names it); 0 when unknown (timewait
+	 * sockets, kernels before 5.15). */
+	__u64 cgroup_id;
 };
 
 enum proto {

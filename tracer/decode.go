@@ -62,5 +62,6 @@ func decodeEvent(b []byte, e *katraceEvent) error {
 	copy(e.Pad[:], b[unsafe.Offsetof(e.Pad):])
 	e.Requests = ne.Uint32(b[unsafe.Offsetof(e.Requests):])
 	e.Pad2 = ne.Uint32(b[unsafe.Offsetof(e.Pad2):])
+	e.CgroupId = ne.Uint64(b[unsafe.Offsetof(e.CgroupId):])
 	return nil
 }

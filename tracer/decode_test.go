@@ -77,7 +77,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 		Unacked: 17, ProbeRttMs: 18, WrittenAfterFin: 19, SockIno: 20,
 		Sport: 21, Dport: 22, Flags: 23, Kind: 24, Family: 25, State: 26, OldState: 27,
 		ProbesBefore: 28, ProbesAfter: 29, KeepaliveProbes: 30, FinSide: 31,
-		AckedProbes: 32, StateBeforeTimer: 33, Unread: 34, Role: 35, Proto: 36, Pad: [2]uint8{37, 38}, Requests: 39, Pad2: 40,
+		AckedProbes: 32, StateBeforeTimer: 33, Unread: 34, Role: 35, Proto: 36, Pad: [2]uint8{37, 38}, Requests: 39, Pad2: 40, CgroupId: 41,
 	}
 	for i := range in.Saddr {
 		in.Saddr[i] = byte(100 + i)

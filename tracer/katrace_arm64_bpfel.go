@@ -83,6 +83,7 @@ type katraceEvent struct {
 	Pad              [2]uint8
 	Requests         uint32
 	Pad2             uint32
+	CgroupId         uint64
 }
 
 type katraceEventFlags uint32

@@ -54,6 +54,8 @@ static __always_inline void fill_socket_fields(struct event *e, struct sock *sk,
 	e->probes_before = e->probes_after = RD(direct, tp, inet_conn.icsk_probes_out);
 	e->sk_err = RD(direct, sk, sk_err);
 	e->sock_ino = socket_inode(sk);
+	if (bpf_core_field_exists(sk->sk_cgrp_data.cgroup))
+		e->cgroup_id = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 	if (flags & (1UL << SOCK_DEAD))
 		e->flags |= EVF_ORPHAN;
 	if (flags & (1UL << SOCK_DONE))
