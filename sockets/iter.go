@@ -22,8 +22,8 @@ type iterator struct {
 }
 
 func loadIterator() (*iterator, error) {
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return nil, errors.New("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing)")
+	if !kernel.HasBTF() {
+		return nil, kernel.ErrNoBTF
 	}
 	hz, _, err := kernel.HZ()
 	if err != nil {

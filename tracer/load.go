@@ -13,6 +13,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/katrace/katrace/kernel"
 )
 
 // Strategy is how katrace attaches to the keepalive timer and to TCP state
@@ -79,35 +81,14 @@ func (l *attachedPrograms) Close() error {
 	return errors.Join(errs...)
 }
 
-// ErrNoBTF means the kernel exposes no BTF, which katrace cannot do without.
-var ErrNoBTF = errors.New("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): katrace needs a kernel 5.8+ built with CONFIG_DEBUG_INFO_BTF=y")
-
-// ErrPrivileges means the process lacks what loading BPF programs needs.
-var ErrPrivileges = errors.New("katrace needs root, or the capabilities CAP_BPF and CAP_PERFMON (e.g. sudo katrace trace)")
+// The prerequisites of loading any program (package kernel decides).
+var (
+	ErrNoBTF      = kernel.ErrNoBTF
+	ErrPrivileges = kernel.ErrPrivileges
+)
 
 // CheckPrerequisites reports the first missing prerequisite, as one line.
-func CheckPrerequisites() error {
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return ErrNoBTF
-	}
-	if !hasBPFCapabilities() {
-		return ErrPrivileges
-	}
-	return nil
-}
-
-func hasBPFCapabilities() bool {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return os.Geteuid() == 0
-	}
-	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
-	if has(unix.CAP_SYS_ADMIN) {
-		return true
-	}
-	return has(unix.CAP_BPF) && has(unix.CAP_PERFMON)
-}
+func CheckPrerequisites() error { return kernel.Prerequisites() }
 
 // attach loads and attaches the programs of one strategy (auto: the first
 // that works, in the order of Strategies).
@@ -147,7 +128,7 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 	// process; without one, connections go unlabelled.
 	cgroupRoot := ""
 	if opts.Protocols {
-		cgroupRoot = cgroup2Root()
+		cgroupRoot, _ = kernel.Cgroup2Mount()
 		fs.protocols = cgroupRoot != ""
 	}
 	plan := planFor(s, fs)
@@ -263,7 +244,7 @@ func explain(err error) error {
 	case errors.As(err, &ve):
 		return fmt.Errorf("the verifier refused a program: %v", ve)
 	case errors.Is(err, unix.EPERM):
-		if hasBPFCapabilities() {
+		if kernel.CanLoadBPF() {
 			return fmt.Errorf("the kernel refused (EPERM, e.g. lockdown or a security module): %w", err)
 		}
 		return ErrPrivileges
@@ -312,24 +293,4 @@ func Probe(s Strategy) error {
 		return err
 	}
 	return l.Close()
-}
-
-// cgroup2Root is where the cgroup v2 hierarchy is mounted, or "" if it is
-// not (then connections go without a protocol label).
-func cgroup2Root() string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		// "36 25 0:31 / /sys/fs/cgroup rw,... - cgroup2 cgroup2 rw"
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok || !strings.HasPrefix(post, "cgroup2 ") {
-			continue
-		}
-		if f := strings.Fields(pre); len(f) >= 5 && f[3] == "/" {
-			return f[4]
-		}
-	}
-	return ""
 }
