@@ -163,13 +163,13 @@ struct cgroup {
 	struct cgroup *ancestors[0];
 };
 
+/* 5.15+: the socket's cgroup v2 cgroup (before: a union of ids). */
 struct sock_cgroup_data {
 	struct cgroup *cgroup;
 };
 
 struct sock {
 	struct sock_common __sk_common;
-	struct sock_cgroup_data sk_cgrp_data;
 	socket_lock_t sk_lock;
 	int sk_err;
 	struct socket *sk_socket;
@@ -177,6 +177,7 @@ struct sock {
 	u16 sk_protocol;
 	u8 sk_shutdown;
 	unsigned long sk_lingertime;
+	struct sock_cgroup_data sk_cgrp_data;
 };
 
 struct inet_sock {

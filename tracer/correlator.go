@@ -180,7 +180,7 @@ func (c *Correlator) onError(e *katraceEvent) error {
 		return nil
 	}
 	cn := c.lookup(e, e.State != tcpClose)
-	if e.Flags&flagInKeepaliveTimer == 0 || e.SkErr == 0 || e.TimerState == tcpFinWait2 {
+	if e.Flags&flagInKeepaliveTimer == 0 || e.SkErr == 0 || e.StateBeforeTimer == tcpFinWait2 {
 		// Other errors are told in the close record's cause.
 		return nil
 	}

@@ -18,7 +18,7 @@ import (
 func closeCause(e *katraceEvent, idleThreshold time.Duration) string {
 	thresholdMs := uint32(idleThreshold / time.Millisecond)
 	switch {
-	case e.Flags&flagInKeepaliveTimer != 0 && e.TimerState == tcpFinWait2:
+	case e.Flags&flagInKeepaliveTimer != 0 && e.StateBeforeTimer == tcpFinWait2:
 		return record.CauseFinWait2Timeout
 	case e.Flags&flagInKeepaliveTimer != 0:
 		return record.CauseKeepaliveTimeout
@@ -116,7 +116,7 @@ func resetReason(e *katraceEvent) (reason, source string) {
 		return "REASON_" + strconv.Itoa(int(e.Reason)), record.SourceKernel
 	}
 	switch {
-	case e.Flags&flagInKeepaliveTimer != 0 && e.TimerState == tcpFinWait2:
+	case e.Flags&flagInKeepaliveTimer != 0 && e.StateBeforeTimer == tcpFinWait2:
 		return "TCP_STATE", record.SourceInferred
 	case e.Flags&flagInKeepaliveTimer != 0:
 		return "TCP_KEEPALIVE_TIMEOUT", record.SourceInferred

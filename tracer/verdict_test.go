@@ -24,7 +24,7 @@ func closing(facts ...history) *katraceEvent {
 func flags(f uint16) history           { return func(e *katraceEvent) { e.Flags |= f } }
 func sockErr(errno unix.Errno) history { return func(e *katraceEvent) { e.SkErr = int32(errno) } }
 func timerRanIn(state uint8) history {
-	return func(e *katraceEvent) { e.Flags |= flagInKeepaliveTimer; e.TimerState = state }
+	return func(e *katraceEvent) { e.Flags |= flagInKeepaliveTimer; e.StateBeforeTimer = state }
 }
 func wroteAfterFin(bytes uint32) history { return func(e *katraceEvent) { e.WrittenAfterFin = bytes } }
 func unacked(bytes uint32) history       { return func(e *katraceEvent) { e.Unacked = bytes } }
