@@ -188,7 +188,8 @@ struct cgroup_filter {
  * global: the verifier prunes the code that a setting disables.
  */
 struct config {
-	/* Wake the reader each time this much more is waiting (ring size / 8). */
+	/* Each CPU wakes the reader once it has sent this much since it last
+	 * did (ring size / 32; the reader also polls every 100 ms). */
 	__u64 wakeup_bytes;
 	/* The kernel's tick rate, for jiffies: from Go, which reads the kernel
 	 * config or measures it (a __kconfig extern fails without a config
@@ -222,9 +223,11 @@ struct config {
 	__u8 pad[7];
 };
 
-/* Per-socket memory kept in the kernel (BPF socket storage). */
+/* Per-socket memory kept in the kernel (BPF socket storage), only for
+ * sockets something was reported about or labelled: what must not be
+ * lost to another socket taking over the slot (struct sock_slot). */
 struct sock_info {
-	__u64 start_ns;
+	/* The first FIN, when it was idle (an EV_IDLE_FIN was sent). */
 	__u64 fin_ns;
 	/* snd_nxt-equivalent (write_seq) when the peer's FIN arrived, to tell
 	 * whether we wrote after it. */
@@ -237,12 +240,12 @@ struct sock_info {
 	__u8 reported;
 	__u8 reset_sent;
 	__u8 reset_received;
-	__u8 established;
-	__u8 role;
 	__u8 proto;
 	__u32 requests;
-	/* The local port: the kernel clears it before an active closer's CLOSE. */
-	__u16 sport;
+	/* The socket's inode while it has a file, and its cgroup id: read
+	 * once (a socket's file and cgroup do not change). */
+	__u32 ino;
+	__u64 cgroup_id;
 };
 
 /* What tcp_keepalive_timer's entry saw, for its exit (one per CPU: timer
@@ -255,6 +258,31 @@ struct timer_run {
 	__u8 state_before;
 	__u8 closed;
 	__u8 pad[5];
+};
+
+/* What katrace keeps about every socket without allocating: one entry of
+ * the sock_slots array, chosen by the socket's cookie (lib/slot.h), held
+ * from the socket's first state change (or syscall) to its CLOSE. cookie
+ * says whose it is (cookies are never reused); a socket whose entry is
+ * held by another is reported without what the entry would hold. */
+#define KATRACE_SOCK_SLOTS 16384
+struct sock_slot {
+	__u64 cookie;
+	/* When the connection began (SYN sent or received), in jiffies; 0 if
+	 * not seen. */
+	__u64 start_jiffies;
+	/* The first FIN, either way: when (jiffies), which side, the idle time
+	 * then, and our write_seq then (to tell writes after the peer's FIN). */
+	__u64 fin_jiffies;
+	__u32 fin_idle_ms;
+	__u32 write_seq_at_fin;
+	/* The process that last used the socket in a system call. */
+	__u32 pid;
+	__u8 role;
+	__u8 established;
+	__u8 fin_side;
+	__u8 pad;
+	char comm[KATRACE_COMM_LEN];
 };
 
 /* The process that last read or wrote a socket, by cookie (kernels
@@ -270,7 +298,8 @@ struct owner {
 struct scratch {
 	struct event ev[KATRACE_SCRATCH_DEPTH];
 	__u32 depth;
-	__u32 pad;
+	/* Bytes this CPU has sent since it last woke the reader. */
+	__u32 unwoken;
 };
 
 /* A keepalive probe still waiting for its answer. */

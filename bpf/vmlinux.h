@@ -132,8 +132,13 @@ struct inode {
 	unsigned long i_ino;
 };
 
+struct file {
+	struct inode *f_inode;
+};
+
 struct socket {
 	short type;
+	struct file *file;
 };
 
 struct socket_alloc {
@@ -182,6 +187,7 @@ struct sock {
 
 struct inet_sock {
 	struct sock sk;
+	__u16 inet_sport;
 };
 
 struct inet_connection_sock {

@@ -23,7 +23,7 @@ func between(t *testing.T, what string, v, lo, hi float64) {
 func TestHTTPIdleTimeout(t *testing.T) {
 	requirePrivileges(t)
 	p := newPair(t)
-	s := startTrace(t, tracer.Config{IdleThreshold: 500 * time.Millisecond})
+	s := startTrace(t, tracer.Config{IdleThreshold: 500 * time.Millisecond, Protocols: true})
 	srv := startServer(t, p, p.serverAddr, "18180", "http", "1s")
 	cli, lp := startClient(t, p, p.serverAddr, "18180")
 	cli.send("get")
@@ -220,7 +220,7 @@ func waitUnread(t *testing.T, p *pair, clientPort int) {
 func TestProtocolLabels(t *testing.T) {
 	requirePrivileges(t)
 	p := newPair(t)
-	s := startTrace(t, tracer.Config{All: true})
+	s := startTrace(t, tracer.Config{All: true, Protocols: true})
 	startServer(t, p, p.serverAddr, "18185", "hold")
 	// http/1.x, with its request count, is checked by TestHTTPIdleTimeout.
 	want := map[string]string{"tls": "tls", "h2": "http/2"}

@@ -55,7 +55,7 @@ func kernelConfig(opts loadOptions, k kernelFacts) (katraceConfig, error) {
 		return katraceConfig{}, fmt.Errorf("at most %d cgroups in --container and --cgroup together", MaxCgroups)
 	}
 	cfg := katraceConfig{
-		WakeupBytes:         max(uint64(k.ringSize)/8, uint64(os.Getpagesize())),
+		WakeupBytes:         max(uint64(k.ringSize)/32, uint64(os.Getpagesize())),
 		Hz:                  k.hz,
 		IdleThresholdMs:     opts.IdleThresholdMs,
 		FilterPid:           f.PID,

@@ -159,15 +159,14 @@ const (
 )
 
 type katraceScratch struct {
-	_     structs.HostLayout
-	Ev    [4]katraceEvent
-	Depth uint32
-	Pad   uint32
+	_       structs.HostLayout
+	Ev      [4]katraceEvent
+	Depth   uint32
+	Unwoken uint32
 }
 
 type katraceSockInfo struct {
 	_             structs.HostLayout
-	StartNs       uint64
 	FinNs         uint64
 	WriteSeqAtFin uint32
 	FinIdleMs     uint32
@@ -177,13 +176,12 @@ type katraceSockInfo struct {
 	Reported      uint8
 	ResetSent     uint8
 	ResetReceived uint8
-	Established   uint8
-	Role          uint8
 	Proto         uint8
-	_             [1]byte
+	_             [3]byte
 	Requests      uint32
-	Sport         uint16
-	_             [6]byte
+	Ino           uint32
+	_             [4]byte
+	CgroupId      uint64
 }
 
 type katraceSockRole uint32
@@ -193,6 +191,21 @@ const (
 	katraceSockRoleROLE_PASSIVE katraceSockRole = 1
 	katraceSockRoleROLE_ACTIVE  katraceSockRole = 2
 )
+
+type katraceSockSlot struct {
+	_             structs.HostLayout
+	Cookie        uint64
+	StartJiffies  uint64
+	FinJiffies    uint64
+	FinIdleMs     uint32
+	WriteSeqAtFin uint32
+	Pid           uint32
+	Role          uint8
+	Established   uint8
+	FinSide       uint8
+	Pad           uint8
+	Comm          [16]int8
+}
 
 type katraceTimerRun struct {
 	_            structs.HostLayout
@@ -216,6 +229,7 @@ const (
 	katraceMapProbesOut                   = "probes_out"
 	katraceMapScratch                     = "scratch"
 	katraceMapSockInfos                   = "sock_infos"
+	katraceMapSockSlots                   = "sock_slots"
 	katraceMapTimerRuns                   = "timer_runs"
 	katraceProgCgroupEgress               = "cgroup_egress"
 	katraceProgCgroupIngress              = "cgroup_ingress"
@@ -240,6 +254,7 @@ const (
 	katraceProgTpTimerExpireExit          = "tp_timer_expire_exit"
 	katraceVarCfg                         = "cfg"
 	katraceVarKeepaliveTimerFn            = "keepalive_timer_fn"
+	katraceVarProbesOutstanding           = "probes_outstanding"
 	katraceVarUnusedEvent                 = "unused_event"
 	katraceVarUnusedEventFlags            = "unused_event_flags"
 	katraceVarUnusedEventKind             = "unused_event_kind"
@@ -324,6 +339,7 @@ type katraceMapSpecs struct {
 	ProbesOut   *ebpf.MapSpec `ebpf:"probes_out"`
 	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 	SockInfos   *ebpf.MapSpec `ebpf:"sock_infos"`
+	SockSlots   *ebpf.MapSpec `ebpf:"sock_slots"`
 	TimerRuns   *ebpf.MapSpec `ebpf:"timer_runs"`
 }
 
@@ -331,14 +347,15 @@ type katraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type katraceVariableSpecs struct {
-	Cfg              *ebpf.VariableSpec `ebpf:"cfg"`
-	KeepaliveTimerFn *ebpf.VariableSpec `ebpf:"keepalive_timer_fn"`
-	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventFlags *ebpf.VariableSpec `ebpf:"unused_event_flags"`
-	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	UnusedFinSide    *ebpf.VariableSpec `ebpf:"unused_fin_side"`
-	UnusedProto      *ebpf.VariableSpec `ebpf:"unused_proto"`
-	UnusedSockRole   *ebpf.VariableSpec `ebpf:"unused_sock_role"`
+	Cfg               *ebpf.VariableSpec `ebpf:"cfg"`
+	KeepaliveTimerFn  *ebpf.VariableSpec `ebpf:"keepalive_timer_fn"`
+	ProbesOutstanding *ebpf.VariableSpec `ebpf:"probes_outstanding"`
+	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventFlags  *ebpf.VariableSpec `ebpf:"unused_event_flags"`
+	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedFinSide     *ebpf.VariableSpec `ebpf:"unused_fin_side"`
+	UnusedProto       *ebpf.VariableSpec `ebpf:"unused_proto"`
+	UnusedSockRole    *ebpf.VariableSpec `ebpf:"unused_sock_role"`
 }
 
 // katraceObjects contains all objects after they have been loaded into the kernel.
@@ -368,6 +385,7 @@ type katraceMaps struct {
 	ProbesOut   *ebpf.Map `ebpf:"probes_out"`
 	Scratch     *ebpf.Map `ebpf:"scratch"`
 	SockInfos   *ebpf.Map `ebpf:"sock_infos"`
+	SockSlots   *ebpf.Map `ebpf:"sock_slots"`
 	TimerRuns   *ebpf.Map `ebpf:"timer_runs"`
 }
 
@@ -380,6 +398,7 @@ func (m *katraceMaps) Close() error {
 		m.ProbesOut,
 		m.Scratch,
 		m.SockInfos,
+		m.SockSlots,
 		m.TimerRuns,
 	)
 }
@@ -388,14 +407,15 @@ func (m *katraceMaps) Close() error {
 //
 // It can be passed to loadKatraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type katraceVariables struct {
-	Cfg              *ebpf.Variable `ebpf:"cfg"`
-	KeepaliveTimerFn *ebpf.Variable `ebpf:"keepalive_timer_fn"`
-	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventFlags *ebpf.Variable `ebpf:"unused_event_flags"`
-	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`
-	UnusedFinSide    *ebpf.Variable `ebpf:"unused_fin_side"`
-	UnusedProto      *ebpf.Variable `ebpf:"unused_proto"`
-	UnusedSockRole   *ebpf.Variable `ebpf:"unused_sock_role"`
+	Cfg               *ebpf.Variable `ebpf:"cfg"`
+	KeepaliveTimerFn  *ebpf.Variable `ebpf:"keepalive_timer_fn"`
+	ProbesOutstanding *ebpf.Variable `ebpf:"probes_outstanding"`
+	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventFlags  *ebpf.Variable `ebpf:"unused_event_flags"`
+	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedFinSide     *ebpf.Variable `ebpf:"unused_fin_side"`
+	UnusedProto       *ebpf.Variable `ebpf:"unused_proto"`
+	UnusedSockRole    *ebpf.Variable `ebpf:"unused_sock_role"`
 }
 
 // katracePrograms contains all programs after they have been loaded into the kernel.

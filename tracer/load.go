@@ -105,21 +105,11 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 	if err != nil {
 		return nil, fmt.Errorf("reading kernel BTF: %w", err)
 	}
-	reason, err := kernelHasResetReason(kspec)
+	fs, cgroupRoot, err := kernelFeatures(kspec, opts.Protocols)
 	if err != nil {
 		return nil, err
 	}
-	fs := features{kernelResetReason: reason, ownerTracepoints: true}
-	for _, tp := range ownerTracepoints {
-		fs.ownerTracepoints = fs.ownerTracepoints && hasTracepoint(kspec, tp)
-	}
-	// Protocol labels attach to the cgroup v2 root, which covers every
-	// process; without one, connections go unlabelled.
-	cgroupRoot := ""
-	if opts.Protocols {
-		cgroupRoot, _ = kernel.Cgroup2Mount()
-		fs.protocols = cgroupRoot != ""
-	}
+	reason := fs.kernelResetReason
 	plan := planFor(s, fs)
 	if err := keepOnly(spec, plan); err != nil {
 		return nil, err
@@ -241,6 +231,27 @@ func explain(err error) error {
 		return fmt.Errorf("not supported by this kernel: %w", err)
 	}
 	return err
+}
+
+// kernelFeatures is what the kernel offers the plan, and the cgroup v2
+// root the protocol labels attach to ("" without --proto or cgroup v2).
+func kernelFeatures(kspec *btf.Spec, protocols bool) (features, string, error) {
+	reason, err := kernelHasResetReason(kspec)
+	if err != nil {
+		return features{}, "", err
+	}
+	fs := features{kernelResetReason: reason, ownerTracepoints: true}
+	for _, tp := range ownerTracepoints {
+		fs.ownerTracepoints = fs.ownerTracepoints && hasTracepoint(kspec, tp)
+	}
+	// Protocol labels attach to the cgroup v2 root, which covers every
+	// process; without one, connections go unlabelled.
+	cgroupRoot := ""
+	if protocols {
+		cgroupRoot, _ = kernel.Cgroup2Mount()
+		fs.protocols = cgroupRoot != ""
+	}
+	return fs, cgroupRoot, nil
 }
 
 // ownerTracepoints teach the kernel side who owns accepted sockets (6.4+);

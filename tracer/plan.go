@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -183,4 +184,42 @@ func attachPlanned(p plannedProgram, prog *ebpf.Program, cgroupRoot string) (lin
 		return link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ebpf.AttachCGroupInetEgress, Program: prog})
 	}
 	return nil, fmt.Errorf("program %s: no way to attach type %d", p.program, p.attach)
+}
+
+// AttachPoint is one place a strategy's plan attaches a program on this
+// kernel: the program and its BTF target (a tracepoint for tp_btf, a
+// function for fentry/fexit); kprobes, cgroup programs and iterators are
+// not listed. The benchmark and CI guard put empty programs there.
+type AttachPoint struct {
+	Program string
+	Target  string
+}
+
+// TracingAttachPoints lists the tracing attach points of strategy s with
+// the default options (protocol labels off) on this kernel.
+func TracingAttachPoints(s Strategy) ([]AttachPoint, error) {
+	spec, err := loadKatrace()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded programs: %w", err)
+	}
+	kspec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("reading kernel BTF: %w", err)
+	}
+	fs, _, err := kernelFeatures(kspec, false)
+	if err != nil {
+		return nil, err
+	}
+	var out []AttachPoint
+	for _, p := range planFor(s, fs) {
+		if p.attach != attachTracing {
+			continue
+		}
+		ps := spec.Programs[p.program]
+		if ps == nil {
+			return nil, fmt.Errorf("program %s is not in the compiled programs", p.program)
+		}
+		out = append(out, AttachPoint{Program: p.program, Target: ps.AttachTo})
+	}
+	return out, nil
 }

@@ -61,6 +61,22 @@ struct {
 	__type(value, struct probe_out);
 } probes_out SEC(".maps");
 
+/* How many probes_out entries may exist (never less: an update counts one,
+ * a successful delete takes one off; LRU evictions leave it high). At 0,
+ * closes of keepalive sockets skip the hash lookup. */
+__u64 probes_outstanding = 0;
+
+static __always_inline void probe_out_added(void)
+{
+	__sync_fetch_and_add(&probes_outstanding, 1);
+}
+
+static __always_inline void probe_out_deleted(__u64 *cookie)
+{
+	if (!bpf_map_delete_elem(&probes_out, cookie))
+		__sync_fetch_and_sub(&probes_outstanding, 1);
+}
+
 /* Socket inodes owned by the processes --pid/--comm select: lets events
  * that run outside the owner (timers, softirq) pass the owner filter.
  * Filled here from the owner's own syscalls and by userspace from /proc. */
@@ -70,6 +86,15 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } owned_inodes SEC(".maps");
+
+/* struct sock_slot by cookie: a plain array, so that keeping a socket's
+ * start, role, first FIN and owner costs no allocation, lock or hash. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KATRACE_SOCK_SLOTS);
+	__type(key, __u32);
+	__type(value, struct sock_slot);
+} sock_slots SEC(".maps");
 
 /* The process that last read or wrote a socket, by cookie (owners_by_cookie). */
 struct {

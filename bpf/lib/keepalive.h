@@ -95,7 +95,7 @@ static __always_inline void keepalive_timer_exit(__u64 timer)
 
 			acked = pending->probes;
 			rtt_ms = delta > 0 ? jiffies_to_ms(delta) : 0;
-			bpf_map_delete_elem(&probes_out, &cookie);
+			probe_out_deleted(&cookie);
 		}
 	}
 	if (after <= before && !acked)
@@ -106,7 +106,8 @@ static __always_inline void keepalive_timer_exit(__u64 timer)
 			.probes = after,
 		};
 
-		bpf_map_update_elem(&probes_out, &cookie, &sent, BPF_ANY);
+		if (!bpf_map_update_elem(&probes_out, &cookie, &sent, BPF_ANY))
+			probe_out_added();
 	}
 
 	e = reserve_event();

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 /* Who owns a socket: the task in whose syscall an event runs, else what
- * the socket's storage (or, before 6.4 under kprobes, the owners map by
- * cookie) remembers from the owner's reads and writes. */
+ * the socket's slot (lib/slot.h) remembers from the owner's syscalls, else
+ * what its storage does (an orphan whose slot was taken over), or before
+ * 6.4 under kprobes, the owners map by cookie. */
 #ifndef __KATRACE_LIB_OWNER_H__
 #define __KATRACE_LIB_OWNER_H__
 
-#include "lib/globals.h"
+#include "lib/slot.h"
 
 /* sk must be a BTF pointer (tp_btf or fentry argument): a plain load. */
 static __always_inline bool owned_by_user(struct sock *sk)
@@ -13,8 +14,44 @@ static __always_inline bool owned_by_user(struct sock *sk)
 	return sk->sk_lock.owned != 0;
 }
 
-/* Remember who uses the socket, from its owner's syscalls only: a timer or
- * softirq runs on whatever task the CPU had. */
+/* The inode of the socket's file, 0 when no process holds it: plain
+ * loads along BTF pointers (sk from tp_btf or fentry). */
+static __always_inline __u32 sock_inode_direct(struct sock *sk)
+{
+	struct socket *sock = sk->sk_socket;
+	struct file *file;
+	struct inode *inode;
+
+	if (!sock)
+		return 0;
+	file = sock->file;
+	if (!file)
+		return 0;
+	inode = file->f_inode;
+	if (!inode)
+		return 0;
+	return inode->i_ino;
+}
+
+/* Remember the current task as sk's owner, from its owner's syscalls only
+ * (a timer or softirq runs on whatever task the CPU had). Known already:
+ * a lookup and two compares. */
+static __always_inline void remember_slot_owner(struct sock *sk)
+{
+	struct sock_slot *s = claim_slot(sock_cookie(sk));
+	__u32 pid;
+
+	if (!s)
+		return;
+	pid = bpf_get_current_pid_tgid() >> 32;
+	if (s->pid == pid)
+		return;
+	s->pid = pid;
+	bpf_get_current_comm(s->comm, sizeof(s->comm));
+}
+
+/* The same into a socket's storage, which outlives its file: the owner of
+ * an orphaned socket's events. */
 static __always_inline void remember_owner(struct sock_info *info)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
@@ -26,17 +63,13 @@ static __always_inline void remember_owner(struct sock_info *info)
 }
 
 /* The owner's own reads and writes name the owner of sockets it accepted
- * (sock_recv_length/sock_send_length, 6.4+). Only a socket whose owner is
- * not known yet pays more than a lookup. */
+ * (sock_recv_length/sock_send_length, 6.4+): a socket whose owner is
+ * known pays a lookup and two compares. */
 static __always_inline void learn_owner(struct sock *sk)
 {
-	struct sock_info *info;
-
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return;
-	info = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
-	if (info && info->owner_pid != bpf_get_current_pid_tgid() >> 32)
-		remember_owner(info);
+	remember_slot_owner(sk);
 }
 
 /* Before 6.4: the same, from tcp_recvmsg/tcp_sendmsg, by cookie (kprobe

@@ -2,7 +2,8 @@
 /*
  * Protocol labels (--proto): the first payload bytes of each packet, until
  * the protocol is known (HTTP/1.x: every packet, to count requests).
- * Payload is looked at, never copied out.
+ * Payload is looked at, never copied out. Off by default: a program on
+ * every packet, and storage for every connection that carries data.
  */
 #ifndef __KATRACE_LIB_PROTO_H__
 #define __KATRACE_LIB_PROTO_H__
@@ -37,7 +38,7 @@ static __always_inline void label_packet(struct __sk_buff *skb)
 	if (!sk || sk->protocol != IPPROTO_TCP)
 		return;
 	info = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
-	if (!info || info->proto > PROTO_HTTP1)
+	if (info && info->proto > PROTO_HTTP1)
 		return;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		if (bpf_skb_load_bytes(skb, 0, &b, 1))
@@ -53,11 +54,20 @@ static __always_inline void label_packet(struct __sk_buff *skb)
 	off += (b >> 4) * 4;
 	if (off > 120 || skb->len < off + 8) {
 		/* No payload, or too little to tell. */
-		if (skb->len > off + 0 && skb->len < off + 8 && info->proto == PROTO_UNKNOWN)
-			info->proto = PROTO_OTHER;
+		if (skb->len > off + 0 && skb->len < off + 8) {
+			if (!info)
+				info = bpf_sk_storage_get(&sock_infos, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			if (info && info->proto == PROTO_UNKNOWN)
+				info->proto = PROTO_OTHER;
+		}
 		return;
 	}
 	if (bpf_skb_load_bytes(skb, off, head, 8))
+		return;
+	/* The first payload: the label needs the socket's storage. */
+	if (!info)
+		info = bpf_sk_storage_get(&sock_infos, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!info)
 		return;
 	if (is_http_method(head)) {
 		info->proto = PROTO_HTTP1;

@@ -15,10 +15,15 @@ static __always_inline void submit_sock_event(struct event *e, struct sock *sk,
 {
 	struct timer_run *run = current_timer_run((__u64)sk);
 
-	fill_full_socket(e, sk);
+	fill_full_socket(e, sk, info);
 	fill_info(e, info);
-	if (info && info->fin_side == FIN_REMOTE)
-		e->written_after_fin = BPF_CORE_READ((struct tcp_sock *)sk, write_seq) - info->write_seq_at_fin;
+	if (info && info->fin_side == FIN_REMOTE) {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+
+		if (tp)
+			e->written_after_fin = tp->write_seq - info->write_seq_at_fin;
+	}
+	fill_fin_facts(e);
 	if (owner_ctx) {
 		e->flags |= EVF_OWNER | EVF_OWNER_CONTEXT;
 		e->pid = bpf_get_current_pid_tgid() >> 32;

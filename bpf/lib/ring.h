@@ -55,17 +55,25 @@ static __always_inline void discard_event(struct event *e)
 
 static __always_inline void submit_event(struct event *e)
 {
-	/* Wake the reader only when the backlog crosses another cfg.wakeup_bytes
-	 * (it also polls every 100 ms): a wakeup per event costs an
-	 * inter-processor interrupt per event. */
-	__u64 rec = sizeof(*e) + 8;
-	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + rec;
-	__u64 flags = avail / cfg.wakeup_bytes != (avail - rec) / cfg.wakeup_bytes ?
-			      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	/* Wake the reader only once this CPU has sent another
+	 * cfg.wakeup_bytes: a wakeup per event costs an inter-processor
+	 * interrupt per event, and asking the ring for its backlog reads the
+	 * consumer's position, a cache line the reader keeps writing. */
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	__u64 flags = BPF_RB_NO_WAKEUP;
 
+	if (s) {
+		s->unwoken += sizeof(*e) + 8;
+		if (s->unwoken >= cfg.wakeup_bytes) {
+			s->unwoken = 0;
+			flags = BPF_RB_FORCE_WAKEUP;
+		}
+	}
 	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags))
 		count_lost();
-	release_event();
+	if (s && s->depth > 0)
+		s->depth--;
 }
 
 #endif /* __KATRACE_LIB_RING_H__ */

@@ -6,6 +6,7 @@
 
 #include "lib/globals.h"
 #include "lib/kernel_socket.h"
+#include "lib/owner.h"
 
 /* Whether cg is one of the filter's cgroups or below one: its ancestor at
  * the filter's level is that cgroup. */
@@ -35,24 +36,54 @@ static __always_inline bool cgroup_wanted(struct cgroup *cg)
 /* The socket's cgroup, read from the socket itself (never the current
  * task: timers and softirq run on anybody's), and whether the cgroup
  * filter keeps it. */
-static __always_inline void fill_cgroup(struct event *e, struct sock *sk)
+static __always_inline void fill_cgroup(struct event *e, struct sock *sk, bool direct,
+					struct sock_info *info)
 {
 	struct cgroup *cg;
 
 	if (!bpf_core_field_exists(sk->sk_cgrp_data.cgroup))
 		return;
-	cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	if (info && info->cgroup_id && !cfg.filter_cgroup_count) {
+		e->cgroup_id = info->cgroup_id;
+		return;
+	}
+	cg = RD(direct, sk, sk_cgrp_data.cgroup);
 	if (!cg)
 		return;
-	e->cgroup_id = BPF_CORE_READ(cg, kn, id);
+	if (direct) {
+		struct kernfs_node *kn = cg->kn;
+
+		if (kn)
+			e->cgroup_id = kn->id;
+	} else {
+		e->cgroup_id = BPF_CORE_READ(cg, kn, id);
+	}
+	if (info)
+		info->cgroup_id = e->cgroup_id;
 	if (cfg.filter_cgroup_count && cgroup_wanted(cg))
 		e->in_filtered_cgroup = 1;
+}
+
+/* The inode of a BTF socket's file, from its storage once read. */
+static __always_inline __u32 cached_sock_inode(struct sock *sk, struct sock_info *info)
+{
+	__u32 ino;
+
+	if (!info)
+		return sock_inode_direct(sk);
+	if (!sk->sk_socket)
+		return 0;
+	if (info->ino)
+		return info->ino;
+	ino = sock_inode_direct(sk);
+	info->ino = ino;
+	return ino;
 }
 
 /* Use the fill_*_socket wrappers below: with_counters and direct are
  * constants in each, so the verifier sees one straight path. */
 static __always_inline void fill_socket_fields(struct event *e, struct sock *sk, bool with_counters,
-					       bool direct)
+					       bool direct, struct sock_info *info)
 {
 	struct sock_common *skc = &sk->__sk_common;
 	struct net *net = RD(direct, sk, __sk_common.skc_net.net);
@@ -74,6 +105,10 @@ static __always_inline void fill_socket_fields(struct event *e, struct sock *sk,
 		e->flags |= EVF_KEEPOPEN;
 	if (!tp)
 		return;
+	/* At CLOSE the kernel has given the local port back (inet_num is 0)
+	 * unless it was bound; the port stays in inet_sport. */
+	if (!e->sport)
+		e->sport = bpf_ntohs(RD(direct, tp, inet_conn.icsk_inet.inet_sport));
 
 	__u64 now_jiffies = bpf_jiffies64();
 	__u8 shutdown = RD(direct, sk, sk_shutdown);
@@ -95,8 +130,9 @@ static __always_inline void fill_socket_fields(struct event *e, struct sock *sk,
 		e->flags |= EVF_LINGER_ZERO;
 	e->probes_before = e->probes_after = RD(direct, tp, inet_conn.icsk_probes_out);
 	e->sk_err = RD(direct, sk, sk_err);
-	e->sock_ino = socket_inode(sk);
-	fill_cgroup(e, sk);
+	e->sock_ino = direct ? cached_sock_inode(sk, info) : socket_inode(sk);
+	fill_from_slot(e, RD(direct, tp, write_seq), now_jiffies);
+	fill_cgroup(e, sk, direct, info);
 	if (flags & (1UL << SOCK_DEAD))
 		e->flags |= EVF_ORPHAN;
 	if (flags & (1UL << SOCK_DONE))
@@ -111,50 +147,81 @@ static __always_inline void fill_socket_fields(struct event *e, struct sock *sk,
  * skc_flags there is a pointer, not the socket's flags. */
 static __always_inline void fill_timewait_socket(struct event *e, struct sock *sk)
 {
-	fill_socket_fields(e, sk, false, true);
+	fill_socket_fields(e, sk, false, true, NULL);
 }
 
-/* A full TCP socket given as a BTF pointer (tp_btf, fentry). */
-static __always_inline void fill_full_socket(struct event *e, struct sock *sk)
+/* A full TCP socket given as a BTF pointer (tp_btf, fentry); info its
+ * storage, if any. */
+static __always_inline void fill_full_socket(struct event *e, struct sock *sk, struct sock_info *info)
 {
-	fill_socket_fields(e, sk, true, true);
+	fill_socket_fields(e, sk, true, true, info);
 }
 
 /* A full TCP socket from a plain kernel address (the keepalive timer's
  * container_of): every field by probe read. */
 static __always_inline void fill_full_socket_by_probe_read(struct event *e, struct sock *sk)
 {
-	fill_socket_fields(e, sk, true, false);
+	fill_socket_fields(e, sk, true, false, NULL);
 }
 
-/* What the socket's storage remembers: owner, start, first FIN. */
+/* What the socket's storage remembers: an owner (an orphan's, whose slot
+ * may be gone), the first FIN when it was idle, resets, the label. The
+ * storage cannot be taken over: its FIN facts win over the slot's. */
 static __always_inline void fill_info(struct event *e, struct sock_info *info)
 {
 	if (!info)
 		return;
-	if (info->owner_pid) {
+	if (info->owner_pid && !(e->flags & EVF_OWNER)) {
 		e->flags |= EVF_OWNER;
 		e->pid = info->owner_pid;
 		__builtin_memcpy(e->comm, info->owner_comm, sizeof(e->comm));
 	}
-	if (info->start_ns) {
-		e->flags |= EVF_START_KNOWN;
-		e->start_ns = info->start_ns;
-	}
-	if (info->established)
-		e->flags |= EVF_ESTABLISHED;
-	e->role = info->role;
 	e->proto = info->proto;
 	e->requests = info->requests;
-	if (!e->sport)
-		e->sport = info->sport;
-	e->fin_side = info->fin_side;
-	e->fin_ns = info->fin_ns;
-	e->fin_idle_ms = info->fin_idle_ms;
+	if (info->fin_side) {
+		e->fin_side = info->fin_side;
+		e->fin_ns = info->fin_ns;
+		e->fin_idle_ms = info->fin_idle_ms;
+	}
 	if (info->reset_sent)
 		e->flags |= EVF_RESET_SENT_BEFORE;
 	if (info->reset_received)
 		e->flags |= EVF_RESET_RECEIVED_BEFORE;
+}
+
+/* A socket whose slot was taken over (and whose FIN was not idle, or it
+ * would have storage) has its FIN facts read back from the socket: which
+ * side closed first from the state, and for a peer's FIN, what the peer
+ * never acknowledged (a peer that has closed answers data with a RST, not
+ * an ACK) and when its last ACK came; the idle time is the peer's silence
+ * before its FIN, kept below the threshold. */
+static __always_inline void fill_fin_facts(struct event *e)
+{
+	__u8 st = e->state == TCP_CLOSE ? e->old_state : e->state;
+	__u32 idle;
+
+	if (e->fin_side)
+		return;
+	switch (st) {
+	case TCP_FIN_WAIT1:
+	case TCP_FIN_WAIT2:
+	case TCP_CLOSING:
+	case TCP_TIME_WAIT:
+		e->fin_side = FIN_LOCAL;
+		return;
+	case TCP_CLOSE_WAIT:
+	case TCP_LAST_ACK:
+		break;
+	default:
+		return;
+	}
+	e->fin_side = FIN_REMOTE;
+	e->written_after_fin = e->unacked;
+	e->fin_ns = e->ts_ns - (__u64)e->since_ack_ms * 1000000;
+	idle = e->since_recv_ms > e->since_ack_ms ? e->since_recv_ms - e->since_ack_ms : 0;
+	if (cfg.idle_threshold_ms && idle >= cfg.idle_threshold_ms)
+		idle = cfg.idle_threshold_ms - 1;
+	e->fin_idle_ms = idle;
 }
 
 #endif /* __KATRACE_LIB_SOCK_H__ */

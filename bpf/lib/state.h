@@ -20,17 +20,46 @@ static __always_inline void report_transition(struct sock *sk, __u8 kind, int ol
 		return;
 	e->ts_ns = ts_ns;
 	e->kind = kind;
-	e->cookie = bpf_get_socket_cookie(sk);
+	e->cookie = sock_cookie(sk);
 	e->state = new;
 	e->old_state = old;
 	submit_sock_event(e, sk, info, owner_ctx);
 }
 
-/* sk is a BTF pointer. */
+/* A new socket storage for a socket something is reported about, with
+ * the owner its slot remembers: the storage cannot be taken over, and
+ * outlives the file (an orphan's close still names its owner). */
+static __always_inline struct sock_info *create_info(struct sock *sk, __u64 cookie)
+{
+	struct sock_info *info = bpf_sk_storage_get(&sock_infos, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct sock_slot *slot;
+
+	if (!info || info->owner_pid)
+		return info;
+	slot = slot_of(cookie);
+	if (slot && slot->pid) {
+		info->owner_pid = slot->pid;
+		__builtin_memcpy(info->owner_comm, slot->comm, sizeof(info->owner_comm));
+	}
+	return info;
+}
+
+/* sk is a BTF pointer.
+ *
+ * The hot path: an ordinary connection costs a few loads and stores per
+ * change here, and no allocation. Start, role, first FIN and owner go to
+ * the socket's slot (lib/slot.h); the idle time at the first FIN is read
+ * from tcp_sock's own last send and receive stamps; only three kinds of
+ * change are looked at further (the first FIN, CLOSE, and with --states
+ * every one). A socket gets storage only once an event about it is sent
+ * (an idle FIN here, a reset, an error) or labelled (--proto). */
 static __always_inline void handle_state_change(struct sock *sk, int old, int new)
 {
-	struct sock_info *info;
+	struct sock_info *info = NULL;
+	struct sock_slot *slot;
 	bool owner_ctx;
+	bool first_fin = (new == TCP_FIN_WAIT1 || new == TCP_CLOSE_WAIT);
+	__u64 cookie;
 	/* Read the clock only when something needs it: most changes don't. */
 	__u64 now = 0;
 #define NOW() (now ? now : (now = bpf_ktime_get_ns()))
@@ -38,47 +67,66 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 	if (old == new || old == TCP_LISTEN || new == TCP_LISTEN)
 		return;
 	owner_ctx = owned_by_user(sk);
+	/* The owner's connect() and close(): who holds the socket. */
+	if (owner_ctx)
+		remember_slot_owner(sk);
 
-	info = bpf_sk_storage_get(&sock_infos, sk, 0,
-				  new == TCP_CLOSE ? 0 : BPF_SK_STORAGE_GET_F_CREATE);
-	if (info) {
-		__u16 sport = sk->__sk_common.skc_num;
-
-		if (owner_ctx)
-			remember_owner(info);
-		if (sport)
-			info->sport = sport;
-		if (!info->start_ns &&
-		    (new == TCP_SYN_SENT || new == TCP_SYN_RECV || new == TCP_ESTABLISHED))
-			info->start_ns = NOW();
-		if (new == TCP_SYN_SENT)
-			info->role = ROLE_ACTIVE;
-		if (new == TCP_ESTABLISHED) {
-			if (old == TCP_SYN_RECV && !info->role)
-				info->role = ROLE_PASSIVE;
-			info->established = 1;
-			/* The keepalive timer can only read the cookie, not make
-			 * one: make it while we hold a proper socket pointer. */
-			bpf_get_socket_cookie(sk);
+	if (new == TCP_SYN_SENT || new == TCP_SYN_RECV || new == TCP_ESTABLISHED) {
+		/* Made here for every socket: the keepalive timer can only read
+		 * a cookie, not make one. */
+		slot = claim_slot(sock_cookie(sk));
+		if (slot) {
+			/* The tick is close enough for a duration, and reading
+			 * it costs next to nothing. */
+			if (!slot->start_jiffies)
+				slot->start_jiffies = bpf_jiffies64();
+			if (new == TCP_SYN_SENT)
+				slot->role = ROLE_ACTIVE;
+			if (new == TCP_ESTABLISHED) {
+				if (old == TCP_SYN_RECV && !slot->role)
+					slot->role = ROLE_PASSIVE;
+				slot->established = 1;
+			}
 		}
 	}
 
-	struct tcp_sock *tp = NULL;
+	if (!first_fin && new != TCP_CLOSE && !cfg.emit_states)
+		return;
+	info = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
+	if (info && owner_ctx)
+		remember_owner(info);
 
-	if (info && !info->fin_side && (new == TCP_FIN_WAIT1 || new == TCP_CLOSE_WAIT))
-		tp = bpf_skc_to_tcp_sock(sk);
-	if (tp) {
-		__u64 now_jiffies = bpf_jiffies64();
-		__u32 idle;
+	if (first_fin && (!info || !info->fin_side)) {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 
-		idle = min_u32(ms_since(now_jiffies, tp->lsndtime),
-			       ms_since(now_jiffies, tp->inet_conn.icsk_ack.lrcvtime));
-		info->fin_side = new == TCP_FIN_WAIT1 ? FIN_LOCAL : FIN_REMOTE;
-		info->fin_ns = NOW();
-		info->fin_idle_ms = idle;
-		info->write_seq_at_fin = tp->write_seq;
-		if (idle >= cfg.idle_threshold_ms && old == TCP_ESTABLISHED)
-			report_transition(sk, EV_IDLE_FIN, old, new, NOW(), info, owner_ctx);
+		cookie = sock_cookie(sk);
+		slot = claim_slot(cookie);
+		if (tp && (!slot || !slot->fin_side)) {
+			__u64 now_jiffies = bpf_jiffies64();
+			__u32 idle = min_u32(ms_since(now_jiffies, tp->lsndtime),
+					     ms_since(now_jiffies, tp->inet_conn.icsk_ack.lrcvtime));
+			__u8 side = new == TCP_FIN_WAIT1 ? FIN_LOCAL : FIN_REMOTE;
+			bool idle_fin = idle >= cfg.idle_threshold_ms && old == TCP_ESTABLISHED;
+
+			if (slot) {
+				slot->fin_side = side;
+				slot->fin_jiffies = now_jiffies;
+				slot->fin_idle_ms = idle;
+				slot->write_seq_at_fin = tp->write_seq;
+			}
+			/* An idle FIN is reported, and so will the socket's close
+			 * be: its facts go where they cannot be taken over. */
+			if (!info && idle_fin)
+				info = create_info(sk, cookie);
+			if (info) {
+				info->fin_side = side;
+				info->fin_ns = NOW();
+				info->fin_idle_ms = idle;
+				info->write_seq_at_fin = tp->write_seq;
+				if (idle_fin)
+					report_transition(sk, EV_IDLE_FIN, old, new, NOW(), info, owner_ctx);
+			}
+		}
 	}
 
 	if (cfg.emit_states)
@@ -95,16 +143,17 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 
 		if (run)
 			run->closed = 1;
-		if (!wanted && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN))) {
-			__u64 cookie = bpf_get_socket_cookie(sk);
-
+		/* A keepalive probe still unanswered: its close explains it. */
+		if (!wanted && probes_outstanding && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN))) {
+			cookie = sock_cookie(sk);
 			if (bpf_map_lookup_elem(&probes_out, &cookie)) {
-				bpf_map_delete_elem(&probes_out, &cookie);
+				probe_out_deleted(&cookie);
 				wanted = true;
 			}
 		}
 		if (wanted)
 			report_transition(sk, EV_CLOSE, old, new, NOW(), info, owner_ctx);
+		release_slot(sock_cookie(sk));
 	}
 #undef NOW
 }

@@ -21,7 +21,7 @@ func traceFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "all", Usage: "report every close, including ordinary ones", EnvVars: env("ALL"), Category: catOutput},
 		&cli.BoolFlag{Name: "states", Usage: "report every TCP state change", EnvVars: env("STATES"), Category: catOutput},
 		&cli.DurationFlag{Name: "duration", Usage: "stop after `DURATION` (e.g. 30s); 0 runs until Ctrl-C", EnvVars: env("DURATION"), Category: catOutput},
-		&cli.BoolFlag{Name: "proto", Value: true, Usage: "label connections http/1.x, http/2 or tls and count HTTP/1.x requests, from the first bytes of their packets (a cgroup_skb program; payload is never logged); --proto=false turns it off", EnvVars: env("PROTO"), Category: catOutput},
+		&cli.BoolFlag{Name: "proto", Usage: "label connections http/1.x, http/2 or tls and count HTTP/1.x requests, from the first bytes of their packets (a cgroup_skb program on every packet and storage per connection: off by default for its cost, see docs/PERFORMANCE.md; payload is never logged)", EnvVars: env("PROTO"), Category: catOutput},
 		&cli.DurationFlag{Name: "idle-threshold", Value: time.Second, Usage: "a FIN after at least `DURATION` without data is an idle close", EnvVars: env("IDLE_THRESHOLD"), Category: catOutput},
 
 		&cli.StringFlag{Name: "attach", Value: "auto", Usage: "`STRATEGY`: auto, fentry, kprobe or tracepoint", EnvVars: env("ATTACH"), Category: catTuning},

@@ -27,6 +27,7 @@ type options struct {
 	goBench   bool
 	bpftrace  string
 	only      string
+	guard     bool
 }
 
 func main() {
@@ -41,7 +42,16 @@ func main() {
 	flag.BoolVar(&o.goBench, "go-bench", true, "run the Go pipeline benchmarks")
 	flag.StringVar(&o.bpftrace, "bpftrace", "bpftrace", "bpftrace to compare against (skipped when not found)")
 	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: go,startup,churn,kernel,loss,memory")
+	floorServe := flag.String("floor-serve", "", "internal: attach empty programs at the default's attach points, write \"Attaching\" to `FILE`, wait for SIGINT")
+	flag.BoolVar(&o.guard, "guard", false, "the CI guard: a fixed churn with the default programs, each program's bpf_stats ns/run net of an empty program at its attach point; exit 1 when one costs more than twice its target")
 	flag.Parse()
+	if *floorServe != "" {
+		if err := serveFloor(*floorServe); err != nil {
+			fmt.Fprintln(os.Stderr, "katbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "katbench: needs root (it loads katrace's BPF programs and reads bpf_stats)")
@@ -56,6 +66,9 @@ func main() {
 			fmt.Fprintf(os.Stderr, "katbench: %v (make bench builds it)\n", err)
 			os.Exit(2)
 		}
+	}
+	if o.guard {
+		os.Exit(runGuard(o))
 	}
 	t := &table{}
 	started := time.Now()
