@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,8 @@ const (
 	guardRounds   = 3
 	guardDuration = 1500 * time.Millisecond
 	guardMinRuns  = 1000
+	// The delayed-ACK timer load of the last round.
+	guardTimerDuration = 3 * time.Second
 )
 
 // runGuard is katbench -guard (make perfguard): the exit code.
@@ -41,19 +44,33 @@ func runGuard(o options) int {
 	}
 	best := map[string]float64{}
 	runs := map[string]uint64{}
+	churn := func() error { _, err := runChurn(o); return err }
+	// Timers: the churn runs few; delayed-ACK timers (timer_list timers
+	// that are not keepalive timers) run many, once each connection's
+	// first quick ACKs are behind it (about 0.7 s).
+	timers := func() error { return delackTimers(1000, guardTimerDuration) }
 	err = withStats(func() {
 		for r := 0; r < guardRounds; r++ {
-			res := measurePrograms(o, points, nil, func() error { _, err := runChurn(o); return err }, "guard")
-			for prog := range guardTargets {
-				c, f := res[prog], res["floor:"+prog]
-				if c.runs < guardMinRuns || f.runs == 0 {
-					continue
+			for _, ph := range []struct {
+				load func() error
+				// the programs this load judges
+				judges func(prog string) bool
+			}{
+				{churn, func(p string) bool { return !strings.HasPrefix(p, "tp_timer_") }},
+				{timers, func(p string) bool { return strings.HasPrefix(p, "tp_timer_") }},
+			} {
+				res := measurePrograms(o, points, nil, ph.load, "guard")
+				for prog := range guardTargets {
+					c, f := res[prog], res["floor:"+prog]
+					if !ph.judges(prog) || c.runs < guardMinRuns || f.runs == 0 {
+						continue
+					}
+					net := c.perRun() - f.perRun()
+					if b, ok := best[prog]; !ok || net < b {
+						best[prog] = net
+					}
+					runs[prog] += c.runs
 				}
-				net := c.perRun() - f.perRun()
-				if b, ok := best[prog]; !ok || net < b {
-					best[prog] = net
-				}
-				runs[prog] += c.runs
 			}
 		}
 	})
@@ -67,7 +84,7 @@ func runGuard(o options) int {
 	}
 	sort.Strings(names)
 	failed := false
-	fmt.Printf("perfguard: %d rounds of %v churn (%d clients); ns/run net of an empty program at the same attach point, cheapest round\n", guardRounds, guardDuration, o.clients)
+	fmt.Printf("perfguard: %d rounds of %v churn (%d clients; state change and owner programs) and %v of delayed-ACK timers (timer programs); ns/run net of an empty program at the same attach point, cheapest round\n", guardRounds, guardDuration, o.clients, guardTimerDuration)
 	for _, n := range names {
 		target := guardTargets[n]
 		net, ok := best[n]
