@@ -66,12 +66,6 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 
 	if (old == new || old == TCP_LISTEN || new == TCP_LISTEN)
 		return;
-	/* SCRATCH: a deliberately slowed handler, to show make perfguard fails. */
-	for (int i = 0; i < 6; i++) {
-		now += bpf_get_prandom_u32() & 1;
-		barrier_var(now);
-	}
-	now = 0;
 	owner_ctx = owned_by_user(sk);
 	/* The owner's connect() and close(): who holds the socket. */
 	if (owner_ctx)
