@@ -99,6 +99,7 @@ func runKernelCost(t *table, o options) {
 		{"default, churn", nil, func() error { _, err := runChurn(o); return err }},
 		{"--all --states, churn", []string{"--all", "--states"}, func() error { _, err := runChurn(o); return err }},
 		{"default, delayed-ACK timers", nil, func() error { return delackTimers(1000, o.dur) }},
+		{"--proto, churn", []string{"--proto"}, func() error { _, err := runChurn(o); return err }},
 	}
 	results := make([]map[string]progCost, len(phases))
 	points, perr := defaultPoints()
@@ -150,7 +151,7 @@ func runKernelCost(t *table, o options) {
 		t.add("kernel ns per state change, "+ph.name, target,
 			fmt.Sprintf("%.0f ns net (%.0f ns measured, %d runs%s)", net, c.perRun(), c.runs, floorNote(results[i], "floor_state")), ptr(net <= limit))
 	}
-	for i, ph := range phases {
+	for i, ph := range phases[:3] {
 		if i == 1 {
 			continue
 		}
@@ -185,6 +186,20 @@ func runKernelCost(t *table, o options) {
 			}
 		}
 		t.add("kernel ns, other programs (default, churn)", "-", strings.Join(parts, "; "), nil)
+	}
+	// Protocol labels: a program per packet and direction, and the socket
+	// storage each labelled connection gets (in the state change's cost).
+	if res := results[3]; res != nil {
+		var parts []string
+		for _, n := range []string{"cgroup_ingress", "cgroup_egress"} {
+			if c, ok := res[n]; ok && c.runs > 0 {
+				parts = append(parts, fmt.Sprintf("%s %.0f ns × %d", n, c.perRun(), c.runs))
+			}
+		}
+		if c, ok := res[stateProg]; ok && c.runs > 0 {
+			parts = append(parts, fmt.Sprintf("state change %.0f ns net", c.perRun()-res["floor_state"].perRun()))
+		}
+		t.add("kernel ns, protocol labels (--proto, churn)", "-", strings.Join(parts, "; "), nil)
 	}
 }
 

@@ -53,6 +53,12 @@ func runChurnPairs(t *table, o options) {
 	// what attaching there costs before katrace does anything.
 	floorIdx := len(configs)
 	configs = append(configs, tracerConfig{name: "floor: empty programs at the default's attach points", start: startFloor})
+	// Protocol labels (off by default): their own cost is this row's
+	// distance from the default's.
+	protoIdx := len(configs)
+	configs = append(configs, tracerConfig{name: "katrace trace --proto -o json", katrace: true, start: func() (*tracerProc, error) {
+		return startKatrace(o.katrace, "--proto")
+	}})
 	stats := make([]pairStats, len(configs))
 	// Rounds interleave the configurations; within a pair the order
 	// alternates, so drift and the neighbours' load hit both sides alike.
@@ -110,6 +116,10 @@ func runChurnPairs(t *table, o options) {
 	}
 	if s := &stats[1]; len(s.ratios) > 0 {
 		t.add("churn kept, --all --states", "≥ 0.85", describe(s), ptr(median(s.ratios) >= 0.85))
+	}
+	if s := &stats[protoIdx]; len(s.ratios) > 0 && len(stats[0].ratios) > 0 {
+		t.add("churn kept, --proto (labels on)", "(labels' cost: the default's kept minus this)",
+			fmt.Sprintf("%s; labels cost %.3f", describe(s), median(stats[0].ratios)-median(s.ratios)), nil)
 	}
 	if len(configs) > 3 {
 		for i, name := range []string{"churn kept, bpftrace printing", "churn kept, bpftrace counting"} {
