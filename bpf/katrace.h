@@ -61,6 +61,9 @@ enum event_flags {
 	/* The peer's FIN arrived (SOCK_DONE; a local close() sets
 	 * RCV_SHUTDOWN without one). */
 	EVF_PEER_FIN = 1 << 14,
+	/* A dual-stack IPv6 socket talking IPv4 (::ffff:a.b.c.d): family and
+	 * addresses are its IPv4 ones. */
+	EVF_V4_MAPPED = 1 << 15,
 };
 
 enum fin_side {
@@ -121,9 +124,10 @@ struct event {
 	__u8 fin_side;
 	/* Unanswered probes that the peer has now answered (EV_KEEPALIVE). */
 	__u8 acked_probes;
-	/* Why the socket reached CLOSE inside a keepalive timer run: state
-	 * before the run (FIN_WAIT2 for the orphan linger). */
-	__u8 timer_state;
+	/* Inside a keepalive timer run (EVF_IN_KEEPALIVE_TIMER): the TCP
+	 * state before the run, which says why the socket reached CLOSE
+	 * (FIN_WAIT2 for the orphan linger). */
+	__u8 state_before_timer;
 	char comm[KATRACE_COMM_LEN];
 	/* Bytes received that the application never read (rcv_nxt -
 	 * copied_seq): close() with unread data aborts the connection. */
@@ -136,6 +140,10 @@ struct event {
 	/* HTTP/1.x requests seen (proto PROTO_HTTP1). */
 	__u32 requests;
 	__u32 pad2;
+	/* The socket's cgroup v2 id (the cgroup directory's inode, as
+	 * bpf_get_current_cgroup_id names it); 0 when unknown (timewait
+	 * sockets, kernels before 5.15). */
+	__u64 cgroup_id;
 };
 
 enum proto {
@@ -161,6 +169,42 @@ struct cidr {
 	__u8 prefix_len;
 	__u8 family;
 	__u8 pad[2];
+};
+
+/*
+ * What the loader sets before load (tracer/config.go), in one read-only
+ * global: the verifier prunes the code that a setting disables.
+ */
+struct config {
+	/* Wake the reader each time this much more is waiting (ring size / 8). */
+	__u64 wakeup_bytes;
+	/* The kernel's tick rate, for jiffies: from Go, which reads the kernel
+	 * config or measures it (a __kconfig extern fails without a config
+	 * file, as on Debian and in most containers). */
+	__u32 hz;
+	/* A first FIN after this long without data is an EV_IDLE_FIN. */
+	__u32 idle_threshold_ms;
+	/* --pid, --netns: 0 for any. */
+	__u32 filter_pid;
+	__u32 filter_netns;
+	/* How many of filter_ports and filter_cidrs are set. */
+	__u32 filter_port_count;
+	__u32 filter_cidr_count;
+	__u16 filter_ports[KATRACE_MAX_PORTS];
+	struct cidr filter_cidrs[KATRACE_MAX_CIDRS];
+	/* --comm, NUL-terminated: "" for any. */
+	char filter_comm[KATRACE_COMM_LEN];
+	/* Send EV_STATE (--states), every EV_CLOSE (--all). */
+	bool emit_states;
+	bool emit_all_closes;
+	/* --pid or --comm is set. */
+	bool filter_by_owner;
+	/* --keepalive-only. */
+	bool filter_keepalive_only;
+	/* Owners come from tcp_recvmsg/tcp_sendmsg hooks into the owners map
+	 * (kernels before 6.4, which lack the sock_*_length tracepoints). */
+	bool owners_by_cookie;
+	__u8 pad[3];
 };
 
 /* Per-socket memory kept in the kernel (BPF socket storage). */
@@ -205,9 +249,8 @@ struct owner {
 	char comm[KATRACE_COMM_LEN];
 };
 
-/* Events are built here, filtered, then copied into the ring buffer: only
- * a wanted event that finds no room is lost. A program can be interrupted
- * by another on the same CPU (softirq), hence a few slots. */
+/* Where events are built (lib/ring.h). A program can be interrupted by
+ * another on the same CPU (softirq), hence a few slots. */
 #define KATRACE_SCRATCH_DEPTH 4
 struct scratch {
 	struct event ev[KATRACE_SCRATCH_DEPTH];

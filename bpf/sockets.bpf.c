@@ -18,7 +18,10 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-extern int CONFIG_HZ __kconfig;
+/* The kernel's HZ, set by the loader (sockets/iter.go). */
+volatile const __u32 hz = 0;
+#define KATRACE_HZ hz
+#include "lib/kernel_socket.h"
 
 /* icsk_pending values (include/net/inet_connection_sock.h). */
 #define ICSK_TIME_RETRANS 1
@@ -26,29 +29,12 @@ extern int CONFIG_HZ __kconfig;
 #define ICSK_TIME_LOSS_PROBE 5
 #define ICSK_TIME_REO_TIMEOUT 6
 
-/* So that bpf2go emits the row type. */
+/* Force the types Go reads into BTF, so that bpf2go -type generates them
+ * (sockets/gen.go). */
 const struct socket_row *unused_socket_row __attribute__((unused));
-
-static __always_inline __u32 jiffies_to_ms(__u64 j)
-{
-	return j * 1000 / CONFIG_HZ;
-}
-
-/* Milliseconds from now until a 64-bit jiffies expiry (0 when past). */
-static __always_inline __u32 ms_until(__u64 now, unsigned long expires)
-{
-	__s64 delta = (__s64)(expires - now);
-
-	return delta > 0 ? jiffies_to_ms(delta) : 0;
-}
-
-/* Milliseconds from a 32-bit jiffies stamp to now. */
-static __always_inline __u32 ms_since(__u64 now, __u32 stamp)
-{
-	__s32 delta = (__u32)now - stamp;
-
-	return delta > 0 ? jiffies_to_ms(delta) : 0;
-}
+const enum socket_kind *unused_socket_kind __attribute__((unused));
+const enum socket_timer *unused_socket_timer __attribute__((unused));
+const enum socket_row_flags *unused_socket_row_flags __attribute__((unused));
 
 static __always_inline bool timer_armed(struct timer_list *t)
 {
@@ -57,22 +43,16 @@ static __always_inline bool timer_armed(struct timer_list *t)
 
 static __always_inline void fill_common(struct socket_row *r, struct sock_common *skc)
 {
-	__u16 family = BPF_CORE_READ(skc, skc_family);
-
 	r->cookie = bpf_get_socket_cookie(skc);
 	r->state = BPF_CORE_READ(skc, skc_state);
 	r->sport = BPF_CORE_READ(skc, skc_num);
 	r->dport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
 	r->netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
-	if (family == AF_INET6) {
-		r->family = 6;
-		BPF_CORE_READ_INTO(&r->saddr, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&r->daddr, skc, skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		r->family = 4;
-		BPF_CORE_READ_INTO((__u32 *)r->saddr, skc, skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)r->daddr, skc, skc_daddr);
-	}
+	bool v4_mapped;
+
+	r->family = read_addresses(skc, false, r->saddr, r->daddr, &v4_mapped);
+	if (v4_mapped)
+		r->flags |= ROWF_V4_MAPPED;
 }
 
 static __always_inline void fill_full(struct socket_row *r, struct tcp_sock *tp, __u64 now)
@@ -81,10 +61,7 @@ static __always_inline void fill_full(struct socket_row *r, struct tcp_sock *tp,
 	struct inet_connection_sock *icsk = (struct inet_connection_sock *)tp;
 	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
 	unsigned long skflags = BPF_CORE_READ(sk, __sk_common.skc_flags);
-	struct socket *sock = BPF_CORE_READ(sk, sk_socket);
-	__u32 ka_time = BPF_CORE_READ(tp, keepalive_time);
-	__u32 ka_intvl = BPF_CORE_READ(tp, keepalive_intvl);
-	__u8 ka_probes = BPF_CORE_READ(tp, keepalive_probes);
+	struct keepalive_settings ka;
 	struct timer_list *ka_timer;
 	__u8 pending;
 	unsigned long expires;
@@ -95,31 +72,21 @@ static __always_inline void fill_full(struct socket_row *r, struct tcp_sock *tp,
 	if (skflags & (1UL << SOCK_DEAD))
 		r->flags |= ROWF_ORPHAN;
 
-	/* 0 on the socket means: inherit the namespace's sysctl. */
-	if (ka_time)
+	read_keepalive_settings(tp, net, false, &ka);
+	if (ka.own & KEEPALIVE_OWN_IDLE)
 		r->flags |= ROWF_OWN_IDLE;
-	else
-		ka_time = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_time);
-	if (ka_intvl)
+	if (ka.own & KEEPALIVE_OWN_INTVL)
 		r->flags |= ROWF_OWN_INTVL;
-	else
-		ka_intvl = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_intvl);
-	if (ka_probes)
+	if (ka.own & KEEPALIVE_OWN_PROBES)
 		r->flags |= ROWF_OWN_PROBES;
-	else
-		ka_probes = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_probes);
-	r->keepalive_idle_ms = jiffies_to_ms(ka_time);
-	r->keepalive_intvl_ms = jiffies_to_ms(ka_intvl);
-	r->keepalive_probes = ka_probes;
+	r->keepalive_idle_ms = ka.idle_ms;
+	r->keepalive_intvl_ms = ka.intvl_ms;
+	r->keepalive_probes = ka.probes;
 	r->user_timeout_ms = BPF_CORE_READ(icsk, icsk_user_timeout);
 	r->probes_out = BPF_CORE_READ(icsk, icsk_probes_out);
 	r->retransmits = BPF_CORE_READ(icsk, icsk_retransmits);
 
-	if (sock) {
-		struct socket_alloc *alloc = container_of(sock, struct socket_alloc, socket);
-
-		r->ino = BPF_CORE_READ(alloc, vfs_inode.i_ino);
-	}
+	r->ino = socket_inode(sk);
 
 	if (r->state != TCP_LISTEN) {
 		__u32 since_send = ms_since(now, BPF_CORE_READ(tp, lsndtime));

@@ -43,6 +43,9 @@ enum socket_row_flags {
 	ROWF_IDLE_KNOWN = 1 << 4,
 	/* The socket is orphaned (closed by its process, SOCK_DEAD). */
 	ROWF_ORPHAN = 1 << 5,
+	/* A dual-stack IPv6 socket talking IPv4 (::ffff:a.b.c.d): family and
+	 * addresses are its IPv4 ones. */
+	ROWF_V4_MAPPED = 1 << 6,
 };
 
 struct socket_row {

@@ -152,6 +152,19 @@ struct timer_list {
 	void (*function)(struct timer_list *);
 };
 
+struct kernfs_node {
+	u64 id;
+};
+
+struct cgroup {
+	struct kernfs_node *kn;
+};
+
+/* 5.15+: the socket's cgroup v2 cgroup (before: a union of ids). */
+struct sock_cgroup_data {
+	struct cgroup *cgroup;
+};
+
 struct sock {
 	struct sock_common __sk_common;
 	socket_lock_t sk_lock;
@@ -161,6 +174,7 @@ struct sock {
 	u16 sk_protocol;
 	u8 sk_shutdown;
 	unsigned long sk_lingertime;
+	struct sock_cgroup_data sk_cgrp_data;
 };
 
 struct inet_sock {

@@ -11,6 +11,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/katrace/katrace/kernel"
 )
 
 // iterator is the loaded and attached iter/tcp program.
@@ -20,11 +22,22 @@ type iterator struct {
 }
 
 func loadIterator() (*iterator, error) {
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return nil, errors.New("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing)")
+	if !kernel.HasBTF() {
+		return nil, kernel.ErrNoBTF
+	}
+	hz, _, err := kernel.HZ()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := loadSockets()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded socket iterator: %w", err)
+	}
+	if err := spec.Variables[socketsVarHz].Set(hz); err != nil {
+		return nil, fmt.Errorf("setting the kernel's HZ: %w", err)
 	}
 	x := &iterator{}
-	if err := loadSocketsObjects(&x.objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&x.objs, nil); err != nil {
 		return nil, fmt.Errorf("loading the socket iterator: %w", explain(err))
 	}
 	it, err := link.AttachIter(link.IterOptions{Program: x.objs.DumpSockets})

@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type socketsSocketKind uint32
+
+const (
+	socketsSocketKindSOCKET_FULL     socketsSocketKind = 1
+	socketsSocketKindSOCKET_REQUEST  socketsSocketKind = 2
+	socketsSocketKindSOCKET_TIMEWAIT socketsSocketKind = 3
+)
+
 type socketsSocketRow struct {
 	_                structs.HostLayout
 	Cookie           uint64
@@ -39,12 +47,40 @@ type socketsSocketRow struct {
 	Pad              [5]uint8
 }
 
+type socketsSocketRowFlags uint32
+
+const (
+	socketsSocketRowFlagsROWF_KEEPOPEN   socketsSocketRowFlags = 1
+	socketsSocketRowFlagsROWF_OWN_IDLE   socketsSocketRowFlags = 2
+	socketsSocketRowFlagsROWF_OWN_INTVL  socketsSocketRowFlags = 4
+	socketsSocketRowFlagsROWF_OWN_PROBES socketsSocketRowFlags = 8
+	socketsSocketRowFlagsROWF_IDLE_KNOWN socketsSocketRowFlags = 16
+	socketsSocketRowFlagsROWF_ORPHAN     socketsSocketRowFlags = 32
+	socketsSocketRowFlagsROWF_V4MAPPED   socketsSocketRowFlags = 64
+)
+
+type socketsSocketTimer uint32
+
+const (
+	socketsSocketTimerTIMER_NONE              socketsSocketTimer = 0
+	socketsSocketTimerTIMER_RETRANSMIT        socketsSocketTimer = 1
+	socketsSocketTimerTIMER_ZERO_WINDOW_PROBE socketsSocketTimer = 2
+	socketsSocketTimerTIMER_KEEPALIVE         socketsSocketTimer = 3
+	socketsSocketTimerTIMER_TIME_WAIT         socketsSocketTimer = 4
+	socketsSocketTimerTIMER_FIN_WAIT2         socketsSocketTimer = 5
+	socketsSocketTimerTIMER_SYNACK            socketsSocketTimer = 6
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	socketsProgDumpSockets    = "dump_sockets"
-	socketsVarUnusedSocketRow = "unused_socket_row"
+	socketsProgDumpSockets         = "dump_sockets"
+	socketsVarHz                   = "hz"
+	socketsVarUnusedSocketKind     = "unused_socket_kind"
+	socketsVarUnusedSocketRow      = "unused_socket_row"
+	socketsVarUnusedSocketRowFlags = "unused_socket_row_flags"
+	socketsVarUnusedSocketTimer    = "unused_socket_timer"
 )
 
 // loadSockets returns the embedded CollectionSpec for sockets.
@@ -102,7 +138,11 @@ type socketsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
-	UnusedSocketRow *ebpf.VariableSpec `ebpf:"unused_socket_row"`
+	Hz                   *ebpf.VariableSpec `ebpf:"hz"`
+	UnusedSocketKind     *ebpf.VariableSpec `ebpf:"unused_socket_kind"`
+	UnusedSocketRow      *ebpf.VariableSpec `ebpf:"unused_socket_row"`
+	UnusedSocketRowFlags *ebpf.VariableSpec `ebpf:"unused_socket_row_flags"`
+	UnusedSocketTimer    *ebpf.VariableSpec `ebpf:"unused_socket_timer"`
 }
 
 // socketsObjects contains all objects after they have been loaded into the kernel.
@@ -135,7 +175,11 @@ func (m *socketsMaps) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
-	UnusedSocketRow *ebpf.Variable `ebpf:"unused_socket_row"`
+	Hz                   *ebpf.Variable `ebpf:"hz"`
+	UnusedSocketKind     *ebpf.Variable `ebpf:"unused_socket_kind"`
+	UnusedSocketRow      *ebpf.Variable `ebpf:"unused_socket_row"`
+	UnusedSocketRowFlags *ebpf.Variable `ebpf:"unused_socket_row_flags"`
+	UnusedSocketTimer    *ebpf.Variable `ebpf:"unused_socket_timer"`
 }
 
 // socketsPrograms contains all programs after they have been loaded into the kernel.

@@ -11,41 +11,6 @@ import (
 	"github.com/katrace/katrace/record"
 )
 
-// Kernel event kinds and flags (bpf/katrace.h).
-const (
-	evState         = 1
-	evIdleFin       = 2
-	evClose         = 3
-	evResetSent     = 4
-	evResetReceived = 5
-	evError         = 6
-	evKeepalive     = 7
-
-	flagOwner               = 1 << 0
-	flagKeepOpen            = 1 << 1
-	flagInKeepaliveTimer    = 1 << 2
-	flagKernelReason        = 1 << 3
-	flagTimewait            = 1 << 4
-	flagOrphan              = 1 << 5
-	flagRcvShutdown         = 1 << 6
-	flagSendShutdown        = 1 << 7
-	flagStartKnown          = 1 << 8
-	flagResetSentBefore     = 1 << 9
-	flagResetReceivedBefore = 1 << 10
-	flagEstablished         = 1 << 11
-	flagOwnerContext        = 1 << 12
-	flagLingerZero          = 1 << 13
-	flagPeerFin             = 1 << 14
-
-	finLocal  = 1
-	finRemote = 2
-
-	rolePassive = 1
-	roleActive  = 2
-
-	protoHTTP1 = 1
-)
-
 // protoNames are the labels of enum proto; PROTO_OTHER has none.
 var protoNames = [...]string{1: "http/1.x", 2: "http/2", 3: "tls", 4: ""}
 
@@ -430,7 +395,7 @@ func (c *Correlator) onError(e *katraceEvent) error {
 		return nil
 	}
 	cn := c.lookup(e, e.State != tcpClose)
-	if e.Flags&flagInKeepaliveTimer == 0 || e.SkErr == 0 || e.TimerState == tcpFinWait2 {
+	if e.Flags&flagInKeepaliveTimer == 0 || e.SkErr == 0 || e.StateBeforeTimer == tcpFinWait2 {
 		// Other errors are told in the close record's cause.
 		return nil
 	}
@@ -637,7 +602,7 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 func closeCause(e *katraceEvent, idleThreshold time.Duration) string {
 	thresholdMs := uint32(idleThreshold / time.Millisecond)
 	switch {
-	case e.Flags&flagInKeepaliveTimer != 0 && e.TimerState == tcpFinWait2:
+	case e.Flags&flagInKeepaliveTimer != 0 && e.StateBeforeTimer == tcpFinWait2:
 		return record.CauseFinWait2Timeout
 	case e.Flags&flagInKeepaliveTimer != 0:
 		return record.CauseKeepaliveTimeout
@@ -711,7 +676,7 @@ func resetReason(e *katraceEvent) (reason, source string) {
 		return "REASON_" + strconv.Itoa(int(e.Reason)), record.SourceKernel
 	}
 	switch {
-	case e.Flags&flagInKeepaliveTimer != 0 && e.TimerState == tcpFinWait2:
+	case e.Flags&flagInKeepaliveTimer != 0 && e.StateBeforeTimer == tcpFinWait2:
 		return "TCP_STATE", record.SourceInferred
 	case e.Flags&flagInKeepaliveTimer != 0:
 		return "TCP_KEEPALIVE_TIMEOUT", record.SourceInferred

@@ -97,7 +97,7 @@ func probe(s sock, at uint64, before, after uint8) katraceEvent {
 func inTimer(e katraceEvent, probes uint8, timerState uint8) katraceEvent {
 	e.Flags |= flagInKeepaliveTimer
 	e.ProbesBefore = probes
-	e.TimerState = timerState
+	e.StateBeforeTimer = timerState
 	return e
 }
 

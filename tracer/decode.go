@@ -52,7 +52,7 @@ func decodeEvent(b []byte, e *katraceEvent) error {
 	e.KeepaliveProbes = b[unsafe.Offsetof(e.KeepaliveProbes)]
 	e.FinSide = b[unsafe.Offsetof(e.FinSide)]
 	e.AckedProbes = b[unsafe.Offsetof(e.AckedProbes)]
-	e.TimerState = b[unsafe.Offsetof(e.TimerState)]
+	e.StateBeforeTimer = b[unsafe.Offsetof(e.StateBeforeTimer)]
 	for i := range e.Comm {
 		e.Comm[i] = int8(b[unsafe.Offsetof(e.Comm)+uintptr(i)])
 	}
@@ -62,5 +62,6 @@ func decodeEvent(b []byte, e *katraceEvent) error {
 	copy(e.Pad[:], b[unsafe.Offsetof(e.Pad):])
 	e.Requests = ne.Uint32(b[unsafe.Offsetof(e.Requests):])
 	e.Pad2 = ne.Uint32(b[unsafe.Offsetof(e.Pad2):])
+	e.CgroupId = ne.Uint64(b[unsafe.Offsetof(e.CgroupId):])
 	return nil
 }

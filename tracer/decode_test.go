@@ -3,7 +3,9 @@ package tracer
 import (
 	"bytes"
 	"encoding/binary"
+	"reflect"
 	"testing"
+	"unsafe"
 )
 
 // encodeEvent is decodeEvent's inverse, by reflection-free binary.Write of
@@ -17,13 +19,53 @@ func encodeEvent(t testing.TB, e *katraceEvent) []byte {
 	return buf.Bytes()
 }
 
-func TestEventLayout(t *testing.T) {
-	// struct event in bpf/katrace.h: keep in sync, no implicit padding.
-	if eventSize != 184 {
-		t.Fatalf("struct event is %d bytes, want 184", eventSize)
+// patternedEvent is a struct event whose every byte is distinct and
+// non-zero: a field decodeEvent forgets, or reads at another field's
+// offset, shows.
+func patternedEvent() []byte {
+	b := make([]byte, eventSize)
+	for i := range b {
+		b[i] = byte(i%255 + 1)
 	}
-	if n := binary.Size(katraceEvent{}); n != eventSize {
-		t.Fatalf("struct event has padding: %d bytes of fields in %d", n, eventSize)
+	return b
+}
+
+func TestEventLayout(t *testing.T) {
+	// struct event in bpf/katrace.h: no implicit padding (bpf2go would
+	// turn it into _ fields that binary.Write fills with zeros).
+	raw := patternedEvent()
+	var e katraceEvent
+	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &e); err != nil {
+		t.Fatal(err)
+	}
+	if got := encodeEvent(t, &e); !bytes.Equal(got, raw) {
+		t.Fatalf("struct event has bytes no field covers:\n%v\nwant\n%v", got, raw)
+	}
+}
+
+// TestDecodeEveryField compares decodeEvent with binary.Read of the
+// generated struct, field by field, on an event with no zero byte.
+func TestDecodeEveryField(t *testing.T) {
+	raw := patternedEvent()
+	var want, got katraceEvent
+	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &want); err != nil {
+		t.Fatal(err)
+	}
+	if err := decodeEvent(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	wv, gv := reflect.ValueOf(want), reflect.ValueOf(got)
+	for i := range wv.NumField() {
+		f := wv.Type().Field(i)
+		if f.Name == "_" {
+			continue
+		}
+		if !reflect.DeepEqual(gv.Field(i).Interface(), wv.Field(i).Interface()) {
+			t.Errorf("field %s: decoded %v, want %v", f.Name, gv.Field(i).Interface(), wv.Field(i).Interface())
+		}
+		if gv.Field(i).IsZero() {
+			t.Errorf("field %s decoded as zero from non-zero bytes", f.Name)
+		}
 	}
 }
 
@@ -35,7 +77,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 		Unacked: 17, ProbeRttMs: 18, WrittenAfterFin: 19, SockIno: 20,
 		Sport: 21, Dport: 22, Flags: 23, Kind: 24, Family: 25, State: 26, OldState: 27,
 		ProbesBefore: 28, ProbesAfter: 29, KeepaliveProbes: 30, FinSide: 31,
-		AckedProbes: 32, TimerState: 33, Unread: 34, Role: 35, Proto: 36, Pad: [2]uint8{37, 38}, Requests: 39, Pad2: 40,
+		AckedProbes: 32, StateBeforeTimer: 33, Unread: 34, Role: 35, Proto: 36, Pad: [2]uint8{37, 38}, Requests: 39, Pad2: 40, CgroupId: 41,
 	}
 	for i := range in.Saddr {
 		in.Saddr[i] = byte(100 + i)
@@ -70,6 +112,12 @@ func TestDecodeAllocs(t *testing.T) {
 // to the same bytes.
 func FuzzDecode(f *testing.F) {
 	f.Add(make([]byte, eventSize))
+	f.Add(patternedEvent())
+	for _, kind := range []uint8{evState, evIdleFin, evClose, evResetSent, evResetReceived, evError, evKeepalive} {
+		raw := patternedEvent()
+		raw[unsafe.Offsetof(katraceEvent{}.Kind)] = kind
+		f.Add(raw)
+	}
 	f.Add(encodeEvent(f, &katraceEvent{Kind: evKeepalive, ProbesAfter: 1, Family: 6}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var e katraceEvent

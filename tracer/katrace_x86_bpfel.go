@@ -13,12 +13,30 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type katraceCidr struct {
-	_         structs.HostLayout
-	Addr      [16]uint8
-	PrefixLen uint8
-	Family    uint8
-	Pad       [2]uint8
+type katraceConfig struct {
+	_               structs.HostLayout
+	WakeupBytes     uint64
+	Hz              uint32
+	IdleThresholdMs uint32
+	FilterPid       uint32
+	FilterNetns     uint32
+	FilterPortCount uint32
+	FilterCidrCount uint32
+	FilterPorts     [8]uint16
+	FilterCidrs     [8]struct {
+		_         structs.HostLayout
+		Addr      [16]uint8
+		PrefixLen uint8
+		Family    uint8
+		Pad       [2]uint8
+	}
+	FilterComm          [16]int8
+	EmitStates          bool
+	EmitAllCloses       bool
+	FilterByOwner       bool
+	FilterKeepaliveOnly bool
+	OwnersByCookie      bool
+	Pad                 [3]uint8
 }
 
 type katraceEvent struct {
@@ -57,7 +75,7 @@ type katraceEvent struct {
 	KeepaliveProbes  uint8
 	FinSide          uint8
 	AckedProbes      uint8
-	TimerState       uint8
+	StateBeforeTimer uint8
 	Comm             [16]int8
 	Unread           uint32
 	Role             uint8
@@ -65,7 +83,49 @@ type katraceEvent struct {
 	Pad              [2]uint8
 	Requests         uint32
 	Pad2             uint32
+	CgroupId         uint64
 }
+
+type katraceEventFlags uint32
+
+const (
+	katraceEventFlagsEVF_OWNER                 katraceEventFlags = 1
+	katraceEventFlagsEVF_KEEPOPEN              katraceEventFlags = 2
+	katraceEventFlagsEVF_IN_KEEPALIVE_TIMER    katraceEventFlags = 4
+	katraceEventFlagsEVF_KERNEL_REASON         katraceEventFlags = 8
+	katraceEventFlagsEVF_TIMEWAIT              katraceEventFlags = 16
+	katraceEventFlagsEVF_ORPHAN                katraceEventFlags = 32
+	katraceEventFlagsEVF_RCV_SHUTDOWN          katraceEventFlags = 64
+	katraceEventFlagsEVF_SEND_SHUTDOWN         katraceEventFlags = 128
+	katraceEventFlagsEVF_START_KNOWN           katraceEventFlags = 256
+	katraceEventFlagsEVF_RESET_SENT_BEFORE     katraceEventFlags = 512
+	katraceEventFlagsEVF_RESET_RECEIVED_BEFORE katraceEventFlags = 1024
+	katraceEventFlagsEVF_ESTABLISHED           katraceEventFlags = 2048
+	katraceEventFlagsEVF_OWNER_CONTEXT         katraceEventFlags = 4096
+	katraceEventFlagsEVF_LINGER_ZERO           katraceEventFlags = 8192
+	katraceEventFlagsEVF_PEER_FIN              katraceEventFlags = 16384
+	katraceEventFlagsEVF_V4MAPPED              katraceEventFlags = 32768
+)
+
+type katraceEventKind uint32
+
+const (
+	katraceEventKindEV_STATE          katraceEventKind = 1
+	katraceEventKindEV_IDLE_FIN       katraceEventKind = 2
+	katraceEventKindEV_CLOSE          katraceEventKind = 3
+	katraceEventKindEV_RESET_SENT     katraceEventKind = 4
+	katraceEventKindEV_RESET_RECEIVED katraceEventKind = 5
+	katraceEventKindEV_ERROR          katraceEventKind = 6
+	katraceEventKindEV_KEEPALIVE      katraceEventKind = 7
+)
+
+type katraceFinSide uint32
+
+const (
+	katraceFinSideFIN_NONE   katraceFinSide = 0
+	katraceFinSideFIN_LOCAL  katraceFinSide = 1
+	katraceFinSideFIN_REMOTE katraceFinSide = 2
+)
 
 type katraceOwner struct {
 	_    structs.HostLayout
@@ -79,6 +139,16 @@ type katraceProbeOut struct {
 	Probes      uint8
 	Pad         [7]uint8
 }
+
+type katraceProto uint32
+
+const (
+	katraceProtoPROTO_UNKNOWN katraceProto = 0
+	katraceProtoPROTO_HTTP1   katraceProto = 1
+	katraceProtoPROTO_HTTP2   katraceProto = 2
+	katraceProtoPROTO_TLS     katraceProto = 3
+	katraceProtoPROTO_OTHER   katraceProto = 4
+)
 
 type katraceScratch struct {
 	_     structs.HostLayout
@@ -107,6 +177,14 @@ type katraceSockInfo struct {
 	Sport         uint16
 	_             [6]byte
 }
+
+type katraceSockRole uint32
+
+const (
+	katraceSockRoleROLE_UNKNOWN katraceSockRole = 0
+	katraceSockRoleROLE_PASSIVE katraceSockRole = 1
+	katraceSockRoleROLE_ACTIVE  katraceSockRole = 2
+)
 
 type katraceTimerRun struct {
 	_            structs.HostLayout
@@ -152,22 +230,14 @@ const (
 	katraceProgTpTcpSendResetReason       = "tp_tcp_send_reset_reason"
 	katraceProgTpTimerExpireEntry         = "tp_timer_expire_entry"
 	katraceProgTpTimerExpireExit          = "tp_timer_expire_exit"
-	katraceVarEmitAllCloses               = "emit_all_closes"
-	katraceVarEmitStates                  = "emit_states"
-	katraceVarFilterByOwner               = "filter_by_owner"
-	katraceVarFilterCidrCount             = "filter_cidr_count"
-	katraceVarFilterCidrs                 = "filter_cidrs"
-	katraceVarFilterComm                  = "filter_comm"
-	katraceVarFilterKeepaliveOnly         = "filter_keepalive_only"
-	katraceVarFilterNetns                 = "filter_netns"
-	katraceVarFilterPid                   = "filter_pid"
-	katraceVarFilterPortCount             = "filter_port_count"
-	katraceVarFilterPorts                 = "filter_ports"
-	katraceVarIdleThresholdMs             = "idle_threshold_ms"
+	katraceVarCfg                         = "cfg"
 	katraceVarKeepaliveTimerFn            = "keepalive_timer_fn"
-	katraceVarOwnersByCookie              = "owners_by_cookie"
 	katraceVarUnusedEvent                 = "unused_event"
-	katraceVarWakeupBytes                 = "wakeup_bytes"
+	katraceVarUnusedEventFlags            = "unused_event_flags"
+	katraceVarUnusedEventKind             = "unused_event_kind"
+	katraceVarUnusedFinSide               = "unused_fin_side"
+	katraceVarUnusedProto                 = "unused_proto"
+	katraceVarUnusedSockRole              = "unused_sock_role"
 )
 
 // loadKatrace returns the embedded CollectionSpec for katrace.
@@ -253,22 +323,14 @@ type katraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type katraceVariableSpecs struct {
-	EmitAllCloses       *ebpf.VariableSpec `ebpf:"emit_all_closes"`
-	EmitStates          *ebpf.VariableSpec `ebpf:"emit_states"`
-	FilterByOwner       *ebpf.VariableSpec `ebpf:"filter_by_owner"`
-	FilterCidrCount     *ebpf.VariableSpec `ebpf:"filter_cidr_count"`
-	FilterCidrs         *ebpf.VariableSpec `ebpf:"filter_cidrs"`
-	FilterComm          *ebpf.VariableSpec `ebpf:"filter_comm"`
-	FilterKeepaliveOnly *ebpf.VariableSpec `ebpf:"filter_keepalive_only"`
-	FilterNetns         *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterPid           *ebpf.VariableSpec `ebpf:"filter_pid"`
-	FilterPortCount     *ebpf.VariableSpec `ebpf:"filter_port_count"`
-	FilterPorts         *ebpf.VariableSpec `ebpf:"filter_ports"`
-	IdleThresholdMs     *ebpf.VariableSpec `ebpf:"idle_threshold_ms"`
-	KeepaliveTimerFn    *ebpf.VariableSpec `ebpf:"keepalive_timer_fn"`
-	OwnersByCookie      *ebpf.VariableSpec `ebpf:"owners_by_cookie"`
-	UnusedEvent         *ebpf.VariableSpec `ebpf:"unused_event"`
-	WakeupBytes         *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	Cfg              *ebpf.VariableSpec `ebpf:"cfg"`
+	KeepaliveTimerFn *ebpf.VariableSpec `ebpf:"keepalive_timer_fn"`
+	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventFlags *ebpf.VariableSpec `ebpf:"unused_event_flags"`
+	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedFinSide    *ebpf.VariableSpec `ebpf:"unused_fin_side"`
+	UnusedProto      *ebpf.VariableSpec `ebpf:"unused_proto"`
+	UnusedSockRole   *ebpf.VariableSpec `ebpf:"unused_sock_role"`
 }
 
 // katraceObjects contains all objects after they have been loaded into the kernel.
@@ -318,22 +380,14 @@ func (m *katraceMaps) Close() error {
 //
 // It can be passed to loadKatraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type katraceVariables struct {
-	EmitAllCloses       *ebpf.Variable `ebpf:"emit_all_closes"`
-	EmitStates          *ebpf.Variable `ebpf:"emit_states"`
-	FilterByOwner       *ebpf.Variable `ebpf:"filter_by_owner"`
-	FilterCidrCount     *ebpf.Variable `ebpf:"filter_cidr_count"`
-	FilterCidrs         *ebpf.Variable `ebpf:"filter_cidrs"`
-	FilterComm          *ebpf.Variable `ebpf:"filter_comm"`
-	FilterKeepaliveOnly *ebpf.Variable `ebpf:"filter_keepalive_only"`
-	FilterNetns         *ebpf.Variable `ebpf:"filter_netns"`
-	FilterPid           *ebpf.Variable `ebpf:"filter_pid"`
-	FilterPortCount     *ebpf.Variable `ebpf:"filter_port_count"`
-	FilterPorts         *ebpf.Variable `ebpf:"filter_ports"`
-	IdleThresholdMs     *ebpf.Variable `ebpf:"idle_threshold_ms"`
-	KeepaliveTimerFn    *ebpf.Variable `ebpf:"keepalive_timer_fn"`
-	OwnersByCookie      *ebpf.Variable `ebpf:"owners_by_cookie"`
-	UnusedEvent         *ebpf.Variable `ebpf:"unused_event"`
-	WakeupBytes         *ebpf.Variable `ebpf:"wakeup_bytes"`
+	Cfg              *ebpf.Variable `ebpf:"cfg"`
+	KeepaliveTimerFn *ebpf.Variable `ebpf:"keepalive_timer_fn"`
+	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventFlags *ebpf.Variable `ebpf:"unused_event_flags"`
+	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedFinSide    *ebpf.Variable `ebpf:"unused_fin_side"`
+	UnusedProto      *ebpf.Variable `ebpf:"unused_proto"`
+	UnusedSockRole   *ebpf.Variable `ebpf:"unused_sock_role"`
 }
 
 // katracePrograms contains all programs after they have been loaded into the kernel.

@@ -1,19 +1,20 @@
 package tracer
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/katrace/katrace/kernel"
 )
 
 // Strategy is how katrace attaches to the keepalive timer and to TCP state
@@ -39,20 +40,6 @@ func ParseStrategy(s string) (Strategy, error) {
 	return "", fmt.Errorf("unknown attach strategy %q (want auto, fentry, kprobe or tracepoint)", s)
 }
 
-// programsOf lists, per strategy, the programs it attaches beyond the
-// common ones; every other strategy-specific program is deleted from the
-// spec before loading.
-var programsOf = map[Strategy][]string{
-	StrategyFentry:     {"fentry_tcp_keepalive_timer", "fexit_tcp_keepalive_timer", "fentry_tcp_set_state"},
-	StrategyKprobe:     {"kprobe_tcp_keepalive_timer", "kretprobe_tcp_keepalive_timer", "tp_inet_sock_set_state"},
-	StrategyTracepoint: {"tp_timer_expire_entry", "tp_timer_expire_exit", "tp_inet_sock_set_state"},
-}
-
-var commonPrograms = []string{"tp_tcp_receive_reset", "tp_inet_sk_error_report", primeCookiesProgram}
-
-// primeCookiesProgram is a TCP socket iterator run once at start, not attached.
-const primeCookiesProgram = "prime_cookies"
-
 // Filters are applied in the kernel: constants set before load.
 type Filters struct {
 	PID           uint32
@@ -62,12 +49,6 @@ type Filters struct {
 	NetNS         uint32
 	KeepaliveOnly bool
 }
-
-// Limits of the kernel-side filter tables (bpf/katrace.h).
-const (
-	MaxPorts    = 8
-	MaxPrefixes = 8
-)
 
 // loadOptions is what shapes the kernel programs.
 type loadOptions struct {
@@ -80,12 +61,8 @@ type loadOptions struct {
 	Protocols bool
 }
 
-// protocolPrograms label connections by their first payload bytes; they
-// attach to the cgroup v2 root, which covers every process.
-var protocolPrograms = []string{"cgroup_ingress", "cgroup_egress"}
-
-// loaded is an attached set of programs.
-type loaded struct {
+// attachedPrograms are the loaded programs of one strategy and their links.
+type attachedPrograms struct {
 	strategy Strategy
 	coll     *ebpf.Collection
 	links    []link.Link
@@ -93,7 +70,7 @@ type loaded struct {
 	kernelResetReason bool
 }
 
-func (l *loaded) Close() error {
+func (l *attachedPrograms) Close() error {
 	var errs []error
 	for _, lk := range l.links {
 		errs = append(errs, lk.Close())
@@ -104,39 +81,18 @@ func (l *loaded) Close() error {
 	return errors.Join(errs...)
 }
 
-// ErrNoBTF means the kernel exposes no BTF, which katrace cannot do without.
-var ErrNoBTF = errors.New("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): katrace needs a kernel 5.8+ built with CONFIG_DEBUG_INFO_BTF=y")
-
-// ErrPrivileges means the process lacks what loading BPF programs needs.
-var ErrPrivileges = errors.New("katrace needs root, or the capabilities CAP_BPF and CAP_PERFMON (e.g. sudo katrace trace)")
+// The prerequisites of loading any program (package kernel decides).
+var (
+	ErrNoBTF      = kernel.ErrNoBTF
+	ErrPrivileges = kernel.ErrPrivileges
+)
 
 // CheckPrerequisites reports the first missing prerequisite, as one line.
-func CheckPrerequisites() error {
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return ErrNoBTF
-	}
-	if !hasBPFCapabilities() {
-		return ErrPrivileges
-	}
-	return nil
-}
-
-func hasBPFCapabilities() bool {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return os.Geteuid() == 0
-	}
-	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
-	if has(unix.CAP_SYS_ADMIN) {
-		return true
-	}
-	return has(unix.CAP_BPF) && has(unix.CAP_PERFMON)
-}
+func CheckPrerequisites() error { return kernel.Prerequisites() }
 
 // attach loads and attaches the programs of one strategy (auto: the first
 // that works, in the order of Strategies).
-func attach(want Strategy, opts loadOptions) (*loaded, error) {
+func attach(want Strategy, opts loadOptions) (*attachedPrograms, error) {
 	if want != StrategyAuto {
 		return attachStrategy(want, opts)
 	}
@@ -151,7 +107,7 @@ func attach(want Strategy, opts loadOptions) (*loaded, error) {
 	return nil, fmt.Errorf("no attach strategy works here (%s)", strings.Join(reasons, "; "))
 }
 
-func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
+func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err error) {
 	spec, err := loadKatrace()
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded programs: %w", err)
@@ -164,79 +120,85 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *loaded, err error) {
 	if err != nil {
 		return nil, err
 	}
-	keep := map[string]bool{}
-	for _, p := range append(append([]string{}, commonPrograms...), programsOf[s]...) {
-		keep[p] = true
-	}
-	if reason {
-		keep["tp_tcp_send_reset_reason"] = true
-	} else {
-		keep["tp_tcp_send_reset"] = true
-	}
-	ownerTPs := true
+	fs := features{kernelResetReason: reason, ownerTracepoints: true}
 	for _, tp := range ownerTracepoints {
-		if hasTracepoint(kspec, tp) {
-			keep["tp_"+tp] = true
-		} else {
-			ownerTPs = false
-		}
+		fs.ownerTracepoints = fs.ownerTracepoints && hasTracepoint(kspec, tp)
 	}
-	// Older kernels: learn owners from tcp_recvmsg/tcp_sendmsg where the
-	// strategy can hook functions.
+	// Protocol labels attach to the cgroup v2 root, which covers every
+	// process; without one, connections go unlabelled.
 	cgroupRoot := ""
 	if opts.Protocols {
-		if cgroupRoot = cgroup2Root(); cgroupRoot != "" {
-			for _, p := range protocolPrograms {
-				keep[p] = true
-			}
-		}
+		cgroupRoot, _ = kernel.Cgroup2Mount()
+		fs.protocols = cgroupRoot != ""
 	}
-	ownersByCookie := !ownerTPs && s != StrategyTracepoint
-	if ownersByCookie {
-		for _, fn := range []string{"tcp_recvmsg", "tcp_sendmsg"} {
-			keep[string(s)+"_"+fn] = true
-		}
-	}
-	for name := range spec.Programs {
-		if !keep[name] {
-			delete(spec.Programs, name)
-		}
-	}
-	if err := configure(spec, s, opts); err != nil {
+	plan := planFor(s, fs)
+	if err := keepOnly(spec, plan); err != nil {
 		return nil, err
 	}
-	if err := spec.Variables["owners_by_cookie"].Set(ownersByCookie); err != nil {
-		return nil, fmt.Errorf("setting owners_by_cookie: %w", err)
+	if err := configure(spec, opts, ownersByCookie(plan)); err != nil {
+		return nil, err
 	}
 
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		return nil, fmt.Errorf("loading programs: %w", explain(err))
 	}
-	l := &loaded{strategy: s, coll: coll, kernelResetReason: reason}
+	l := &attachedPrograms{strategy: s, coll: coll, kernelResetReason: reason}
 	defer func() {
 		if err != nil {
 			l.Close()
 		}
 	}()
-	for name, prog := range coll.Programs {
-		if name == primeCookiesProgram {
+	var iterators []*ebpf.Program
+	for _, p := range plan {
+		prog := coll.Programs[p.program]
+		if p.attach == runIterator {
+			iterators = append(iterators, prog)
 			continue
 		}
-		lk, err := attachProgram(name, prog, cgroupRoot)
+		lk, err := attachPlanned(p, prog, cgroupRoot)
 		if err != nil {
-			return nil, fmt.Errorf("attaching %s: %w", name, explain(err))
+			return nil, fmt.Errorf("attaching %s: %w", p.program, explain(err))
 		}
 		l.links = append(l.links, lk)
 	}
-	if err := primeCookies(coll.Programs[primeCookiesProgram]); err != nil {
-		return nil, fmt.Errorf("giving existing sockets a cookie: %w", explain(err))
+	// Every probe is in place: sockets made from now on are seen.
+	if err := primeCookies(iterators, coll.Variables[katraceVarKeepaliveTimerFn]); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
 
-// primeCookies runs the socket iterator over every TCP socket once.
-func primeCookies(prog *ebpf.Program) error {
+// primeCookies runs the socket iterators over every TCP socket once: they
+// give each a cookie and learn tcp_keepalive_timer's address (timerFn)
+// from one, which the tracepoint strategy needs before the first timer
+// runs. A loopback listener of our own makes sure one exists; where none
+// can be made, the first state change of a new socket teaches it.
+func primeCookies(iterators []*ebpf.Program, timerFn *ebpf.Variable) error {
+	ln, lnErr := net.Listen("tcp", "127.0.0.1:0")
+	if lnErr != nil {
+		ln, lnErr = net.Listen("tcp", "[::1]:0")
+	}
+	if lnErr == nil {
+		defer ln.Close()
+	}
+	for _, prog := range iterators {
+		if err := runToEnd(prog); err != nil {
+			return fmt.Errorf("giving existing sockets a cookie: %w", explain(err))
+		}
+	}
+	var fn uint64
+	if err := timerFn.Get(&fn); err != nil {
+		return fmt.Errorf("reading tcp_keepalive_timer's address: %w", err)
+	}
+	if fn == 0 && lnErr == nil {
+		return errors.New("the socket iterator did not learn tcp_keepalive_timer's address from a TCP socket")
+	}
+	return nil
+}
+
+// runToEnd runs an iterator program to its end.
+func runToEnd(prog *ebpf.Program) error {
 	it, err := link.AttachIter(link.IterOptions{Program: prog})
 	if err != nil {
 		return err
@@ -251,97 +213,26 @@ func primeCookies(prog *ebpf.Program) error {
 	return err
 }
 
-// attachProgram attaches a program; a kprobe's function is in its name
-// (kprobe_tcp_recvmsg probes tcp_recvmsg).
-func attachProgram(name string, prog *ebpf.Program, cgroupRoot string) (link.Link, error) {
-	switch {
-	case name == "cgroup_ingress":
-		return link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ebpf.AttachCGroupInetIngress, Program: prog})
-	case name == "cgroup_egress":
-		return link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ebpf.AttachCGroupInetEgress, Program: prog})
-	case strings.HasPrefix(name, "kprobe_"):
-		return link.Kprobe(strings.TrimPrefix(name, "kprobe_"), prog, nil)
-	case strings.HasPrefix(name, "kretprobe_"):
-		return link.Kretprobe(strings.TrimPrefix(name, "kretprobe_"), prog, nil)
-	default:
-		return link.AttachTracing(link.TracingOptions{Program: prog})
-	}
-}
-
-func configure(spec *ebpf.CollectionSpec, s Strategy, opts loadOptions) error {
-	set := func(name string, v any) error {
-		vs, ok := spec.Variables[name]
-		if !ok {
-			return fmt.Errorf("program constant %s is missing", name)
-		}
-		if err := vs.Set(v); err != nil {
-			return fmt.Errorf("setting %s: %w", name, err)
-		}
-		return nil
-	}
-	f := opts.Filters
-	if len(f.Ports) > MaxPorts {
-		return fmt.Errorf("at most %d --port filters", MaxPorts)
-	}
-	if len(f.Prefixes) > MaxPrefixes {
-		return fmt.Errorf("at most %d --addr filters", MaxPrefixes)
-	}
-	var ports [MaxPorts]uint16
-	copy(ports[:], f.Ports)
-	var cidrs [MaxPrefixes]katraceCidr
-	for i, p := range f.Prefixes {
-		p = p.Masked()
-		a := p.Addr()
-		c := &cidrs[i]
-		c.PrefixLen = uint8(p.Bits())
-		if a.Is4() {
-			c.Family = 4
-			b := a.As4()
-			copy(c.Addr[:], b[:])
-		} else {
-			c.Family = 6
-			c.Addr = a.As16()
-		}
-	}
-	var comm [16]byte
-	copy(comm[:15], f.Comm)
-
-	if s == StrategyTracepoint {
-		addr, err := kernelSymbol("tcp_keepalive_timer")
-		if err != nil {
-			return err
-		}
-		if err := set("keepalive_timer_fn", addr); err != nil {
-			return err
-		}
-	}
-	for _, kv := range []struct {
-		name string
-		v    any
-	}{
-		{"idle_threshold_ms", opts.IdleThresholdMs},
-		{"emit_states", opts.EmitStates},
-		{"emit_all_closes", opts.EmitAllCloses},
-		{"filter_by_owner", f.PID != 0 || f.Comm != ""},
-		{"filter_pid", f.PID},
-		{"filter_comm", comm},
-		{"filter_netns", f.NetNS},
-		{"filter_keepalive_only", f.KeepaliveOnly},
-		{"filter_port_count", uint32(len(f.Ports))},
-		{"filter_ports", ports},
-		{"filter_cidr_count", uint32(len(f.Prefixes))},
-		{"filter_cidrs", cidrs},
-	} {
-		if err := set(kv.name, kv.v); err != nil {
-			return err
-		}
-	}
+// configure sets the ring buffer's size and struct config.
+func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie bool) error {
+	events := spec.Maps[katraceMapEvents]
 	if opts.RingSize != 0 {
-		spec.Maps["events"].MaxEntries = opts.RingSize
+		events.MaxEntries = opts.RingSize
 	}
-	ring := uint64(spec.Maps["events"].MaxEntries)
-	if err := set("wakeup_bytes", max(ring/8, uint64(os.Getpagesize()))); err != nil {
+	rate, err := kernelHZ()
+	if err != nil {
 		return err
+	}
+	cfg, err := kernelConfig(opts, kernelFacts{
+		hz:             rate.hz,
+		ringSize:       events.MaxEntries,
+		ownersByCookie: ownersByCookie,
+	})
+	if err != nil {
+		return err
+	}
+	if err := spec.Variables[katraceVarCfg].Set(cfg); err != nil {
+		return fmt.Errorf("setting the programs' configuration: %w", err)
 	}
 	return nil
 }
@@ -353,7 +244,7 @@ func explain(err error) error {
 	case errors.As(err, &ve):
 		return fmt.Errorf("the verifier refused a program: %v", ve)
 	case errors.Is(err, unix.EPERM):
-		if hasBPFCapabilities() {
+		if kernel.CanLoadBPF() {
 			return fmt.Errorf("the kernel refused (EPERM, e.g. lockdown or a security module): %w", err)
 		}
 		return ErrPrivileges
@@ -391,45 +282,6 @@ func kernelHasResetReason(spec *btf.Spec) (bool, error) {
 	return len(proto.Params) >= 4, nil
 }
 
-// kernelSymbol finds a function's address in /proc/kallsyms.
-func kernelSymbol(name string) (uint64, error) {
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return 0, fmt.Errorf("reading /proc/kallsyms: %w", err)
-	}
-	defer f.Close()
-	addr, err := findSymbol(f, name)
-	if err != nil {
-		return 0, err
-	}
-	return addr, nil
-}
-
-func findSymbol(r io.Reader, name string) (uint64, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		// "ffffffff8202df70 t tcp_keepalive_timer" (a module name may follow)
-		fields := strings.Fields(line)
-		if len(fields) < 3 || fields[2] != name {
-			continue
-		}
-		addr, err := strconv.ParseUint(fields[0], 16, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parsing /proc/kallsyms line %q: %w", line, err)
-		}
-		if addr == 0 {
-			return 0, fmt.Errorf("/proc/kallsyms hides %s's address (kernel.kptr_restrict): the tracepoint strategy needs it", name)
-		}
-		return addr, nil
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("reading /proc/kallsyms: %w", err)
-	}
-	return 0, fmt.Errorf("%s is not in /proc/kallsyms", name)
-}
-
 // Probe reports whether a strategy loads and attaches on this kernel, by
 // trying it with the smallest ring buffer and detaching at once.
 func Probe(s Strategy) error {
@@ -441,24 +293,4 @@ func Probe(s Strategy) error {
 		return err
 	}
 	return l.Close()
-}
-
-// cgroup2Root is where the cgroup v2 hierarchy is mounted, or "" if it is
-// not (then connections go without a protocol label).
-func cgroup2Root() string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		// "36 25 0:31 / /sys/fs/cgroup rw,... - cgroup2 cgroup2 rw"
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok || !strings.HasPrefix(post, "cgroup2 ") {
-			continue
-		}
-		if f := strings.Fields(pre); len(f) >= 5 && f[3] == "/" {
-			return f[4]
-		}
-	}
-	return ""
 }

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/* The in-kernel filters (--pid, --comm, --netns, --keepalive-only, --port,
+ * --addr), on an event whose socket fields are filled. */
+#ifndef __KATRACE_LIB_FILTER_H__
+#define __KATRACE_LIB_FILTER_H__
+
+#include "lib/globals.h"
+
+static __always_inline bool addr_in_cidr(const __u8 *addr, __u8 family, __u32 i)
+{
+	__u8 bits = cfg.filter_cidrs[i].prefix_len;
+
+	if (cfg.filter_cidrs[i].family != family)
+		return false;
+	for (int b = 0; b < 16; b++) {
+		__u8 mask;
+
+		if (bits == 0)
+			return true;
+		mask = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
+		if ((addr[b] ^ cfg.filter_cidrs[i].addr[b]) & mask)
+			return false;
+		bits = bits >= 8 ? bits - 8 : 0;
+	}
+	return true;
+}
+
+static __always_inline bool owner_is_filtered(__u32 pid, const char *comm)
+{
+	if (cfg.filter_pid && pid != cfg.filter_pid)
+		return false;
+	if (cfg.filter_comm[0]) {
+		for (int i = 0; i < KATRACE_COMM_LEN; i++) {
+			if (comm[i] != cfg.filter_comm[i])
+				return false;
+			if (!comm[i])
+				break;
+		}
+	}
+	return true;
+}
+
+static __always_inline bool current_is_filtered_owner(void)
+{
+	char comm[KATRACE_COMM_LEN] = {};
+
+	if (cfg.filter_comm[0])
+		bpf_get_current_comm(comm, sizeof(comm));
+	return owner_is_filtered(bpf_get_current_pid_tgid() >> 32, comm);
+}
+
+/* owner_ctx says the current task holds the socket (its syscall). */
+static __always_inline bool event_wanted(struct event *e, bool owner_ctx)
+{
+	if (cfg.filter_netns && e->netns != cfg.filter_netns)
+		return false;
+	if (cfg.filter_keepalive_only && !(e->flags & EVF_KEEPOPEN))
+		return false;
+	if (cfg.filter_port_count) {
+		bool hit = false;
+
+		for (__u32 i = 0; i < KATRACE_MAX_PORTS; i++) {
+			if (i >= cfg.filter_port_count)
+				break;
+			if (e->sport == cfg.filter_ports[i] || e->dport == cfg.filter_ports[i])
+				hit = true;
+		}
+		if (!hit)
+			return false;
+	}
+	if (cfg.filter_cidr_count) {
+		bool hit = false;
+
+		for (__u32 i = 0; i < KATRACE_MAX_CIDRS; i++) {
+			if (i >= cfg.filter_cidr_count)
+				break;
+			if (addr_in_cidr(e->saddr, e->family, i) || addr_in_cidr(e->daddr, e->family, i))
+				hit = true;
+		}
+		if (!hit)
+			return false;
+	}
+	if (cfg.filter_by_owner) {
+		__u32 ino = e->sock_ino;
+		__u8 one = 1;
+
+		/* In the owner's own syscall, the owner is the current task. */
+		if (owner_ctx) {
+			if (!current_is_filtered_owner())
+				return false;
+			if (ino)
+				bpf_map_update_elem(&owned_inodes, &ino, &one, BPF_ANY);
+			return true;
+		}
+		/* Elsewhere, the owner remembered in the socket's storage... */
+		if (e->flags & EVF_OWNER)
+			return owner_is_filtered(e->pid, e->comm);
+		/* ...or the sockets userspace found in the owner's /proc fds. */
+		if (!ino || !bpf_map_lookup_elem(&owned_inodes, &ino))
+			return false;
+	}
+	return true;
+}
+
+#endif /* __KATRACE_LIB_FILTER_H__ */

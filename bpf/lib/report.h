@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/* Fill, filter and submit an event about a full TCP socket. */
+#ifndef __KATRACE_LIB_REPORT_H__
+#define __KATRACE_LIB_REPORT_H__
+
+#include "lib/ring.h"
+#include "lib/sock.h"
+#include "lib/filter.h"
+#include "lib/owner.h"
+#include "lib/keepalive.h"
+
+/* sk is a BTF pointer; info its storage, if any. */
+static __always_inline void submit_sock_event(struct event *e, struct sock *sk,
+					      struct sock_info *info, bool owner_ctx)
+{
+	struct timer_run *run = current_timer_run((__u64)sk);
+
+	fill_full_socket(e, sk);
+	fill_info(e, info);
+	if (info && info->fin_side == FIN_REMOTE)
+		e->written_after_fin = BPF_CORE_READ((struct tcp_sock *)sk, write_seq) - info->write_seq_at_fin;
+	if (owner_ctx) {
+		e->flags |= EVF_OWNER | EVF_OWNER_CONTEXT;
+		e->pid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(e->comm, sizeof(e->comm));
+	}
+	fill_owner_by_cookie(e);
+	if (run) {
+		e->flags |= EVF_IN_KEEPALIVE_TIMER;
+		e->state_before_timer = run->state_before;
+		e->probes_before = run->probes_before;
+	}
+	if (!event_wanted(e, owner_ctx)) {
+		discard_event(e);
+		return;
+	}
+	if (info)
+		info->reported = 1;
+	submit_event(e);
+}
+
+#endif /* __KATRACE_LIB_REPORT_H__ */

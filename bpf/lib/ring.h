@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * Events are built in a per-CPU scratch slot, filtered, then copied into the
+ * ring buffer: only a wanted event that finds no room is lost (and counted
+ * in lost_events). reserve_event is paired with discard_event or
+ * submit_event.
+ */
+#ifndef __KATRACE_LIB_RING_H__
+#define __KATRACE_LIB_RING_H__
+
+#include "lib/globals.h"
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *lost = bpf_map_lookup_elem(&lost_events, &zero);
+
+	if (lost)
+		*lost += 1;
+}
+
+static __always_inline struct event *reserve_event(void)
+{
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	struct event *e;
+	__u32 depth;
+
+	if (!s)
+		return NULL;
+	depth = s->depth;
+	if (depth >= KATRACE_SCRATCH_DEPTH) {
+		count_lost();
+		return NULL;
+	}
+	s->depth = depth + 1;
+	e = &s->ev[depth & (KATRACE_SCRATCH_DEPTH - 1)];
+	__builtin_memset(e, 0, sizeof(*e));
+	return e;
+}
+
+static __always_inline void release_event(void)
+{
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+
+	if (s && s->depth > 0)
+		s->depth--;
+}
+
+static __always_inline void discard_event(struct event *e)
+{
+	release_event();
+}
+
+static __always_inline void submit_event(struct event *e)
+{
+	/* Wake the reader only when the backlog crosses another cfg.wakeup_bytes
+	 * (it also polls every 100 ms): a wakeup per event costs an
+	 * inter-processor interrupt per event. */
+	__u64 rec = sizeof(*e) + 8;
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + rec;
+	__u64 flags = avail / cfg.wakeup_bytes != (avail - rec) / cfg.wakeup_bytes ?
+			      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags))
+		count_lost();
+	release_event();
+}
+
+#endif /* __KATRACE_LIB_RING_H__ */

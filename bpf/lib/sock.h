@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/* An event's socket fields: identity, addresses, counters, and what the
+ * socket's storage remembers. */
+#ifndef __KATRACE_LIB_SOCK_H__
+#define __KATRACE_LIB_SOCK_H__
+
+#include "lib/globals.h"
+#include "lib/kernel_socket.h"
+
+/* Use the fill_*_socket wrappers below: with_counters and direct are
+ * constants in each, so the verifier sees one straight path. */
+static __always_inline void fill_socket_fields(struct event *e, struct sock *sk, bool with_counters,
+					       bool direct)
+{
+	struct sock_common *skc = &sk->__sk_common;
+	struct net *net = RD(direct, sk, __sk_common.skc_net.net);
+	bool v4_mapped;
+
+	e->sport = RD(direct, sk, __sk_common.skc_num);
+	e->dport = bpf_ntohs(RD(direct, sk, __sk_common.skc_dport));
+	e->family = read_addresses(skc, direct, e->saddr, e->daddr, &v4_mapped);
+	if (v4_mapped)
+		e->flags |= EVF_V4_MAPPED;
+	e->netns = RD(direct, net, ns.inum);
+	if (!with_counters)
+		return;
+
+	unsigned long flags = RD(direct, sk, __sk_common.skc_flags);
+	struct tcp_sock *tp = direct ? bpf_skc_to_tcp_sock(sk) : (struct tcp_sock *)sk;
+
+	if (flags & (1UL << SOCK_KEEPOPEN))
+		e->flags |= EVF_KEEPOPEN;
+	if (!tp)
+		return;
+
+	__u64 now_jiffies = bpf_jiffies64();
+	__u8 shutdown = RD(direct, sk, sk_shutdown);
+	struct keepalive_settings ka;
+
+	read_keepalive_settings(tp, net, direct, &ka);
+	e->keepalive_idle_ms = ka.idle_ms;
+	e->keepalive_intvl_ms = ka.intvl_ms;
+	e->keepalive_probes = ka.probes;
+
+	e->since_send_ms = ms_since(now_jiffies, RD(direct, tp, lsndtime));
+	e->since_recv_ms = ms_since(now_jiffies, RD(direct, tp, inet_conn.icsk_ack.lrcvtime));
+	e->since_ack_ms = ms_since(now_jiffies, RD(direct, tp, rcv_tstamp));
+	e->bytes_sent = RD(direct, tp, bytes_sent);
+	e->bytes_received = RD(direct, tp, bytes_received);
+	e->unacked = RD(direct, tp, write_seq) - RD(direct, tp, snd_una);
+	e->unread = RD(direct, tp, rcv_nxt) - RD(direct, tp, copied_seq);
+	if ((flags & (1UL << SOCK_LINGER)) && !RD(direct, sk, sk_lingertime))
+		e->flags |= EVF_LINGER_ZERO;
+	e->probes_before = e->probes_after = RD(direct, tp, inet_conn.icsk_probes_out);
+	e->sk_err = RD(direct, sk, sk_err);
+	e->sock_ino = socket_inode(sk);
+	if (bpf_core_field_exists(sk->sk_cgrp_data.cgroup))
+		e->cgroup_id = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+	if (flags & (1UL << SOCK_DEAD))
+		e->flags |= EVF_ORPHAN;
+	if (flags & (1UL << SOCK_DONE))
+		e->flags |= EVF_PEER_FIN;
+	if (shutdown & 1) /* RCV_SHUTDOWN */
+		e->flags |= EVF_RCV_SHUTDOWN;
+	if (shutdown & 2) /* SEND_SHUTDOWN */
+		e->flags |= EVF_SEND_SHUTDOWN;
+}
+
+/* A timewait socket (a BTF pointer): only its sock_common is valid, and
+ * skc_flags there is a pointer, not the socket's flags. */
+static __always_inline void fill_timewait_socket(struct event *e, struct sock *sk)
+{
+	fill_socket_fields(e, sk, false, true);
+}
+
+/* A full TCP socket given as a BTF pointer (tp_btf, fentry). */
+static __always_inline void fill_full_socket(struct event *e, struct sock *sk)
+{
+	fill_socket_fields(e, sk, true, true);
+}
+
+/* A full TCP socket from a plain kernel address (the keepalive timer's
+ * container_of): every field by probe read. */
+static __always_inline void fill_full_socket_by_probe_read(struct event *e, struct sock *sk)
+{
+	fill_socket_fields(e, sk, true, false);
+}
+
+/* What the socket's storage remembers: owner, start, first FIN. */
+static __always_inline void fill_info(struct event *e, struct sock_info *info)
+{
+	if (!info)
+		return;
+	if (info->owner_pid) {
+		e->flags |= EVF_OWNER;
+		e->pid = info->owner_pid;
+		__builtin_memcpy(e->comm, info->owner_comm, sizeof(e->comm));
+	}
+	if (info->start_ns) {
+		e->flags |= EVF_START_KNOWN;
+		e->start_ns = info->start_ns;
+	}
+	if (info->established)
+		e->flags |= EVF_ESTABLISHED;
+	e->role = info->role;
+	e->proto = info->proto;
+	e->requests = info->requests;
+	if (!e->sport)
+		e->sport = info->sport;
+	e->fin_side = info->fin_side;
+	e->fin_ns = info->fin_ns;
+	e->fin_idle_ms = info->fin_idle_ms;
+	if (info->reset_sent)
+		e->flags |= EVF_RESET_SENT_BEFORE;
+	if (info->reset_received)
+		e->flags |= EVF_RESET_RECEIVED_BEFORE;
+}
+
+#endif /* __KATRACE_LIB_SOCK_H__ */

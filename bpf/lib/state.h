@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * TCP state changes: the hot path, run for every connection on the host.
+ * It keeps what it needs in the socket's storage and sends an event only
+ * when something explains a connection's end (an idle FIN, the close of a
+ * socket already reported, a close inside a keepalive timer run or an
+ * abort), unless --states or --all asked for more.
+ */
+#ifndef __KATRACE_LIB_STATE_H__
+#define __KATRACE_LIB_STATE_H__
+
+#include "lib/report.h"
+
+static __always_inline void report_transition(struct sock *sk, __u8 kind, int old, int new, __u64 ts_ns,
+					      struct sock_info *info, bool owner_ctx)
+{
+	struct event *e = reserve_event();
+
+	if (!e)
+		return;
+	e->ts_ns = ts_ns;
+	e->kind = kind;
+	e->cookie = bpf_get_socket_cookie(sk);
+	e->state = new;
+	e->old_state = old;
+	submit_sock_event(e, sk, info, owner_ctx);
+}
+
+/* sk is a BTF pointer. */
+static __always_inline void handle_state_change(struct sock *sk, int old, int new)
+{
+	struct sock_info *info;
+	bool owner_ctx;
+	/* Read the clock only when something needs it: most changes don't. */
+	__u64 now = 0;
+#define NOW() (now ? now : (now = bpf_ktime_get_ns()))
+
+	if (old == new || old == TCP_LISTEN || new == TCP_LISTEN)
+		return;
+	owner_ctx = owned_by_user(sk);
+
+	info = bpf_sk_storage_get(&sock_infos, sk, 0,
+				  new == TCP_CLOSE ? 0 : BPF_SK_STORAGE_GET_F_CREATE);
+	if (info) {
+		__u16 sport = sk->__sk_common.skc_num;
+
+		if (owner_ctx)
+			remember_owner(info);
+		if (sport)
+			info->sport = sport;
+		if (!info->start_ns &&
+		    (new == TCP_SYN_SENT || new == TCP_SYN_RECV || new == TCP_ESTABLISHED))
+			info->start_ns = NOW();
+		if (new == TCP_SYN_SENT)
+			info->role = ROLE_ACTIVE;
+		if (new == TCP_ESTABLISHED) {
+			if (old == TCP_SYN_RECV && !info->role)
+				info->role = ROLE_PASSIVE;
+			info->established = 1;
+			/* The keepalive timer can only read the cookie, not make
+			 * one: make it while we hold a proper socket pointer. */
+			bpf_get_socket_cookie(sk);
+		}
+	}
+
+	struct tcp_sock *tp = NULL;
+
+	if (info && !info->fin_side && (new == TCP_FIN_WAIT1 || new == TCP_CLOSE_WAIT))
+		tp = bpf_skc_to_tcp_sock(sk);
+	if (tp) {
+		__u64 now_jiffies = bpf_jiffies64();
+		__u32 idle;
+
+		idle = min_u32(ms_since(now_jiffies, tp->lsndtime),
+			       ms_since(now_jiffies, tp->inet_conn.icsk_ack.lrcvtime));
+		info->fin_side = new == TCP_FIN_WAIT1 ? FIN_LOCAL : FIN_REMOTE;
+		info->fin_ns = NOW();
+		info->fin_idle_ms = idle;
+		info->write_seq_at_fin = tp->write_seq;
+		if (idle >= cfg.idle_threshold_ms && old == TCP_ESTABLISHED)
+			report_transition(sk, EV_IDLE_FIN, old, new, NOW(), info, owner_ctx);
+	}
+
+	if (cfg.emit_states)
+		report_transition(sk, EV_STATE, old, new, NOW(), info, owner_ctx);
+
+	if (new == TCP_CLOSE) {
+		struct timer_run *run = current_timer_run((__u64)sk);
+		/* A close in the owner's syscall from a state that needs a reset is
+		 * an abort (SO_LINGER 0, unread data): the kernel sends the RST
+		 * right after, and userspace waits for it to give the verdict. */
+		bool abort = owner_ctx && ((1 << old) & ((1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT) |
+							 (1 << TCP_FIN_WAIT1) | (1 << TCP_SYN_RECV)));
+		bool wanted = cfg.emit_all_closes || (info && info->reported) || run || abort;
+
+		if (run)
+			run->closed = 1;
+		if (!wanted && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN))) {
+			__u64 cookie = bpf_get_socket_cookie(sk);
+
+			if (bpf_map_lookup_elem(&probes_out, &cookie)) {
+				bpf_map_delete_elem(&probes_out, &cookie);
+				wanted = true;
+			}
+		}
+		if (wanted)
+			report_transition(sk, EV_CLOSE, old, new, NOW(), info, owner_ctx);
+	}
+#undef NOW
+}
+
+#endif /* __KATRACE_LIB_STATE_H__ */

@@ -1,0 +1,86 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/katrace/katrace/kernel"
+)
+
+// kernelHZ is the kernel's tick rate and where it came from (config file
+// or measured), looked up once: measuring takes some 20-40 ms.
+var kernelHZ = sync.OnceValues(func() (kernelTickRate, error) {
+	hz, source, err := kernel.HZ()
+	return kernelTickRate{hz: hz, source: source}, err
+})
+
+type kernelTickRate struct {
+	hz     uint32
+	source string
+}
+
+// Limits of the kernel-side filter tables and of a process name, from the
+// arrays of struct config (bpf/katrace.h).
+const (
+	MaxPorts    = len(katraceConfig{}.FilterPorts)
+	MaxPrefixes = len(katraceConfig{}.FilterCidrs)
+	// MaxCommLen is how much of a process name the kernel keeps.
+	MaxCommLen = len(katraceConfig{}.FilterComm) - 1
+)
+
+// kernelFacts are what struct config needs beyond the options.
+type kernelFacts struct {
+	hz             uint32
+	ringSize       uint32
+	ownersByCookie bool
+}
+
+// kernelConfig is struct config, what the kernel programs read as
+// constants: the one place Go sets them.
+func kernelConfig(opts loadOptions, k kernelFacts) (katraceConfig, error) {
+	f := opts.Filters
+	if k.hz == 0 {
+		return katraceConfig{}, errors.New("the kernel's HZ is unknown")
+	}
+	if len(f.Ports) > MaxPorts {
+		return katraceConfig{}, fmt.Errorf("at most %d --port filters", MaxPorts)
+	}
+	if len(f.Prefixes) > MaxPrefixes {
+		return katraceConfig{}, fmt.Errorf("at most %d --addr filters", MaxPrefixes)
+	}
+	cfg := katraceConfig{
+		WakeupBytes:         max(uint64(k.ringSize)/8, uint64(os.Getpagesize())),
+		Hz:                  k.hz,
+		IdleThresholdMs:     opts.IdleThresholdMs,
+		FilterPid:           f.PID,
+		FilterNetns:         f.NetNS,
+		FilterPortCount:     uint32(len(f.Ports)),
+		FilterCidrCount:     uint32(len(f.Prefixes)),
+		EmitStates:          opts.EmitStates,
+		EmitAllCloses:       opts.EmitAllCloses,
+		FilterByOwner:       f.PID != 0 || f.Comm != "",
+		FilterKeepaliveOnly: f.KeepaliveOnly,
+		OwnersByCookie:      k.ownersByCookie,
+	}
+	copy(cfg.FilterPorts[:], f.Ports)
+	for i, p := range f.Prefixes {
+		p = p.Masked()
+		a := p.Addr()
+		c := &cfg.FilterCidrs[i]
+		c.PrefixLen = uint8(p.Bits())
+		if a.Is4() {
+			c.Family = 4
+			b := a.As4()
+			copy(c.Addr[:], b[:])
+		} else {
+			c.Family = 6
+			c.Addr = a.As16()
+		}
+	}
+	for i := 0; i < len(f.Comm) && i < MaxCommLen; i++ {
+		cfg.FilterComm[i] = int8(f.Comm[i])
+	}
+	return cfg, nil
+}

@@ -1,0 +1,186 @@
+package tracer
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// How a program is attached.
+type attachType int
+
+const (
+	// attachTracing: tp_btf, fentry and fexit programs, whose target is in
+	// their section name and BTF.
+	attachTracing attachType = iota
+	attachKprobe
+	attachKretprobe
+	attachCgroupIngress
+	attachCgroupEgress
+	// runIterator: a TCP socket iterator run once at start, not attached.
+	runIterator
+)
+
+// What a program needs beyond its strategy.
+type feature int
+
+const (
+	featureNone feature = iota
+	// The tcp_send_reset tracepoint passes enum sk_rst_reason (6.10+)...
+	featureKernelResetReason
+	// ...or it does not.
+	featureNoKernelResetReason
+	// The sock_recv_length and sock_send_length tracepoints (6.4+).
+	featureOwnerTracepoints
+	// No owner tracepoints: owners by cookie, from tcp_recvmsg/tcp_sendmsg.
+	featureOwnersByCookie
+	// --proto and a cgroup v2 mount.
+	featureProtocols
+)
+
+// features is what the kernel and the options offer.
+type features struct {
+	kernelResetReason bool
+	ownerTracepoints  bool
+	// protocols: --proto asked and a cgroup v2 hierarchy is mounted.
+	protocols bool
+}
+
+func (f feature) metBy(fs features) bool {
+	switch f {
+	case featureKernelResetReason:
+		return fs.kernelResetReason
+	case featureNoKernelResetReason:
+		return !fs.kernelResetReason
+	case featureOwnerTracepoints:
+		return fs.ownerTracepoints
+	case featureOwnersByCookie:
+		return !fs.ownerTracepoints
+	case featureProtocols:
+		return fs.protocols
+	}
+	return true
+}
+
+// plannedProgram is one kernel program: where it attaches, under which
+// strategies (none listed: every strategy) and what it needs.
+type plannedProgram struct {
+	program    string
+	attach     attachType
+	kprobe     string
+	strategies []Strategy
+	needs      feature
+}
+
+var (
+	onlyFentry       = []Strategy{StrategyFentry}
+	onlyKprobe       = []Strategy{StrategyKprobe}
+	onlyTracepoint   = []Strategy{StrategyTracepoint}
+	kprobeTracepoint = []Strategy{StrategyKprobe, StrategyTracepoint}
+)
+
+// attachPlan is every program of bpf/katrace.bpf.c; the loader deletes
+// from the spec the ones a strategy and the features do not select.
+var attachPlan = []plannedProgram{
+	// Every strategy.
+	{program: katraceProgPrimeCookies, attach: runIterator},
+	{program: katraceProgTpTcpReceiveReset, attach: attachTracing},
+	{program: katraceProgTpTcpSendResetReason, attach: attachTracing, needs: featureKernelResetReason},
+	{program: katraceProgTpTcpSendReset, attach: attachTracing, needs: featureNoKernelResetReason},
+	{program: katraceProgTpInetSkErrorReport, attach: attachTracing},
+	{program: katraceProgTpSockRecvLength, attach: attachTracing, needs: featureOwnerTracepoints},
+	{program: katraceProgTpSockSendLength, attach: attachTracing, needs: featureOwnerTracepoints},
+	{program: katraceProgCgroupIngress, attach: attachCgroupIngress, needs: featureProtocols},
+	{program: katraceProgCgroupEgress, attach: attachCgroupEgress, needs: featureProtocols},
+
+	// State changes: a tracepoint, except under fentry.
+	{program: katraceProgTpInetSockSetState, attach: attachTracing, strategies: kprobeTracepoint},
+	{program: katraceProgFentryTcpSetState, attach: attachTracing, strategies: onlyFentry},
+
+	// The keepalive timer.
+	{program: katraceProgFentryTcpKeepaliveTimer, attach: attachTracing, strategies: onlyFentry},
+	{program: katraceProgFexitTcpKeepaliveTimer, attach: attachTracing, strategies: onlyFentry},
+	{program: katraceProgKprobeTcpKeepaliveTimer, attach: attachKprobe, kprobe: "tcp_keepalive_timer", strategies: onlyKprobe},
+	{program: katraceProgKretprobeTcpKeepaliveTimer, attach: attachKretprobe, kprobe: "tcp_keepalive_timer", strategies: onlyKprobe},
+	{program: katraceProgTpTimerExpireEntry, attach: attachTracing, strategies: onlyTracepoint},
+	{program: katraceProgTpTimerExpireExit, attach: attachTracing, strategies: onlyTracepoint},
+
+	// Owners before 6.4, where the strategy hooks functions.
+	{program: katraceProgFentryTcpRecvmsg, attach: attachTracing, strategies: onlyFentry, needs: featureOwnersByCookie},
+	{program: katraceProgFentryTcpSendmsg, attach: attachTracing, strategies: onlyFentry, needs: featureOwnersByCookie},
+	{program: katraceProgKprobeTcpRecvmsg, attach: attachKprobe, kprobe: "tcp_recvmsg", strategies: onlyKprobe, needs: featureOwnersByCookie},
+	{program: katraceProgKprobeTcpSendmsg, attach: attachKprobe, kprobe: "tcp_sendmsg", strategies: onlyKprobe, needs: featureOwnersByCookie},
+}
+
+func (p plannedProgram) selected(s Strategy, fs features) bool {
+	if !p.needs.metBy(fs) {
+		return false
+	}
+	if len(p.strategies) == 0 {
+		return true
+	}
+	for _, ps := range p.strategies {
+		if ps == s {
+			return true
+		}
+	}
+	return false
+}
+
+// planFor lists the programs a strategy loads with these features.
+func planFor(s Strategy, fs features) []plannedProgram {
+	var out []plannedProgram
+	for _, p := range attachPlan {
+		if p.selected(s, fs) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ownersByCookie says whether the plan learns owners by cookie (then the
+// event path looks them up).
+func ownersByCookie(plan []plannedProgram) bool {
+	for _, p := range plan {
+		if p.needs == featureOwnersByCookie {
+			return true
+		}
+	}
+	return false
+}
+
+// keepOnly deletes from the spec every program the plan does not name.
+func keepOnly(spec *ebpf.CollectionSpec, plan []plannedProgram) error {
+	keep := make(map[string]bool, len(plan))
+	for _, p := range plan {
+		if spec.Programs[p.program] == nil {
+			return fmt.Errorf("program %s is not in the compiled programs", p.program)
+		}
+		keep[p.program] = true
+	}
+	for name := range spec.Programs {
+		if !keep[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	return nil
+}
+
+// attachPlanned attaches one loaded program as planned; iterators are run
+// by the caller, not attached.
+func attachPlanned(p plannedProgram, prog *ebpf.Program, cgroupRoot string) (link.Link, error) {
+	switch p.attach {
+	case attachTracing:
+		return link.AttachTracing(link.TracingOptions{Program: prog})
+	case attachKprobe:
+		return link.Kprobe(p.kprobe, prog, nil)
+	case attachKretprobe:
+		return link.Kretprobe(p.kprobe, prog, nil)
+	case attachCgroupIngress:
+		return link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ebpf.AttachCGroupInetIngress, Program: prog})
+	case attachCgroupEgress:
+		return link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ebpf.AttachCGroupInetEgress, Program: prog})
+	}
+	return nil, fmt.Errorf("program %s: no way to attach type %d", p.program, p.attach)
+}
