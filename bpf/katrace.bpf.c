@@ -109,6 +109,17 @@ int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 	return 0;
 }
 
+/* Before 6.4 under the tracepoint strategy (no owner tracepoints, no
+ * function hooks): tcp_rcv_space_adjust runs in the owner's recvmsg, with
+ * the socket locked by it. */
+SEC("tp_btf/tcp_rcv_space_adjust")
+int BPF_PROG(tp_tcp_rcv_space_adjust, struct sock *sk)
+{
+	if (owned_by_user(sk))
+		learn_owner(sk);
+	return 0;
+}
+
 /* --- tracepoint strategy --- */
 
 SEC("tp_btf/timer_expire_entry")

@@ -233,6 +233,7 @@ const (
 	katraceProgTpInetSockSetState         = "tp_inet_sock_set_state"
 	katraceProgTpSockRecvLength           = "tp_sock_recv_length"
 	katraceProgTpSockSendLength           = "tp_sock_send_length"
+	katraceProgTpTcpRcvSpaceAdjust        = "tp_tcp_rcv_space_adjust"
 	katraceProgTpTcpReceiveReset          = "tp_tcp_receive_reset"
 	katraceProgTpTcpSendReset             = "tp_tcp_send_reset"
 	katraceProgTpTcpSendResetReason       = "tp_tcp_send_reset_reason"
@@ -306,6 +307,7 @@ type katraceProgramSpecs struct {
 	TpInetSockSetState         *ebpf.ProgramSpec `ebpf:"tp_inet_sock_set_state"`
 	TpSockRecvLength           *ebpf.ProgramSpec `ebpf:"tp_sock_recv_length"`
 	TpSockSendLength           *ebpf.ProgramSpec `ebpf:"tp_sock_send_length"`
+	TpTcpRcvSpaceAdjust        *ebpf.ProgramSpec `ebpf:"tp_tcp_rcv_space_adjust"`
 	TpTcpReceiveReset          *ebpf.ProgramSpec `ebpf:"tp_tcp_receive_reset"`
 	TpTcpSendReset             *ebpf.ProgramSpec `ebpf:"tp_tcp_send_reset"`
 	TpTcpSendResetReason       *ebpf.ProgramSpec `ebpf:"tp_tcp_send_reset_reason"`
@@ -418,6 +420,7 @@ type katracePrograms struct {
 	TpInetSockSetState         *ebpf.Program `ebpf:"tp_inet_sock_set_state"`
 	TpSockRecvLength           *ebpf.Program `ebpf:"tp_sock_recv_length"`
 	TpSockSendLength           *ebpf.Program `ebpf:"tp_sock_send_length"`
+	TpTcpRcvSpaceAdjust        *ebpf.Program `ebpf:"tp_tcp_rcv_space_adjust"`
 	TpTcpReceiveReset          *ebpf.Program `ebpf:"tp_tcp_receive_reset"`
 	TpTcpSendReset             *ebpf.Program `ebpf:"tp_tcp_send_reset"`
 	TpTcpSendResetReason       *ebpf.Program `ebpf:"tp_tcp_send_reset_reason"`
@@ -443,6 +446,7 @@ func (p *katracePrograms) Close() error {
 		p.TpInetSockSetState,
 		p.TpSockRecvLength,
 		p.TpSockSendLength,
+		p.TpTcpRcvSpaceAdjust,
 		p.TpTcpReceiveReset,
 		p.TpTcpSendReset,
 		p.TpTcpSendResetReason,

@@ -35,6 +35,9 @@ const (
 	featureOwnerTracepoints
 	// No owner tracepoints: owners by cookie, from tcp_recvmsg/tcp_sendmsg.
 	featureOwnersByCookie
+	// No owner tracepoints: owners from the tcp_rcv_space_adjust
+	// tracepoint, which runs in the owner's recvmsg.
+	featureOwnersFromReads
 	// --proto and a cgroup v2 mount.
 	featureProtocols
 )
@@ -55,7 +58,7 @@ func (f feature) metBy(fs features) bool {
 		return !fs.kernelResetReason
 	case featureOwnerTracepoints:
 		return fs.ownerTracepoints
-	case featureOwnersByCookie:
+	case featureOwnersByCookie, featureOwnersFromReads:
 		return !fs.ownerTracepoints
 	case featureProtocols:
 		return fs.protocols
@@ -106,7 +109,10 @@ var attachPlan = []plannedProgram{
 	{program: katraceProgTpTimerExpireEntry, attach: attachTracing, strategies: onlyTracepoint},
 	{program: katraceProgTpTimerExpireExit, attach: attachTracing, strategies: onlyTracepoint},
 
-	// Owners before 6.4, where the strategy hooks functions.
+	// Owners before 6.4: from the owner's reads under the tracepoint
+	// strategy...
+	{program: katraceProgTpTcpRcvSpaceAdjust, attach: attachTracing, strategies: onlyTracepoint, needs: featureOwnersFromReads},
+	// ...and where the strategy hooks functions, by cookie.
 	{program: katraceProgFentryTcpRecvmsg, attach: attachTracing, strategies: onlyFentry, needs: featureOwnersByCookie},
 	{program: katraceProgFentryTcpSendmsg, attach: attachTracing, strategies: onlyFentry, needs: featureOwnersByCookie},
 	{program: katraceProgKprobeTcpRecvmsg, attach: attachKprobe, kprobe: "tcp_recvmsg", strategies: onlyKprobe, needs: featureOwnersByCookie},
