@@ -72,14 +72,15 @@ func rowAddr(b [16]byte, v6 bool) netip.Addr {
 func rowSocket(r *socketsSocketRow) Socket {
 	v6 := r.Family == 6
 	s := newSocket(record.SocketID{
-		Cookie: r.Cookie,
-		IPv6:   v6,
-		LAddr:  rowAddr(r.Saddr, v6),
-		RAddr:  rowAddr(r.Daddr, v6),
-		LPort:  r.Sport,
-		RPort:  r.Dport,
-		NetNS:  r.Netns,
-		State:  StateName(r.State),
+		Cookie:   r.Cookie,
+		IPv6:     v6,
+		V4Mapped: r.Flags&rowV4Mapped != 0,
+		LAddr:    rowAddr(r.Saddr, v6),
+		RAddr:    rowAddr(r.Daddr, v6),
+		LPort:    r.Sport,
+		RPort:    r.Dport,
+		NetNS:    r.Netns,
+		State:    StateName(r.State),
 	})
 	s.Inode, s.UID = r.Ino, r.Uid
 	if int(r.Timer) < len(timerNames) {

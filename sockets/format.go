@@ -18,19 +18,21 @@ import (
 // event contract (DESIGN.md) and the keepalive fields of `katrace sockets`.
 // Unknown or not applicable values are left out.
 type jsonSocket struct {
-	Time   string  `json:"time"`
-	Type   string  `json:"type"`
-	Sock   uint64  `json:"sock"`
-	Family string  `json:"family"`
-	LAddr  string  `json:"laddr"`
-	LPort  uint16  `json:"lport"`
-	RAddr  string  `json:"raddr"`
-	RPort  uint16  `json:"rport"`
-	NetNS  uint32  `json:"netns"`
-	State  string  `json:"state"`
-	PID    uint32  `json:"pid,omitempty"`
-	Comm   string  `json:"comm,omitempty"`
-	Owners []Owner `json:"owners,omitempty"`
+	Time   string `json:"time"`
+	Type   string `json:"type"`
+	Sock   uint64 `json:"sock"`
+	Family string `json:"family"`
+	// V4Mapped: a dual-stack IPv6 socket talking IPv4, reported as IPv4.
+	V4Mapped bool    `json:"v4_mapped,omitempty"`
+	LAddr    string  `json:"laddr"`
+	LPort    uint16  `json:"lport"`
+	RAddr    string  `json:"raddr"`
+	RPort    uint16  `json:"rport"`
+	NetNS    uint32  `json:"netns"`
+	State    string  `json:"state"`
+	PID      uint32  `json:"pid,omitempty"`
+	Comm     string  `json:"comm,omitempty"`
+	Owners   []Owner `json:"owners,omitempty"`
 
 	Kind  string `json:"kind"`
 	Inode uint64 `json:"inode,omitempty"`
@@ -77,6 +79,7 @@ func toJSON(t time.Time, s *Socket, res *Result) jsonSocket {
 		Type:                "socket",
 		Sock:                s.Cookie,
 		Family:              s.Family(),
+		V4Mapped:            s.V4Mapped,
 		LAddr:               s.LAddr.String(),
 		LPort:               s.LPort,
 		RAddr:               s.RAddr.String(),
