@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -309,4 +310,36 @@ func (r *Resolver) ContainerCgroups(prefix string) ([]Cgroup, error) {
 		return nil, fmt.Errorf("reading the cgroup hierarchy at %s: %w", r.mount.Dir, err)
 	}
 	return out, nil
+}
+
+// ProcCgroup reads the cgroup v2 path of process pid: the "0::" line of
+// procRoot/PID/cgroup. It is "" (and no error) on a host without cgroup v2,
+// where the file has no such line.
+func ProcCgroup(procRoot string, pid uint32) (string, error) {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10), "cgroup"))
+	if err != nil {
+		return "", fmt.Errorf("reading the cgroup of process %d: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if path, ok := strings.CutPrefix(line, "0::"); ok {
+			return path, nil
+		}
+	}
+	return "", nil
+}
+
+// ByPath is Workload for a cgroup given by its path (as ProcCgroup reads
+// it): what is known of the cgroup, or, for a cgroup the last walk did not
+// see, what its path says.
+func (r *Resolver) ByPath(path string) record.Workload {
+	if path == "" {
+		return record.Workload{}
+	}
+	if c, err := r.Lookup(path); err == nil {
+		if a := r.Attribution(c.ID); a != nil {
+			return a.Workload
+		}
+	}
+	id := ParsePath(path)
+	return record.Workload{Cgroup: path, ContainerID: id.ContainerID, PodUID: id.PodUID}
 }
