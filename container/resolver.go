@@ -87,6 +87,15 @@ func unescapeMountinfo(s string) string {
 
 func isOctal(c byte) bool { return '0' <= c && c <= '7' }
 
+// Exists reports whether the cgroup at path (relative to the cgroup2 root,
+// as record.Workload.Cgroup gives it) is still there. Safe for concurrent
+// use.
+func (m Mount) Exists(path string) bool {
+	rel := "/" + strings.Trim(filepath.Clean("/"+path), "/")
+	fi, err := os.Stat(filepath.Join(m.Dir, rel))
+	return err == nil && fi.IsDir()
+}
+
 // Attribution is what katrace knows about the workload in one cgroup: the
 // record fields (empty when unknown), and how current its names are.
 type Attribution struct {

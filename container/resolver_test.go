@@ -254,3 +254,22 @@ func TestResolverByPath(t *testing.T) {
 		t.Errorf("ByPath(\"\") = %+v, want nothing", w)
 	}
 }
+
+func TestMountExists(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "libpod_parent", "libpod-"+id64), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "cgroup.procs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := Mount{Dir: root, Root: "/"}
+	for path, want := range map[string]bool{
+		"/libpod_parent/libpod-" + id64: true, "/": true, "/libpod_parent/libpod-" + id64b: false,
+		"/cgroup.procs": false, "/../../etc": false,
+	} {
+		if got := m.Exists(path); got != want {
+			t.Errorf("Exists(%q) = %v, want %v", path, got, want)
+		}
+	}
+}

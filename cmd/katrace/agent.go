@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/katrace/katrace/container"
 	"github.com/katrace/katrace/logfile"
 	"github.com/katrace/katrace/metrics"
 	"github.com/katrace/katrace/output"
@@ -38,7 +39,7 @@ func agentFlags() []cli.Flag {
 		&cli.IntFlag{Name: "file-max-backups", Value: 5, Usage: "keep `N` rotated files (FILE.1 to FILE.N)", EnvVars: env("FILE_MAX_BACKUPS"), Category: catOutput},
 
 		&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9431); they count the records the stream shows", EnvVars: env("METRICS_ADDR"), Category: catMetrics},
-		&cli.StringFlag{Name: "metrics-labels", Usage: "add opt-in `LABELS` to the per-connection metrics: " + strings.Join(metrics.OptionalLabels(), ", ") + " (the service address:port)", EnvVars: env("METRICS_LABELS"), Category: catMetrics},
+		&cli.StringFlag{Name: "metrics-labels", Usage: "add opt-in `LABELS` (comma-separated) to the per-connection metrics: " + strings.Join(metrics.OptionalLabels(), ", ") + " (endpoint: the service's address:port; the others: the socket's container, pod, namespace)", EnvVars: env("METRICS_LABELS"), Category: catMetrics},
 		&cli.IntFlag{Name: "metrics-max-series", Value: metrics.DefaultMaxSeries, Usage: "at most `N` values of each opt-in label; the rest are counted under \"other\"", EnvVars: env("METRICS_MAX_SERIES"), Category: catMetrics},
 	}
 }
@@ -155,6 +156,9 @@ func trace(ctx context.Context, c *cli.Context, s traceSettings) (err error) {
 		}
 		defer stop()
 		sinks = append(sinks, m)
+		if s.workload.resolver != nil {
+			defer forgetGoneWorkloads(m, s.workload.resolver.Mount())()
+		}
 	}
 	if s.dur > 0 {
 		var started func()
@@ -198,6 +202,26 @@ func reopenOnHangup(f *logfile.File, stderr io.Writer) (stop func()) {
 		signal.Stop(hup)
 		close(done)
 	}
+}
+
+// forgetGoneWorkloads drops, every metrics.SweepInterval, the series of
+// containers, pods and namespaces whose cgroups have all been removed,
+// until the returned function is called.
+func forgetGoneWorkloads(m *metrics.Sink, mount container.Mount) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(metrics.SweepInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				m.ForgetGone(mount.Exists)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // serveMetrics listens on addr at once, so that a port in use fails
