@@ -130,7 +130,6 @@ func toJSON(t time.Time, s *Socket, res *Result) jsonSocket {
 	return j
 }
 
-
 // WriteJSON writes one NDJSON record per socket.
 func WriteJSON(w io.Writer, res *Result) error {
 	bw := bufio.NewWriter(w)
