@@ -214,15 +214,10 @@ func (r *Report) Err() error {
 	return fmt.Errorf("%w: %s", ErrCannotTrace, r.Reason)
 }
 
-// memlockHint is what cilium/ebpf adds to every EPERM; since Linux 5.11
-// BPF memory is charged to the cgroup and RLIMIT_MEMLOCK does not matter.
-const memlockHint = " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)"
-
 // strategyReason words why a strategy failed, leading with the cause
 // where check can name it better than the error.
 func strategyReason(procRoot string, s tracer.Strategy, err error) string {
-	why := oneLine(err)
-	why = strings.ReplaceAll(why, memlockHint, "")
+	why := kernel.WithoutMemlockHint(oneLine(err))
 	if s == tracer.StrategyKprobe && !kernelHasKprobes(procRoot) {
 		why = "this kernel has no kprobes (CONFIG_KPROBES unset: no register_kprobe in /proc/kallsyms); " + why
 	}

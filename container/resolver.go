@@ -1,7 +1,6 @@
 package container
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/katrace/katrace/kernel"
 	"github.com/katrace/katrace/record"
 )
 
@@ -30,62 +30,18 @@ type Mount struct {
 }
 
 // FindCgroup2 finds the cgroup v2 mount in a mountinfo file
-// (/proc/self/mountinfo).
+// (/proc/self/mountinfo): the whole hierarchy's when it is mounted, else a
+// subtree's.
 func FindCgroup2(mountinfo string) (Mount, error) {
-	f, err := os.Open(mountinfo)
-	if err != nil {
-		return Mount{}, fmt.Errorf("finding the cgroup v2 mount: %w", err)
-	}
-	defer f.Close()
-	var found Mount
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || sep+1 >= len(fields) || fields[sep+1] != "cgroup2" {
-			continue
-		}
-		m := Mount{Dir: unescapeMountinfo(fields[4]), Root: unescapeMountinfo(fields[3])}
-		// The whole hierarchy is the better view when several are mounted.
-		if found.Dir == "" || (m.Root == "/" && found.Root != "/") {
-			found = m
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return Mount{}, fmt.Errorf("reading %s: %w", mountinfo, err)
-	}
-	if found.Dir == "" {
+	m, err := kernel.FindCgroup2In(mountinfo)
+	if errors.Is(err, kernel.ErrNoCgroup2) {
 		return Mount{}, ErrNoCgroup2
 	}
-	return found, nil
-}
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
+	if err != nil {
+		return Mount{}, err
 	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return Mount(m), nil
 }
-
-func isOctal(c byte) bool { return '0' <= c && c <= '7' }
 
 // Exists reports whether the cgroup at path (relative to the cgroup2 root,
 // as record.Workload.Cgroup gives it) is still there. Safe for concurrent

@@ -43,20 +43,20 @@ func TestDecodeRows(t *testing.T) {
 	v4 := socketsSocketRow{
 		Cookie: 4242, Ino: 99001, Netns: 4026532000, Uid: 1000,
 		KeepaliveIdleMs: 31000, KeepaliveIntvlMs: 75000, TimerInMs: 29500, IdleMs: 1500,
-		UserTimeoutMs: 21000, Flags: rowKeepOpen | rowOwnIdle | rowIdleKnown,
-		Sport: 40000, Dport: 443, Family: 4, State: 1, Kind: kindFull, Timer: 3,
+		UserTimeoutMs: 21000, Flags: uint32(rowKeepOpen | rowOwnIdle | rowIdleKnown),
+		Sport: 40000, Dport: 443, Family: 4, State: 1, Kind: uint8(kindFull), Timer: 3,
 		KeepaliveProbes: 9, ProbesOut: 2, Retransmits: 0,
 	}
 	copy(v4.Saddr[:], []byte{10, 213, 44, 1})
 	copy(v4.Daddr[:], []byte{10, 213, 44, 2})
-	tw := socketsSocketRow{Cookie: 7, Netns: 4026532000, Family: 6, State: 6, Kind: kindTimewait, Timer: 4, TimerInMs: 59000, Sport: 5000, Dport: 80,
+	tw := socketsSocketRow{Cookie: 7, Netns: 4026532000, Family: 6, State: 6, Kind: uint8(kindTimewait), Timer: 4, TimerInMs: 59000, Sport: 5000, Dport: 80,
 		Saddr: netip.MustParseAddr("fd00:213:44::1").As16(), Daddr: netip.MustParseAddr("fd00:213:44::2").As16(),
 		// A timewait socket's other fields are not valid: they must be ignored.
-		Flags: rowKeepOpen | rowIdleKnown, KeepaliveIdleMs: 123}
-	listen := socketsSocketRow{Cookie: 8, Family: 4, State: 10, Kind: kindFull, KeepaliveIdleMs: 7200000, KeepaliveIntvlMs: 75000, KeepaliveProbes: 9}
+		Flags: uint32(rowKeepOpen | rowIdleKnown), KeepaliveIdleMs: 123}
+	listen := socketsSocketRow{Cookie: 8, Family: 4, State: 10, Kind: uint8(kindFull), KeepaliveIdleMs: 7200000, KeepaliveIntvlMs: 75000, KeepaliveProbes: 9}
 	// A dual-stack server's accepted IPv4 connection, as the kernel
 	// reports it: family 4, the IPv4 addresses, and the flag.
-	mapped := socketsSocketRow{Cookie: 9, Family: 4, State: 1, Kind: kindFull, Flags: rowV4Mapped, Sport: 8080, Dport: 41000}
+	mapped := socketsSocketRow{Cookie: 9, Family: 4, State: 1, Kind: uint8(kindFull), Flags: uint32(rowV4Mapped), Sport: 8080, Dport: 41000}
 	copy(mapped.Saddr[:], []byte{127, 0, 0, 1})
 	copy(mapped.Daddr[:], []byte{127, 0, 0, 1})
 	ss, err := decodeRows(rowBytes(t, v4, tw, listen, mapped))

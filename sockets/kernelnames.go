@@ -1,21 +1,21 @@
 package sockets
 
-// Go names for the row flags, socket kinds and timers of bpf/sockets.h,
-// from the constants bpf2go generates: a value changed or removed in C
-// changes or breaks the Go build. Each is typed as the struct socket_row
-// field it is compared with.
+// Go names for the row flags and socket kinds of bpf/sockets.h: the
+// constants bpf2go generates, so that a value changed or removed in C
+// changes or breaks the Go build. They keep their generated types:
+// rowSocket converts a row's fields before comparing.
 const (
-	rowKeepOpen  = uint32(socketsSocketRowFlagsROWF_KEEPOPEN)
-	rowOwnIdle   = uint32(socketsSocketRowFlagsROWF_OWN_IDLE)
-	rowOwnIntvl  = uint32(socketsSocketRowFlagsROWF_OWN_INTVL)
-	rowOwnProbes = uint32(socketsSocketRowFlagsROWF_OWN_PROBES)
-	rowIdleKnown = uint32(socketsSocketRowFlagsROWF_IDLE_KNOWN)
-	rowOrphan    = uint32(socketsSocketRowFlagsROWF_ORPHAN)
-	rowV4Mapped  = uint32(socketsSocketRowFlagsROWF_V4MAPPED)
+	rowKeepOpen  = socketsSocketRowFlagsROWF_KEEPOPEN
+	rowOwnIdle   = socketsSocketRowFlagsROWF_OWN_IDLE
+	rowOwnIntvl  = socketsSocketRowFlagsROWF_OWN_INTVL
+	rowOwnProbes = socketsSocketRowFlagsROWF_OWN_PROBES
+	rowIdleKnown = socketsSocketRowFlagsROWF_IDLE_KNOWN
+	rowOrphan    = socketsSocketRowFlagsROWF_ORPHAN
+	rowV4Mapped  = socketsSocketRowFlagsROWF_V4MAPPED
 
-	kindFull     = uint8(socketsSocketKindSOCKET_FULL)
-	kindRequest  = uint8(socketsSocketKindSOCKET_REQUEST)
-	kindTimewait = uint8(socketsSocketKindSOCKET_TIMEWAIT)
+	kindFull     = socketsSocketKindSOCKET_FULL
+	kindRequest  = socketsSocketKindSOCKET_REQUEST
+	kindTimewait = socketsSocketKindSOCKET_TIMEWAIT
 )
 
 // TCP states as the kernel numbers them (include/net/tcp_states.h), which

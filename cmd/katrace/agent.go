@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -102,20 +101,11 @@ func agentConfig(c *cli.Context, format, file string) (agentSettings, error) {
 
 // parseFileSize reads a byte count with an optional K, M or G suffix.
 func parseFileSize(s string) (int64, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	t = strings.TrimSuffix(t, "B")
-	t = strings.TrimSuffix(t, "I")
-	mult := int64(1)
-	for suffix, m := range map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30} {
-		if strings.HasSuffix(t, suffix) {
-			mult, t = m, strings.TrimSuffix(t, suffix)
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
+	n, ok := parseByteSize(s)
+	if !ok {
 		return 0, fmt.Errorf("%q: want a size such as 100M, 512K or 1G (0: never rotate)", s)
 	}
-	return n * mult, nil
+	return int64(n), nil
 }
 
 func trace(ctx context.Context, c *cli.Context, s traceSettings) (err error) {
