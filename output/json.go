@@ -140,6 +140,9 @@ func appendSocketJSON(b []byte, s *record.Socket) []byte {
 	} else {
 		b = append(b, `,"family":"ipv4"`...)
 	}
+	if s.V4Mapped {
+		b = append(b, `,"v4_mapped":true`...)
+	}
 	b = jsonAddr(b, "laddr", s.LAddr)
 	b = jsonUint(b, "lport", uint64(s.LPort))
 	b = jsonAddr(b, "raddr", s.RAddr)

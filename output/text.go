@@ -240,6 +240,15 @@ func appendHostPort(b []byte, a netip.Addr, port uint16) []byte {
 	return strconv.AppendUint(b, uint64(port), 10)
 }
 
+// WorkloadLabel is the CONTAINER column's text for w (appendWorkloadLabel),
+// "-" when w names no container or pod.
+func WorkloadLabel(w *record.Workload) string {
+	if !w.Known() {
+		return "-"
+	}
+	return string(appendWorkloadLabel(nil, w))
+}
+
 // appendWorkloadLabel names a container: pod/container when the kubelet
 // named them, else the first 12 hex digits of its id as docker and podman
 // show it, else the pod's uid.

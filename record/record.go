@@ -106,18 +106,27 @@ const (
 type SocketID struct {
 	Cookie uint64
 	IPv6   bool
-	LAddr  netip.Addr
-	RAddr  netip.Addr
-	LPort  uint16
-	RPort  uint16
-	NetNS  uint32
-	State  string // TCP state name, e.g. "ESTABLISHED"
+	// V4Mapped marks a dual-stack IPv6 socket talking IPv4
+	// (::ffff:a.b.c.d): IPv6 is false and the addresses are the IPv4 ones,
+	// as its peer's are.
+	V4Mapped bool
+	LAddr    netip.Addr
+	RAddr    netip.Addr
+	LPort    uint16
+	RPort    uint16
+	NetNS    uint32
+	State    string // TCP state name, e.g. "ESTABLISHED"
 }
 
 // Socket is the identity and owner of a connection, carried by every socket
 // record.
 type Socket struct {
 	SocketID
+
+	// ServiceLocal says the local end is the service: the socket was
+	// accepted (or, when katrace did not see it open, its local port is
+	// the lower one). The service end is the remote one otherwise.
+	ServiceLocal bool
 
 	// PID is 0 when the owner is not known; Comm is then empty.
 	PID  uint32

@@ -36,17 +36,24 @@ const (
 // service names the service end of the event's connection.
 func service(e *katraceEvent) (addr netip.Addr, port uint16, local bool) {
 	l, r := eventAddrs(e)
-	switch e.Role {
-	case rolePassive:
-		return l, e.Sport, true
-	case roleActive:
-		return r, e.Dport, false
-	}
-	// Not seen opening: the lower port is the likelier service.
-	if e.Sport != 0 && e.Sport < e.Dport {
+	if serviceIsLocal(e.Role, e.Sport, e.Dport) {
 		return l, e.Sport, true
 	}
 	return r, e.Dport, false
+}
+
+// serviceIsLocal says whether the local end of a connection is the
+// service: it is when the socket was accepted (rolePassive), it is not when
+// this host opened it (roleActive). For a socket not seen opening, the
+// lower port is the likelier service (clients use high ephemeral ports).
+func serviceIsLocal(role uint8, lport, rport uint16) bool {
+	switch role {
+	case rolePassive:
+		return true
+	case roleActive:
+		return false
+	}
+	return lport != 0 && lport < rport
 }
 
 func eventAddrs(e *katraceEvent) (local, remote netip.Addr) {
