@@ -11,7 +11,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
 
 	"github.com/katrace/katrace/kernel"
 )
@@ -130,7 +129,7 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
-		return nil, fmt.Errorf("loading programs: %w", explain(err))
+		return nil, fmt.Errorf("loading programs: %w", kernel.Explain(err))
 	}
 	l := &attachedPrograms{strategy: s, coll: coll, kernelResetReason: reason}
 	defer func() {
@@ -147,7 +146,7 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 		}
 		lk, err := attachPlanned(p, prog, cgroupRoot)
 		if err != nil {
-			return nil, fmt.Errorf("attaching %s: %w", p.program, explain(err))
+			return nil, fmt.Errorf("attaching %s: %w", p.program, kernel.Explain(err))
 		}
 		l.links = append(l.links, lk)
 	}
@@ -173,7 +172,7 @@ func primeCookies(iterators []*ebpf.Program, timerFn *ebpf.Variable) error {
 	}
 	for _, prog := range iterators {
 		if err := runToEnd(prog); err != nil {
-			return fmt.Errorf("giving existing sockets a cookie: %w", explain(err))
+			return fmt.Errorf("giving existing sockets a cookie: %w", kernel.Explain(err))
 		}
 	}
 	var fn uint64
@@ -224,23 +223,6 @@ func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie bool)
 		return fmt.Errorf("setting the programs' configuration: %w", err)
 	}
 	return nil
-}
-
-// explain turns the kernel's terse refusals into a reason a user can act on.
-func explain(err error) error {
-	var ve *ebpf.VerifierError
-	switch {
-	case errors.As(err, &ve):
-		return fmt.Errorf("the verifier refused a program: %v", ve)
-	case errors.Is(err, unix.EPERM):
-		if kernel.CanLoadBPF() {
-			return fmt.Errorf("the kernel refused (EPERM, e.g. lockdown or a security module): %w", err)
-		}
-		return ErrPrivileges
-	case errors.Is(err, os.ErrNotExist), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EINVAL):
-		return fmt.Errorf("not supported by this kernel: %w", err)
-	}
-	return err
 }
 
 // ownerTracepoints teach the kernel side who owns accepted sockets (6.4+);
