@@ -42,8 +42,8 @@ func TestDualStackServer(t *testing.T) {
 
 	// Idle longer than --idle-threshold (1s), then the server closes.
 	time.Sleep(1500 * time.Millisecond)
-	srv.send("closeall")
-	srv.expect("closeall", startTimeout)
+	srv.send("closeall 1")
+	srv.expect("closeall 1", startTimeout)
 	cli.send("wait")
 	cli.expect("eof", startTimeout)
 	cli.send("close")

@@ -92,17 +92,30 @@ func serveDualStack(args []string) error {
 func serveOn(ln net.Listener, args []string) error {
 	var mu sync.Mutex
 	var conns []*net.TCPConn
+	// closeall/abortall [N]: close (abort: SO_LINGER 0) every accepted
+	// connection, first waiting up to 10s for N of them: a client's
+	// connect returns before the server's Accept does.
 	go func() {
 		cmds := bufio.NewScanner(os.Stdin)
 		for cmds.Scan() {
+			cmd, want, _ := strings.Cut(cmds.Text(), " ")
+			n, _ := strconv.Atoi(want)
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				mu.Lock()
+				accepted := len(conns)
+				mu.Unlock()
+				if accepted >= n {
+					break
+				}
+			}
 			mu.Lock()
 			for _, c := range conns {
-				if cmds.Text() == "abortall" {
+				if cmd == "abortall" {
 					c.SetLinger(0)
 				}
 				c.Close()
 			}
-			say("%s %d", cmds.Text(), len(conns))
+			say("%s %d", cmd, len(conns))
 			conns = nil
 			mu.Unlock()
 		}

@@ -84,7 +84,7 @@ func TestMetricsContainerLabelGoesWithItsCgroup(t *testing.T) {
 	cli := startHelperInCgroup(t, p.client, dir, "client", p.serverAddr, "18410")
 	lp := atoi(t, cli.expect("connected", startTimeout))
 	cli.send("wait")
-	srv.send("abortall")
+	srv.send("abortall 1")
 	srv.expect("abortall 1", startTimeout)
 	cli.expect("error", startTimeout)
 	s.waitFor("the container's reset", 1, eventTimeout,
