@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -25,8 +26,53 @@ import (
 // moreHelperRoles are the helper roles of this file; runHelper falls back
 // to them.
 var moreHelperRoles = map[string]func(args []string) error{
-	"tclient": tunedClient,
-	"goodbye": goodbyeServer,
+	"tclient":  tunedClient,
+	"goodbye":  goodbyeServer,
+	"kaserver": keepaliveServer,
+}
+
+// keepaliveServer: kaserver ADDR PORT IDLE/INTVL/COUNT. Accepts, turns
+// keepalive on each accepted connection as redis-server's tcp-keepalive
+// does, answers each line with "pong".
+func keepaliveServer(args []string) error {
+	if len(args) < 3 {
+		return fmt.Errorf("kaserver ADDR PORT IDLE/INTVL/COUNT")
+	}
+	parts := strings.Split(args[2], "/")
+	if len(parts) != 3 {
+		return fmt.Errorf("kaserver keepalive %q: want IDLE/INTVL/COUNT", args[2])
+	}
+	idle, err1 := time.ParseDuration(parts[0])
+	intvl, err2 := time.ParseDuration(parts[1])
+	count, err3 := strconv.Atoi(parts[2])
+	if err1 != nil || err2 != nil || err3 != nil {
+		return fmt.Errorf("kaserver keepalive %q: want IDLE/INTVL/COUNT", args[2])
+	}
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(args[0], args[1]))
+	if err != nil {
+		return err
+	}
+	say("listening")
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		c := conn.(*net.TCPConn)
+		if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: idle, Interval: intvl, Count: count}); err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				if _, err := io.WriteString(c, "pong\n"); err != nil {
+					return
+				}
+			}
+		}()
+	}
 }
 
 // tunedClient: tclient ADDR PORT [ut=DURATION] [ka=IDLE/INTVL/COUNT].
