@@ -12,6 +12,7 @@ package e2e
 
 import (
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -146,7 +147,8 @@ func TestRetransmitTimeoutAfterIdleRetries2(t *testing.T) {
 func TestForgottenFlowsSummary(t *testing.T) {
 	requirePrivileges(t)
 	n := newNATPath(t, "drop", natForget)
-	s := startTrace(t, tracer.Config{})
+	// --all: the close is there today, so that this test checks the summary.
+	s := startTrace(t, tracer.Config{All: true})
 	_, lp := silentDropAfterIdle(t, n, "18403", "ut=2s")
 	s.waitFor("the client's close", 1, eventTimeout, and(typeIs("close"), inNetns(n.clientIno), lport(lp)))
 	s.stop()
@@ -378,7 +380,9 @@ func TestFinWait2LingerByTimewait(t *testing.T) {
 	requirePrivileges(t)
 	p := newPair(t)
 	setSysctl(t, p.client, "net.ipv4.tcp_fin_timeout", "2")
-	s := startTrace(t, tracer.Config{})
+	// --all: the first close reported for the socket must be the timeout,
+	// not a close_local at the hand-off to the timewait socket.
+	s := startTrace(t, tracer.Config{All: true})
 	startServer(t, p, p.serverAddr, "18408", "unread")
 	cli, lp := startClient(t, p, p.serverAddr, "18408")
 	closed := time.Now()
@@ -402,4 +406,143 @@ func TestFinWait2LingerByTimewait(t *testing.T) {
 	if int(c.num("pid")) != cli.pid {
 		t.Errorf("close attributed to %v, want %d", c["pid"], cli.pid)
 	}
+}
+
+// startThirdParty runs a server program in namespace ns until the test
+// ends, and waits until it listens on port.
+func startThirdParty(t *testing.T, ns string, port int, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	cmd.Stdout = &testLogWriter{t: t, prefix: name + ": "}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	waitListening(t, ns, port)
+	return cmd
+}
+
+func waitListening(t *testing.T, ns string, port int) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		out, _ := exec.Command("ip", "netns", "exec", ns, "ss", "-tlnH", "sport", "= :"+strconv.Itoa(port)).Output()
+		if strings.Contains(string(out), ":"+strconv.Itoa(port)) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on port %d in %s after %v", port, ns, startTimeout)
+}
+
+// TestRedisKeepaliveBehindNAT (points 2 and 4, against the real server):
+// redis-server's tcp-keepalive probe meets a NAT that forgot the flow; the
+// NAT's reset kills redis's connection. The probe line must name
+// redis-server, and the words must name a NAT as well as a restart.
+func TestRedisKeepaliveBehindNAT(t *testing.T) {
+	requirePrivileges(t)
+	redis, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("privileged end-to-end test: needs redis-server (apt-get install redis-server)")
+	}
+	n := newNATPath(t, "drop", natForget/2)
+	s := startTrace(t, tracer.Config{})
+	// tcp-keepalive 3: idle 3 s, interval 1 s (redis divides by 3).
+	startThirdParty(t, n.server, 18410, redis, "--port", "18410", "--bind", n.serverAddr,
+		"--tcp-keepalive", "3", "--save", "", "--appendonly", "no", "--protected-mode", "no",
+		"--daemonize", "no", "--dir", t.TempDir())
+	cli := startHelper(t, n.client, "", "tclient", n.serverAddr, "18410")
+	lp := atoi(t, cli.expect("connected", startTimeout))
+	cli.send("ping") // an inline command: redis answers +PONG
+	cli.expect("got +PONG", startTimeout)
+	outside := n.outsidePort(t, lp)
+	mine := and(inNetns(n.serverIno), rport(outside))
+
+	c := s.waitFor("redis's close", 1, eventTimeout, and(typeIs("close"), mine))[0]
+	if c.str("cause") != "reset_received" || c.str("comm") != "redis-server" {
+		t.Errorf("close: %v", c)
+	}
+	probes := s.all(and(typeIs("keepalive_probe"), mine))
+	if len(probes) == 0 {
+		t.Fatalf("no keepalive probe:\n%s", s.dump())
+	}
+	for _, p := range probes {
+		if p.str("comm") != "redis-server" || p.num("pid") == 0 {
+			t.Errorf("probe without redis-server as its owner: %v", p)
+		}
+	}
+	checkProbeResetWording(t, s)
+}
+
+// TestPostgresIdleSessionTimeout (point 3, against the real server):
+// PostgreSQL's idle_session_timeout sends its FATAL message (a goodbye of
+// about 116 bytes), then its FIN. Both ends must see an idle close with the
+// configured timeout.
+func TestPostgresIdleSessionTimeout(t *testing.T) {
+	requirePrivileges(t)
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	psql, err := exec.LookPath("psql")
+	if len(bins) == 0 || err != nil {
+		t.Skip("privileged end-to-end test: needs PostgreSQL (apt-get install postgresql)")
+	}
+	bin := strings.TrimSuffix(bins[len(bins)-1], "/initdb")
+	p := newPair(t)
+	dir := t.TempDir()
+	data, sock := dir+"/data", dir+"/sock"
+	run(t, "install", "-d", "-o", "postgres", "-m", "0700", data, sock)
+	run(t, "chmod", "0755", dir, filepath.Dir(dir))
+	run(t, "su", "postgres", "-s", "/bin/sh", "-c", bin+"/initdb -A trust -D "+data)
+	run(t, "sh", "-c", "echo 'host all all 10.213.0.0/16 trust' >> "+data+"/pg_hba.conf")
+	s := startTrace(t, tracer.Config{IdleThreshold: 500 * time.Millisecond})
+	server := exec.Command("ip", "netns", "exec", p.server, "su", "postgres", "-s", "/bin/sh", "-c",
+		"exec "+bin+"/postgres -D "+data+" -c listen_addresses="+p.serverAddr+" -p 18411 -k "+sock+
+			" -c idle_session_timeout=1500ms")
+	server.Stdout = &testLogWriter{t: t, prefix: "postgres: "}
+	server.Stderr = server.Stdout
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		exec.Command("su", "postgres", "-s", "/bin/sh", "-c", bin+"/pg_ctl -D "+data+" -m immediate stop").Run()
+		server.Wait()
+	})
+	waitListening(t, p.server, 18411)
+
+	client := exec.Command("ip", "netns", "exec", p.client, psql, "-h", p.serverAddr, "-p", "18411", "-U", "postgres", "-X", "-At")
+	in, err := client.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.Stdout = &testLogWriter{t: t, prefix: "psql: "}
+	client.Stderr = client.Stdout
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.Close()
+		client.Process.Kill()
+		client.Wait()
+	})
+	query := func(q string) {
+		if _, err := in.Write([]byte(q + "\n")); err != nil {
+			t.Fatalf("psql: %v", err)
+		}
+	}
+	query("select 1;")
+	srv := s.waitFor("postgres's idle close", 1, eventTimeout,
+		and(typeIs("idle_close"), inNetns(p.serverIno), lport(18411)))[0]
+	if srv.str("side") != "local" || srv.str("comm") != "postgres" || srv.num("goodbye_bytes") < 100 {
+		t.Errorf("postgres's idle close: %v", srv)
+	}
+	between(t, "postgres idle_ms", srv.num("idle_ms"), 1490, 1700)
+	cl := s.waitFor("psql's idle close", 1, eventTimeout,
+		and(typeIs("idle_close"), inNetns(p.clientIno), rport(18411)))[0]
+	if cl.str("side") != "remote" || cl.str("comm") != "psql" {
+		t.Errorf("psql's idle close: %v", cl)
+	}
+	between(t, "psql idle_ms", cl.num("idle_ms"), 1490, 1700)
 }
