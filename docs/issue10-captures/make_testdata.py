@@ -32,6 +32,23 @@ def write(name, doc):
         json.dump(doc, f, indent=1)
         f.write("\n")
 
+def close_facts(capture, cookie):
+    """The bpftrace CLOSE line of the socket: first_tx_mstamp (µs),
+    icsk_retransmits and icsk_user_timeout at CLOSE."""
+    for line in open(os.path.join(here, capture, "kernel-order.txt")):
+        if "cookie=%d " % cookie in line and " STATE " in line and ">7 " in line:
+            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            return {"FirstTxNs": int(f["ftx"]) * 1000, "Retransmits": int(f["retr"]),
+                    "UserTimeoutMs": int(f["uto"])}
+    sys.exit("no CLOSE line for cookie %d in %s" % (cookie, capture))
+
+def cookie_of_close(capture, dport):
+    for line in open(os.path.join(here, capture, "raw.ndjson")):
+        e = json.loads(line)
+        if e["Kind"] == 3 and e["Dport"] == dport and e["SkErr"] == 110:
+            return e["Cookie"]
+    sys.exit("no ETIMEDOUT close in " + capture)
+
 def with_facts(evs, kinds, **facts):
     for e in evs:
         if e["Kind"] in kinds:
@@ -55,16 +72,23 @@ def order_61(evs):
 
 KINDS = {1: "state", 2: "idle_fin", 3: "close", 4: "reset_sent", 5: "reset_received", 6: "error", 7: "keepalive"}
 
+def about(evs):
+    """idle before the stalled write and how long it went unacknowledged."""
+    c = next(e for e in evs if e["Kind"] == 3)
+    unacked = (c["TsNs"] - c["FirstTxNs"]) // 1000000
+    return c["SinceAckMs"] - unacked, unacked
+
 def doc(scenario, source, kernel, events, want):
     return {"scenario": scenario, "source": source, "kernel": kernel,
             "kinds": KINDS, "events": events, "want": want}
 
 # 1. TCP_USER_TIMEOUT 3 s, write dropped by a NAT that forgot the flow.
-ut = with_facts(load("1-ut", {132780}), {1, 3, 6},
-                FirstTxNs=675795083000, Retransmits=4, UserTimeoutMs=3000)
+ut_cookie = cookie_of_close("1-ut", 7001)
+ut = with_facts(load("1-ut", {ut_cookie}), {3, 6}, **close_facts("1-ut", ut_cookie))
+idle, unacked = about(ut)
 want_ut = {"type": "close", "cause": "retransmit_timeout", "error": "ETIMEDOUT", "after_idle": True,
-           "idle_ms_about": 3059, "unacked_ms_about": 3417, "retransmits": 4, "user_timeout_ms": 3000,
-           "shown_by_default": True}
+           "idle_ms_about": idle, "unacked_ms_about": unacked, "retransmits": ut[-1]["Retransmits"],
+           "user_timeout_ms": 3000, "shown_by_default": True}
 write("retransmit_timeout_user_timeout_6.18.json",
       doc("TCP_USER_TIMEOUT 3s client; its write after 3 s idle dropped by a NAT that forgot the flow",
           "recorded (docs/issue10-captures/1-ut)", "6.18: CLOSE (sk_err=110 already set), then the error report 40 us later", ut, want_ut))
@@ -73,8 +97,11 @@ write("retransmit_timeout_user_timeout_6.1.json",
           order_61(copy.deepcopy(ut)), want_ut))
 
 # 1b. tcp_retries2=3, no user timeout.
-r2 = with_facts(load("1-r2", {180297}), {1, 3, 6}, FirstTxNs=785492067000, Retransmits=4, UserTimeoutMs=0)
-want_r2 = dict(want_ut, idle_ms_about=3492, unacked_ms_about=6784, user_timeout_ms=None)
+r2_cookie = cookie_of_close("1-r2", 7001)
+r2 = with_facts(load("1-r2", {r2_cookie}), {3, 6}, **close_facts("1-r2", r2_cookie))
+idle, unacked = about(r2)
+want_r2 = dict(want_ut, idle_ms_about=idle, unacked_ms_about=unacked, user_timeout_ms=None,
+               retransmits=r2[-1]["Retransmits"])
 write("retransmit_timeout_retries2_6.18.json",
       doc("tcp_retries2=3; write after 3 s idle dropped by a NAT", "recorded (docs/issue10-captures/1-r2)",
           "6.18: CLOSE then the error report", r2, want_r2))
