@@ -143,3 +143,35 @@ write("goodbye_then_close.json",
                       "close": {"cause": "stale_reuse", "peer_idle_ms_about": 3000, "reuse_gap_ms_about": 345}},
            "summary": {"idle_closes_local": 1, "idle_closes_remote": 1, "idle_ms_p50_about": 3000}}))
 print("wrote", sorted(os.listdir(out)))
+
+# 3'. The same sequence as the fixed kernel program sends it (derived):
+# the FIN handler recognises the goodbye and sends EV_IDLE_FIN with the
+# idle time before the goodbye as fin_idle_ms and its size as
+# goodbye_bytes; later events of the socket carry the same fin_idle_ms
+# (socket storage).
+def fixed_goodbye(evs):
+    out, idle, size = [], {}, {}
+    for e in evs:
+        e = copy.deepcopy(e)
+        c = e["Cookie"]
+        if e["Kind"] == 1 and e["State"] in (4, 8) and c not in idle:
+            if e["State"] == 4:  # local FIN: goodbye sent at FirstTxNs
+                idle[c] = e["SinceRecvMs"] - (e["TsNs"] - e["FirstTxNs"]) // 1000000
+                size[c] = e["LastWriteBytes"]
+            else:                # remote FIN: goodbye is what arrived, unread
+                idle[c] = e["SinceSendMs"] - e["SinceRecvMs"]
+                size[c] = e["Unread"] - 1
+            fin = copy.deepcopy(e)
+            fin["Kind"] = 2
+            fin["FinIdleMs"], fin["GoodbyeBytes"] = idle[c], size[c]
+            out.append(fin)
+        if c in idle:
+            e["FinIdleMs"], e["GoodbyeBytes"] = idle[c], size[c]
+        out.append(e)
+    return out
+
+write("goodbye_then_close_fixed_kernel.json",
+      doc("goodbye_then_close.json as the fixed kernel program sends it",
+          "derived from the recording: EV_IDLE_FIN added at the first FIN, fin_idle_ms = idle before the goodbye",
+          "6.1 and 6.18 alike", fixed_goodbye(gb),
+          json.load(open(os.path.join(out, "goodbye_then_close.json")))["want"]))
