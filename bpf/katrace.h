@@ -148,6 +148,17 @@ struct event {
 	 * bpf_get_current_cgroup_id names it); 0 when unknown (timewait
 	 * sockets, kernels before 5.15). */
 	__u64 cgroup_id;
+	/* When the oldest unacknowledged data was first sent (first_tx_mstamp,
+	 * bpf_ktime_get_ns clock); 0 when unknown. */
+	__u64 first_tx_ns;
+	/* TCP_USER_TIMEOUT (icsk_user_timeout), 0 when not set. */
+	__u32 user_timeout_ms;
+	/* EV_IDLE_FIN and later: the small write that ended the silence just
+	 * before the FIN (a goodbye), 0 when none or its size is unknown. */
+	__u32 goodbye_bytes;
+	/* icsk_retransmits: retransmissions of the oldest unacknowledged data. */
+	__u8 retransmits;
+	__u8 pad3[7];
 };
 
 enum proto {

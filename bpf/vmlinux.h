@@ -216,6 +216,9 @@ struct tcp_sock {
 	u8 keepalive_probes;
 	unsigned int keepalive_time;
 	unsigned int keepalive_intvl;
+	/* When a segment last went out with nothing in flight (tcp_clock_us,
+	 * CLOCK_MONOTONIC µs): the start of the write still unacknowledged. */
+	u64 first_tx_mstamp;
 };
 
 struct sk_buff {

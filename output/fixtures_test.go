@@ -175,7 +175,7 @@ func goldenCases() []goldenCase {
 	r.Direction, r.IdleMs, r.AfterKeepalive = record.DirectionReceived, 7_200_000, true
 	add("reset/after_keepalive", r,
 		`{"time":"2025-03-14T03:41:07.118000000Z","type":"reset","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","direction":"received","idle_ms":7200000,"after_keepalive":true}`,
-		`03:41:07.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            reset received in answer to a keepalive probe: peer lost the connection (rebooted?), idle 2h00m`)
+		`03:41:07.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            reset received in answer to a keepalive probe: the peer lost the connection (restarted?) or a NAT, load balancer or firewall forgot the idle flow, idle 2h00m`)
 
 	r = sockRecord(record.TypeReset, at(5000))
 	r.Sock.IPv6 = true
@@ -209,7 +209,7 @@ func goldenCases() []goldenCase {
 	r.Cause, r.DurationMs, r.IdleMs, r.ProbesSent, r.ResetAtProbe = record.CauseResetReceived, 9000, 8000, 2, 2
 	add("close/reset_at_keepalive_probe", r,
 		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"reset_received","duration_ms":9000,"idle_ms":8000,"probes_sent":2,"bytes_sent":0,"bytes_received":0}`,
-		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: reset_received: the peer answered keepalive probe 2 with a reset: it lost the connection (rebooted or restarted?)`)
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: reset_received: the peer answered keepalive probe 2 with a reset: it lost the connection (restarted?) or a NAT, load balancer or firewall forgot the idle flow`)
 
 	r = sockRecord(record.TypeClose, at(7000))
 	r.Sock.State = "CLOSE"

@@ -145,6 +145,9 @@ func (c *Correlator) onIdleFin(e *katraceEvent) error {
 		r.Side = record.SideLocal
 	}
 	r.IdleMs = int64(e.FinIdleMs)
+	if e.GoodbyeBytes > 0 {
+		r.GoodbyeBytes = int64(e.GoodbyeBytes)
+	}
 	c.summary.idleClose(e)
 	c.summary.serviceWorkload(e, &r.Sock.Workload)
 	return c.sink.Write(r)
@@ -344,8 +347,22 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 		c.summary.serviceWorkload(e, &r.Sock.Workload)
 	case record.CauseResetAfterIdle:
 		r.IdleMs = silenceBeforeWriteMs(e)
+		c.summary.forgotten(e, r.IdleMs)
 	case record.CauseResetReceived:
 		r.ResetAtProbe = int(e.ProbesBefore)
+		if r.ResetAtProbe > 0 && r.IdleMs != record.Absent {
+			// A reset answering a keepalive probe: the flow was forgotten
+			// while the connection sat idle.
+			c.summary.forgotten(e, r.IdleMs)
+		}
+	case record.CauseRetransmitTimeout:
+		c.retransmitTimeout(e, r)
+	}
+	if e.SkErr != 0 {
+		r.Error = errnoName(e.SkErr)
+	}
+	if e.FinSide != 0 && e.GoodbyeBytes > 0 && (cause == record.CauseIdleCloseLocal || cause == record.CauseIdleCloseRemote) {
+		r.GoodbyeBytes = int64(e.GoodbyeBytes)
 	}
 	r.BytesSent, r.BytesReceived = e.BytesSent, e.BytesReceived
 	// The kernel counts the peer's FIN as a byte received; we count data.
@@ -357,4 +374,26 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 		c.conns.forget(cn)
 	}
 	return err
+}
+
+// retransmitTimeout fills what a retransmission timeout's close tells: how
+// long the stalled write waited, and whether it came after a silence long
+// enough for a NAT, load balancer or firewall to forget the flow.
+func (c *Correlator) retransmitTimeout(e *katraceEvent, r *record.Record) {
+	r.Retransmits = int(e.Retransmits)
+	if e.UserTimeoutMs > 0 {
+		r.UserTimeoutMs = int64(e.UserTimeoutMs)
+	}
+	unacked, ok := unackedMs(e)
+	if !ok {
+		return
+	}
+	r.UnackedMs = unacked
+	if idle, ok := silenceBeforeStalledWriteMs(e, unacked); ok {
+		r.IdleMs = idle
+		r.AfterIdle = idle >= c.cfg.IdleThreshold.Milliseconds()
+		if r.AfterIdle {
+			c.summary.forgotten(e, idle)
+		}
+	}
 }

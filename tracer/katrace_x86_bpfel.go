@@ -92,6 +92,11 @@ type katraceEvent struct {
 	Requests         uint32
 	Pad2             uint32
 	CgroupId         uint64
+	FirstTxNs        uint64
+	UserTimeoutMs    uint32
+	GoodbyeBytes     uint32
+	Retransmits      uint8
+	Pad3             [7]uint8
 }
 
 type katraceEventFlags uint32

@@ -76,6 +76,27 @@ func silenceBeforeWriteMs(e *katraceEvent) int64 {
 	return int64(e.SinceRecvMs - e.SinceSendMs)
 }
 
+// unackedMs is, at a retransmission timeout, how long the oldest
+// unacknowledged data had waited: first_tx_mstamp is when it went out with
+// nothing in flight, and retransmissions do not move it.
+func unackedMs(e *katraceEvent) (int64, bool) {
+	if e.FirstTxNs == 0 || e.FirstTxNs > e.TsNs || e.Unacked == 0 && e.Retransmits == 0 {
+		return 0, false
+	}
+	return int64(e.TsNs-e.FirstTxNs) / int64(time.Millisecond), true
+}
+
+// silenceBeforeStalledWriteMs is how long the connection had been silent
+// when the write that was never acknowledged went out: the last ACK came
+// before that write (rcv_tstamp), since_ack covers both spans.
+func silenceBeforeStalledWriteMs(e *katraceEvent, unacked int64) (int64, bool) {
+	idle := int64(e.SinceAckMs) - unacked
+	if idle < 0 {
+		return 0, false
+	}
+	return idle, true
+}
+
 // reuseGapMs is the time from the peer's FIN to our last write.
 func reuseGapMs(e *katraceEvent) int64 {
 	wrote := int64(e.TsNs) - int64(e.SinceSendMs)*int64(time.Millisecond)

@@ -91,7 +91,10 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		 * right after, and userspace waits for it to give the verdict. */
 		bool abort = owner_ctx && ((1 << old) & ((1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT) |
 							 (1 << TCP_FIN_WAIT1) | (1 << TCP_SYN_RECV)));
-		bool wanted = cfg.emit_all_closes || (info && info->reported) || run || abort;
+		/* sk_err set before CLOSE (6.10+ tcp_done_with_error): a retransmission
+		 * timeout or a reset, reported ahead of the late error report. */
+		bool wanted = cfg.emit_all_closes || (info && info->reported) || run || abort ||
+			      sk->sk_err != 0;
 
 		if (run)
 			run->closed = 1;
