@@ -449,6 +449,11 @@ func appendEvent(b []byte, r *record.Record) []byte {
 			b = appendDuration(b, r.IdleMs)
 			b = append(b, " idle"...)
 		}
+		if r.GoodbyeBytes != record.Absent {
+			b = append(b, " (goodbye first: "...)
+			b = strconv.AppendInt(b, r.GoodbyeBytes, 10)
+			b = append(b, " bytes)"...)
+		}
 		if r.Sock.Requests > 0 {
 			b = append(b, " (after request "...)
 			b = strconv.AppendInt(b, int64(r.Sock.Requests), 10)

@@ -91,13 +91,14 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		 * right after, and userspace waits for it to give the verdict. */
 		bool abort = owner_ctx && ((1 << old) & ((1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT) |
 							 (1 << TCP_FIN_WAIT1) | (1 << TCP_SYN_RECV)));
-		/* sk_err set before CLOSE (6.10+ tcp_done_with_error): a retransmission
-		 * timeout or a reset, reported ahead of the late error report. */
-		bool wanted = cfg.emit_all_closes || (info && info->reported) || run || abort ||
-			      sk->sk_err != 0;
+		bool wanted = cfg.emit_all_closes || (info && info->reported) || run || abort;
 
 		if (run)
 			run->closed = 1;
+		/* sk_err set before CLOSE (6.10+ tcp_done_with_error): a retransmission
+		 * timeout or a reset, reported ahead of the late error report. */
+		if (!wanted && sk->sk_err)
+			wanted = true;
 		if (!wanted && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN))) {
 			__u64 cookie = bpf_get_socket_cookie(sk);
 
