@@ -254,6 +254,9 @@ struct sock_info {
 	__u32 requests;
 	/* The local port: the kernel clears it before an active closer's CLOSE. */
 	__u16 sport;
+	/* The owner is in the owners map too, by cookie, for the keepalive
+	 * timer path (which cannot reach this storage). */
+	__u8 owner_shared;
 };
 
 /* What tcp_keepalive_timer's entry saw, for its exit (one per CPU: timer

@@ -269,7 +269,7 @@ func goldenCases() []goldenCase {
 	r.Endpoint, r.ForgottenFlows, r.ForgottenIdleMsMin, r.ForgottenKeepaliveIdleMs = "10.213.0.2:6379", 1, 3000, 7_200_000
 	add("summary/forgotten_keepalive_too_long", r,
 		`{"time":"2025-03-14T03:41:11.118000000Z","type":"summary","endpoint":"10.213.0.2:6379","idle_closes_local":0,"idle_closes_remote":0,"idle_ms_p50":0,"idle_ms_p90":0,"forgotten_flows":1,"forgotten_idle_ms_min":3000,"forgotten_keepalive_off":0,"forgotten_keepalive_idle_ms":7200000}`,
-		"\nIDLE TIMEOUTS SEEN      ENDPOINT                 LOCAL  REMOTE   P50      P90\n                        10.213.0.2:6379              0       0   -        -  ⚠ 1 flow forgotten after ≥ 3.0s idle (NAT, load balancer or firewall idle timeout?): keepalive idle 2h00m ≥ 3.0s → lower TCP_KEEPIDLE (or net.ipv4.tcp_keepalive_time) below 3.0s")
+		"\nIDLE TIMEOUTS SEEN      ENDPOINT                 LOCAL  REMOTE   P50      P90\n                        10.213.0.2:6379              0       0   -        -  ⚠ 1 flow forgotten after ≥ 3.0s idle (NAT, load balancer or firewall idle timeout?): keepalive idle 2h00m did not keep them → lower TCP_KEEPIDLE (or net.ipv4.tcp_keepalive_time) below 3.0s")
 
 	r = newRecord(record.TypeSummary, at(9000))
 	r.Endpoint = "[fd00::2]:443"

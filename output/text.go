@@ -389,12 +389,12 @@ func appendForgottenAdvice(b []byte, r *record.Record) []byte {
 	case r.ForgottenKeepaliveOff > 0:
 		b = append(b, ": keepalive off → turn SO_KEEPALIVE on with TCP_KEEPIDLE below "...)
 		b = appendDuration(b, r.ForgottenIdleMsMin)
-	case r.ForgottenKeepaliveIdleMs >= r.ForgottenIdleMsMin:
+	case r.ForgottenKeepaliveIdleMs != record.Absent:
+		// The flows were forgotten although keepalive was on: its first
+		// probe came too late (or met the forgotten flow itself).
 		b = append(b, ": keepalive idle "...)
 		b = appendDuration(b, r.ForgottenKeepaliveIdleMs)
-		b = append(b, " ≥ "...)
-		b = appendDuration(b, r.ForgottenIdleMsMin)
-		b = append(b, " → lower TCP_KEEPIDLE (or net.ipv4.tcp_keepalive_time) below "...)
+		b = append(b, " did not keep them → lower TCP_KEEPIDLE (or net.ipv4.tcp_keepalive_time) below "...)
 		b = appendDuration(b, r.ForgottenIdleMsMin)
 	}
 	return b

@@ -188,7 +188,8 @@ type katraceSockInfo struct {
 	_             [1]byte
 	Requests      uint32
 	Sport         uint16
-	_             [6]byte
+	OwnerShared   uint8
+	_             [5]byte
 }
 
 type katraceSockRole uint32

@@ -44,8 +44,10 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 	if (info) {
 		__u16 sport = sk->__sk_common.skc_num;
 
-		if (owner_ctx)
+		if (owner_ctx) {
 			remember_owner(info);
+			share_keepalive_owner(sk, info);
+		}
 		if (sport)
 			info->sport = sport;
 		if (!info->start_ns &&
@@ -109,6 +111,11 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		}
 		if (wanted)
 			report_transition(sk, EV_CLOSE, old, new, NOW(), info, owner_ctx);
+		if (info && info->owner_shared) {
+			__u64 cookie = bpf_get_socket_cookie(sk);
+
+			bpf_map_delete_elem(&owners, &cookie);
+		}
 	}
 #undef NOW
 }
