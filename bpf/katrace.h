@@ -257,6 +257,8 @@ struct sock_info {
 	/* The owner is in the owners map too, by cookie, for the keepalive
 	 * timer path (which cannot reach this storage). */
 	__u8 owner_shared;
+	/* Size of the goodbye before the first FIN, 0 when none or unknown. */
+	__u32 goodbye_bytes;
 };
 
 /* What tcp_keepalive_timer's entry saw, for its exit (one per CPU: timer

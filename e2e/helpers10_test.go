@@ -26,9 +26,46 @@ import (
 // moreHelperRoles are the helper roles of this file; runHelper falls back
 // to them.
 var moreHelperRoles = map[string]func(args []string) error{
-	"tclient":  tunedClient,
-	"goodbye":  goodbyeServer,
-	"kaserver": keepaliveServer,
+	"tclient":   tunedClient,
+	"goodbye":   goodbyeServer,
+	"kaserver":  keepaliveServer,
+	"slowclose": slowCloseServer,
+}
+
+// slowCloseServer: slowclose ADDR PORT DELAY. Answers each connection's
+// first line after DELAY with "answer" and closes 2 ms later, as an HTTP
+// server answering a slow request with Connection: close: from the FIN
+// alone it looks like a goodbye after idle, and must not be called one.
+func slowCloseServer(args []string) error {
+	if len(args) < 3 {
+		return fmt.Errorf("slowclose ADDR PORT DELAY")
+	}
+	delay, err := time.ParseDuration(args[2])
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(args[0], args[1]))
+	if err != nil {
+		return err
+	}
+	say("listening")
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func(c net.Conn) {
+			defer c.Close()
+			if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+				return
+			}
+			time.Sleep(delay)
+			if _, err := io.WriteString(c, "answer\n"); err != nil {
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}(conn)
+	}
 }
 
 // keepaliveServer: kaserver ADDR PORT IDLE/INTVL/COUNT. Accepts, turns

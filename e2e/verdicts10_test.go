@@ -286,7 +286,11 @@ func TestGoodbyeThenClose(t *testing.T) {
 
 	server := s.waitFor("the server's idle close", 1, eventTimeout,
 		and(typeIs("idle_close"), inNetns(p.serverIno), rport(lp)))[0]
-	if server.str("side") != "local" || int(server.num("pid")) != srv.pid || server.num("goodbye_bytes") != 116 {
+	// The server's own goodbye is acknowledged before its FIN over veth:
+	// its size is gone from tcp_sock then, and katrace leaves it out
+	// rather than guess (it is there while the goodbye is in flight).
+	if server.str("side") != "local" || int(server.num("pid")) != srv.pid ||
+		server.has("goodbye_bytes") && server.num("goodbye_bytes") != 116 {
 		t.Errorf("server's idle close: %v (server pid %d)", server, srv.pid)
 	}
 	between(t, "server idle_ms (before the goodbye)", server.num("idle_ms"), 1490, 1600)
@@ -300,20 +304,21 @@ func TestGoodbyeThenClose(t *testing.T) {
 	// The client writes again after the goodbye: a stale reuse whose peer
 	// idle timeout is the server's 1.5 s, not the 2 ms between goodbye and FIN.
 	time.Sleep(200 * time.Millisecond)
+	// (The client reads the unread goodbye line as the answer to this
+	// ping; the server's RST to the ping ends the socket right after.)
 	cli.send("ping")
-	cli.expect("error", startTimeout)
 	c := s.waitFor("the client's close", 1, eventTimeout, and(typeIs("close"), inNetns(p.clientIno), lport(lp)))[0]
 	if c.str("cause") != "stale_reuse" {
 		t.Fatalf("client close: %v", c)
 	}
 	between(t, "peer_idle_ms", c.num("peer_idle_ms"), 1490, 1600)
 	sc := s.waitFor("the server's close", 1, eventTimeout, and(typeIs("close"), inNetns(p.serverIno), rport(lp)))[0]
-	if sc.str("cause") != "idle_close_local" || sc.num("goodbye_bytes") != 116 {
+	if sc.str("cause") != "idle_close_local" || sc.has("goodbye_bytes") && sc.num("goodbye_bytes") != 116 {
 		t.Errorf("server close: %v", sc)
 	}
 	between(t, "server close idle_ms", sc.num("idle_ms"), 1490, 1600)
-	if lines := s.textLinesWith("idle close", "goodbye"); len(lines) < 2 {
-		t.Errorf("the text must say there was a goodbye before each idle close: %q", lines)
+	if lines := s.textLinesWith("idle close by peer", "goodbye first: 116 bytes"); len(lines) != 1 {
+		t.Errorf("the client's text must say there was a goodbye before the idle close: %q", lines)
 	}
 
 	s.stop()
@@ -327,6 +332,36 @@ func TestGoodbyeThenClose(t *testing.T) {
 		}
 	}
 	t.Errorf("no summary for %s:18406:\n%s", p.serverAddr, s.dump())
+}
+
+// TestSlowAnswerThenCloseIsNoGoodbye (point 3's false positive): a server
+// that answers a request after 1.5 s and closes 2 ms later sends a short
+// write after a silence and then its FIN, like a goodbye; but the request
+// was still waiting, so neither end's close is an idle close.
+func TestSlowAnswerThenCloseIsNoGoodbye(t *testing.T) {
+	requirePrivileges(t)
+	p := newPair(t)
+	s := startTrace(t, tracer.Config{IdleThreshold: 500 * time.Millisecond, All: true})
+	startHelper(t, p.server, "", "slowclose", p.serverAddr, "18409", "1500ms").expect("listening", startTimeout)
+	cli := startHelper(t, p.client, "", "tclient", p.serverAddr, "18409")
+	lp := atoi(t, cli.expect("connected", startTimeout))
+	cli.send("ping")
+	if got := cli.expect("got", 10*time.Second); got != "answer" {
+		t.Fatalf("client got %q, want the slow answer", got)
+	}
+	cli.send("wait")
+	cli.expect("eof", startTimeout)
+	cli.send("close")
+	sc := s.waitFor("the server's close", 1, eventTimeout, and(typeIs("close"), inNetns(p.serverIno), rport(lp)))[0]
+	cc := s.waitFor("the client's close", 1, eventTimeout, and(typeIs("close"), inNetns(p.clientIno), lport(lp)))[0]
+	if sc.str("cause") != "close_local" || cc.str("cause") != "close_remote" {
+		t.Errorf("closes: server %v, client %v; want close_local and close_remote", sc, cc)
+	}
+	if idle := s.all(and(typeIs("idle_close"), func(r rec) bool {
+		return r.num("lport") == float64(lp) || r.num("rport") == float64(lp)
+	})); len(idle) > 0 {
+		t.Errorf("a slow answer before a close is no idle close: %v", idle)
+	}
 }
 
 // ssCookie is the socket cookie ss -e reports for the connection from

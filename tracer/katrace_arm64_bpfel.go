@@ -189,7 +189,8 @@ type katraceSockInfo struct {
 	Requests      uint32
 	Sport         uint16
 	OwnerShared   uint8
-	_             [5]byte
+	_             [1]byte
+	GoodbyeBytes  uint32
 }
 
 type katraceSockRole uint32

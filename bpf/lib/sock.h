@@ -156,6 +156,7 @@ static __always_inline void fill_info(struct event *e, struct sock_info *info)
 	e->fin_side = info->fin_side;
 	e->fin_ns = info->fin_ns;
 	e->fin_idle_ms = info->fin_idle_ms;
+	e->goodbye_bytes = info->goodbye_bytes;
 	if (info->reset_sent)
 		e->flags |= EVF_RESET_SENT_BEFORE;
 	if (info->reset_received)
