@@ -573,13 +573,16 @@ func TestPostgresIdleSessionTimeout(t *testing.T) {
 	query("select 1;")
 	srv := s.waitFor("postgres's idle close", 1, eventTimeout,
 		and(typeIs("idle_close"), inNetns(p.serverIno), lport(18411)))[0]
-	if srv.str("side") != "local" || srv.str("comm") != "postgres" || srv.num("goodbye_bytes") < 100 {
+	// The goodbye's size is known on the server's side only while it is in
+	// flight at the FIN; over veth it is acknowledged first, and left out.
+	if srv.str("side") != "local" || srv.str("comm") != "postgres" ||
+		srv.has("goodbye_bytes") && srv.num("goodbye_bytes") < 100 {
 		t.Errorf("postgres's idle close: %v", srv)
 	}
 	between(t, "postgres idle_ms", srv.num("idle_ms"), 1490, 1700)
 	cl := s.waitFor("psql's idle close", 1, eventTimeout,
 		and(typeIs("idle_close"), inNetns(p.clientIno), rport(18411)))[0]
-	if cl.str("side") != "remote" || cl.str("comm") != "psql" {
+	if cl.str("side") != "remote" || cl.str("comm") != "psql" || cl.num("goodbye_bytes") < 100 {
 		t.Errorf("psql's idle close: %v", cl)
 	}
 	between(t, "psql idle_ms", cl.num("idle_ms"), 1490, 1700)
