@@ -174,6 +174,7 @@ func primeCookies(iterators []*ebpf.Program, timerFn *ebpf.Variable) error {
 		if err := runToEnd(prog); err != nil {
 			return fmt.Errorf("giving existing sockets a cookie: %w", kernel.Explain(err))
 		}
+		primeOtherNetns(prog)
 	}
 	var fn uint64
 	if err := timerFn.Get(&fn); err != nil {
