@@ -28,6 +28,9 @@ enum event_kind {
 	/* A run of tcp_keepalive_timer that changed something: a probe sent, an
 	 * earlier probe answered, or the socket closed. */
 	EV_KEEPALIVE = 7,
+	/* A timewait socket's timer expired in substate FIN_WAIT2: the peer
+	 * never sent its FIN during the linger (lib/timewait.h). */
+	EV_TIMEWAIT_EXPIRY = 8,
 };
 
 enum event_flags {

@@ -413,36 +413,49 @@ func TestKeepaliveSocketOlderThanTraceInOtherNetns(t *testing.T) {
 // TestFinWait2LingerByTimewait: the client closes, the server never does;
 // with tcp_fin_timeout at most 60 s the kernel hands the orphaned
 // FIN_WAIT2 socket to a timewait socket at once, and the linger ends
-// there without the peer's FIN: a fin_wait2_timeout, not a close_local.
+// there without the peer's FIN: a fin_wait2_timeout close, by the socket's
+// cookie and owner, about tcp_fin_timeout after the close. The kernel says
+// nothing when the peer's FIN reaches a timewait socket, so the full
+// socket's close at the hand-off cannot wait for the linger's outcome:
+// with --all it is reported then (close_local), and the timeout follows
+// as the socket's second close record (README, "FIN_WAIT2 linger").
 func TestFinWait2LingerByTimewait(t *testing.T) {
 	requirePrivileges(t)
-	p := newPair(t)
-	setSysctl(t, p.client, "net.ipv4.tcp_fin_timeout", "2")
-	// --all: the first close reported for the socket must be the timeout,
-	// not a close_local at the hand-off to the timewait socket.
-	s := startTrace(t, tracer.Config{All: true})
-	startServer(t, p, p.serverAddr, "18408", "unread")
-	cli, lp := startClient(t, p, p.serverAddr, "18408")
-	closed := time.Now()
-	cli.send("close")
-	cli.expect("closed", startTimeout)
-	c := s.waitFor("the FIN_WAIT2 timeout", 1, eventTimeout,
-		and(typeIs("close"), inNetns(p.clientIno), lport(lp)))[0]
-	if c.str("cause") != "fin_wait2_timeout" {
-		t.Fatalf("close: %v", c)
-	}
-	if got := c.str("time"); got == "" {
-		t.Fatalf("close without time: %v", c)
-	}
-	at, err := time.Parse(time.RFC3339Nano, c.str("time"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := at.Sub(closed); d < 1900*time.Millisecond || d > 4*time.Second {
-		t.Errorf("fin_wait2_timeout %v after the close, want about tcp_fin_timeout (2s)", d)
-	}
-	if int(c.num("pid")) != cli.pid {
-		t.Errorf("close attributed to %v, want %d", c["pid"], cli.pid)
+	for _, all := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "all"}[all], func(t *testing.T) {
+			p := newPair(t)
+			setSysctl(t, p.client, "net.ipv4.tcp_fin_timeout", "2")
+			s := startTrace(t, tracer.Config{All: all})
+			startServer(t, p, p.serverAddr, "18408", "unread")
+			cli, lp := startClient(t, p, p.serverAddr, "18408")
+			closed := time.Now()
+			cli.send("close")
+			cli.expect("closed", startTimeout)
+			mine := and(typeIs("close"), inNetns(p.clientIno), lport(lp))
+			c := s.waitFor("the FIN_WAIT2 timeout", 1, eventTimeout,
+				and(mine, func(r rec) bool { return r.str("cause") == "fin_wait2_timeout" }))[0]
+			at, err := time.Parse(time.RFC3339Nano, c.str("time"))
+			if err != nil {
+				t.Fatalf("close time: %v: %v", err, c)
+			}
+			if d := at.Sub(closed); d < 1900*time.Millisecond || d > 4*time.Second {
+				t.Errorf("fin_wait2_timeout %v after the close, want about tcp_fin_timeout (2s)", d)
+			}
+			closes := s.all(mine)
+			if c.num("sock") == 0 || closes[0].num("sock") != c.num("sock") {
+				t.Errorf("the timeout must carry the socket's cookie: %v", closes)
+			}
+			if all {
+				if len(closes) != 2 || closes[0].str("cause") != "close_local" || int(c.num("pid")) != cli.pid {
+					t.Errorf("--all: want close_local at the hand-off, then fin_wait2_timeout by pid %d: %v", cli.pid, closes)
+				}
+			} else if len(closes) != 1 {
+				t.Errorf("default view: want only the timeout: %v", closes)
+			}
+			if lines := s.textLinesWith("fin_wait2_timeout"); len(lines) != 1 {
+				t.Errorf("text: %q", lines)
+			}
+		})
 	}
 }
 

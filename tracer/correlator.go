@@ -26,6 +26,9 @@ type CorrelatorConfig struct {
 	// Workload resolves a socket's cgroup id to its cgroup, container and
 	// pod (container.Resolver.Workload); may be nil.
 	Workload func(cgroupID uint64) *record.Workload
+	// TimewaitExpiry: the kernel reports a timewait socket's FIN_WAIT2
+	// timeout, so a socket handed to one is remembered until then.
+	TimewaitExpiry bool
 }
 
 // Correlator turns kernel events into records, per socket.
@@ -104,6 +107,8 @@ func (c *Correlator) Handle(e *katraceEvent) error {
 		return c.onKeepalive(e)
 	case evClose:
 		return c.onClose(e)
+	case evTimewaitExpiry:
+		return c.onTimewaitExpiry(e)
 	}
 	return nil
 }
@@ -312,7 +317,10 @@ func (c *Correlator) onClose(e *katraceEvent) error {
 }
 
 func (c *Correlator) finishClose(e *katraceEvent) error {
-	cn := c.lookup(e, false)
+	// A socket handed to a timewait socket is remembered (owner, tuple)
+	// for the timeout its linger may end in.
+	handoff := c.cfg.TimewaitExpiry && isTimewaitHandoff(e)
+	cn := c.lookup(e, handoff)
 	c.lastClosed = e.Cookie
 	cause := closeCause(e, c.cfg.IdleThreshold)
 	if cause == record.CauseKeepaliveTimeout && (cn == nil || !cn.timeoutReported) {
@@ -321,9 +329,15 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 		}
 	}
 	if !c.cfg.AllCloses && isOrdinaryClose(cause) {
-		if cn != nil {
-			c.conns.forget(cn)
+		if cn == nil {
+			return nil
 		}
+		if handoff {
+			// Not written, but its owner and tuple are kept for the timeout.
+			c.fillSocket(e, cn)
+			return nil
+		}
+		c.conns.forget(cn)
 		return nil
 	}
 	r := c.begin(e, cn, record.TypeClose)
@@ -370,10 +384,33 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 		r.BytesReceived--
 	}
 	err := c.sink.Write(r)
-	if cn != nil {
+	if cn != nil && !handoff {
 		c.conns.forget(cn)
 	}
 	return err
+}
+
+// onTimewaitExpiry: the timewait socket that took over a FIN_WAIT2 linger
+// expired without the peer's FIN. The full socket's close was reported at
+// the hand-off (with --all); this is the timeout the linger ended in.
+func (c *Correlator) onTimewaitExpiry(e *katraceEvent) error {
+	cn := c.lookup(e, false)
+	cause := closeCause(e, c.cfg.IdleThreshold)
+	if isOrdinaryClose(cause) {
+		// TIME_WAIT's end: the close was told at the hand-off.
+		if cn != nil {
+			c.conns.forget(cn)
+		}
+		return nil
+	}
+	r := c.begin(e, cn, record.TypeClose)
+	r.Cause = cause
+	r.DurationMs = durationMs(e)
+	if cn != nil {
+		r.ProbesSent = cn.probesSent
+		c.conns.forget(cn)
+	}
+	return c.sink.Write(r)
 }
 
 // retransmitTimeout fills what a retransmission timeout's close tells: how

@@ -152,3 +152,55 @@ func TestRecordedGoodbyeThenClose(t *testing.T) {
 		}
 	}
 }
+
+// A FIN_WAIT2 linger handed to a timewait socket: the hand-off close is
+// reported as it is (with --all), the expiry without the peer's FIN is
+// the fin_wait2_timeout, with the owner remembered from the hand-off.
+func TestTimewaitFinWait2Expiry(t *testing.T) {
+	s := sock{cookie: 42, start: 1_000_000_000, pid: 7, comm: "client"}
+	handoff := s.owned(s.ev(evClose, 10, tcpClose))
+	handoff.Flags &^= flagOwnerContext // the ACK of our FIN, in softirq
+	handoff.OldState, handoff.Flags = tcpFinWait2, handoff.Flags|flagOrphan
+	expiry := katraceEvent{TsNs: s.start + 2010*ms, Cookie: 42, Kind: evTimewaitExpiry,
+		State: tcpClose, OldState: tcpFinWait2, Flags: flagTimewait, Family: 4, Sport: 40750, Dport: 18081}
+	afterFin := expiry
+	afterFin.OldState = 6 // TIME_WAIT: the peer's FIN came
+
+	for _, tc := range []struct {
+		name  string
+		cfg   CorrelatorConfig
+		evs   []katraceEvent
+		want  string
+		owner bool
+	}{
+		{"all", CorrelatorConfig{IdleThreshold: time.Second, AllCloses: true, TimewaitExpiry: true},
+			[]katraceEvent{handoff, expiry}, "close_local fin_wait2_timeout", true},
+		{"default", CorrelatorConfig{IdleThreshold: time.Second, TimewaitExpiry: true},
+			[]katraceEvent{handoff, expiry}, "fin_wait2_timeout", true},
+		{"expiry only", CorrelatorConfig{IdleThreshold: time.Second, TimewaitExpiry: true},
+			[]katraceEvent{expiry}, "fin_wait2_timeout", false},
+		{"time_wait's end adds nothing", CorrelatorConfig{IdleThreshold: time.Second, AllCloses: true, TimewaitExpiry: true},
+			[]katraceEvent{handoff, afterFin}, "close_local", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := feed(t, tc.cfg, tc.evs...)
+			var causes []string
+			for _, r := range sink.recs {
+				if r.Type == record.TypeClose {
+					causes = append(causes, r.Cause)
+				}
+			}
+			if got := strings.Join(causes, " "); got != tc.want {
+				t.Fatalf("closes %q, want %q", got, tc.want)
+			}
+			if c := sink.last(record.TypeClose); c != nil && c.Cause == record.CauseFinWait2Timeout {
+				if tc.owner != (c.Sock.PID == 7 && c.Sock.Comm == "client") {
+					t.Errorf("timeout owner %d/%q, want owner known: %v", c.Sock.PID, c.Sock.Comm, tc.owner)
+				}
+				if c.Sock.LPort != 40750 || c.Sock.Cookie != 42 {
+					t.Errorf("timeout socket %+v", c.Sock)
+				}
+			}
+		})
+	}
+}

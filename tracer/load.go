@@ -56,6 +56,8 @@ type attachedPrograms struct {
 	links    []link.Link
 	// kernelResetReason says the kernel names why it sent a reset.
 	kernelResetReason bool
+	// timewaitExpiry says a timewait socket's FIN_WAIT2 timeout is reported.
+	timewaitExpiry bool
 }
 
 func (l *attachedPrograms) Close() error {
@@ -154,6 +156,7 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 	if err := primeCookies(iterators, coll.Variables[katraceVarKeepaliveTimerFn]); err != nil {
 		return nil, err
 	}
+	l.timewaitExpiry = watchTimewaitTimer(coll.Variables[katraceVarTwTimerFn])
 	return l, nil
 }
 

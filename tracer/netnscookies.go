@@ -6,6 +6,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/katrace/katrace/kernel"
 	"github.com/katrace/katrace/procfs"
 )
 
@@ -41,4 +42,23 @@ func primeOtherNetns(prog *ebpf.Program) {
 			return err
 		})
 	}
+}
+
+// watchTimewaitTimer makes sure the kernel program knows tw_timer_handler's
+// address (the start-up iterator learns it from a timewait socket if one
+// exists; else /proc/kallsyms names it), and says whether the timewait
+// FIN_WAIT2 linger is watched: without the address it is not.
+func watchTimewaitTimer(twTimerFn *ebpf.Variable) bool {
+	if twTimerFn == nil {
+		return false
+	}
+	var fn uint64
+	if err := twTimerFn.Get(&fn); err == nil && fn != 0 {
+		return true
+	}
+	addr, err := kernel.Symbol("tw_timer_handler")
+	if err != nil || addr == 0 {
+		return false
+	}
+	return twTimerFn.Set(addr) == nil
 }

@@ -18,6 +18,10 @@ import (
 func closeCause(e *katraceEvent, idleThreshold time.Duration) string {
 	thresholdMs := uint32(idleThreshold / time.Millisecond)
 	switch {
+	case e.Kind == evTimewaitExpiry && e.OldState == tcpFinWait2:
+		return record.CauseFinWait2Timeout
+	case e.Kind == evTimewaitExpiry:
+		return record.CauseCloseLocal
 	case e.Flags&flagInKeepaliveTimer != 0 && e.StateBeforeTimer == tcpFinWait2:
 		return record.CauseFinWait2Timeout
 	case e.Flags&flagInKeepaliveTimer != 0:
@@ -48,6 +52,14 @@ func closeCause(e *katraceEvent, idleThreshold time.Duration) string {
 		return record.CauseCloseRemote
 	}
 	return record.CauseCloseLocal
+}
+
+// isTimewaitHandoff: an orphan leaving FIN_WAIT2 for CLOSE without the
+// peer's FIN, outside the keepalive timer, is handed to a timewait socket
+// that lingers for the FIN (tcp_fin_timeout at most 60 s).
+func isTimewaitHandoff(e *katraceEvent) bool {
+	return e.Kind == evClose && e.OldState == tcpFinWait2 && e.Flags&flagOrphan != 0 &&
+		e.Flags&flagPeerFin == 0 && e.Flags&flagInKeepaliveTimer == 0
 }
 
 // isOrdinaryClose: the cause explains nothing, and the default view leaves
