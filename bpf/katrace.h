@@ -70,6 +70,9 @@ enum event_flags {
 	EVF_V4_MAPPED = 1 << 15,
 };
 
+/* goodbye_bytes of a goodbye whose size is not known. */
+#define GOODBYE_SIZE_UNKNOWN 0xffffffff
+
 enum fin_side {
 	FIN_NONE = 0,
 	FIN_LOCAL = 1,
@@ -157,7 +160,8 @@ struct event {
 	/* TCP_USER_TIMEOUT (icsk_user_timeout), 0 when not set. */
 	__u32 user_timeout_ms;
 	/* EV_IDLE_FIN and later: the small write that ended the silence just
-	 * before the FIN (a goodbye), 0 when none or its size is unknown. */
+	 * before the FIN (a goodbye); 0 when none, GOODBYE_SIZE_UNKNOWN when
+	 * its size is gone (acknowledged before our FIN). */
 	__u32 goodbye_bytes;
 	/* icsk_retransmits: retransmissions of the oldest unacknowledged data. */
 	__u8 retransmits;

@@ -289,14 +289,14 @@ func TestGoodbyeThenClose(t *testing.T) {
 	// The server's own goodbye is acknowledged before its FIN over veth:
 	// its size is gone from tcp_sock then, and katrace leaves it out
 	// rather than guess (it is there while the goodbye is in flight).
-	if server.str("side") != "local" || int(server.num("pid")) != srv.pid ||
+	if server.str("side") != "local" || int(server.num("pid")) != srv.pid || server["goodbye"] != true ||
 		server.has("goodbye_bytes") && server.num("goodbye_bytes") != 116 {
 		t.Errorf("server's idle close: %v (server pid %d)", server, srv.pid)
 	}
 	between(t, "server idle_ms (before the goodbye)", server.num("idle_ms"), 1490, 1600)
 	client := s.waitFor("the client's idle close", 1, eventTimeout,
 		and(typeIs("idle_close"), inNetns(p.clientIno), lport(lp)))[0]
-	if client.str("side") != "remote" || client.num("goodbye_bytes") != 116 {
+	if client.str("side") != "remote" || client["goodbye"] != true || client.num("goodbye_bytes") != 116 {
 		t.Errorf("client's idle close: %v", client)
 	}
 	between(t, "client idle_ms (before the goodbye)", client.num("idle_ms"), 1490, 1600)
@@ -313,12 +313,15 @@ func TestGoodbyeThenClose(t *testing.T) {
 	}
 	between(t, "peer_idle_ms", c.num("peer_idle_ms"), 1490, 1600)
 	sc := s.waitFor("the server's close", 1, eventTimeout, and(typeIs("close"), inNetns(p.serverIno), rport(lp)))[0]
-	if sc.str("cause") != "idle_close_local" || sc.has("goodbye_bytes") && sc.num("goodbye_bytes") != 116 {
+	if sc.str("cause") != "idle_close_local" || sc["goodbye"] != true || sc.has("goodbye_bytes") && sc.num("goodbye_bytes") != 116 {
 		t.Errorf("server close: %v", sc)
 	}
 	between(t, "server close idle_ms", sc.num("idle_ms"), 1490, 1600)
 	if lines := s.textLinesWith("idle close by peer", "goodbye first: 116 bytes"); len(lines) != 1 {
 		t.Errorf("the client's text must say there was a goodbye before the idle close: %q", lines)
+	}
+	if lines := s.textLinesWith("idle close by us", "goodbye first"); len(lines) != 1 {
+		t.Errorf("the server's text must say it said goodbye before the idle close: %q", lines)
 	}
 
 	s.stop()
@@ -589,7 +592,7 @@ func TestPostgresIdleSessionTimeout(t *testing.T) {
 	// The goodbye's size is known on the server's side only while it is in
 	// flight at the FIN; over veth it is acknowledged first, and left out.
 	if srv.str("side") != "local" || srv.str("comm") != "postgres" ||
-		srv.has("goodbye_bytes") && srv.num("goodbye_bytes") < 100 {
+		srv["goodbye"] != true || srv.has("goodbye_bytes") && srv.num("goodbye_bytes") < 100 {
 		t.Errorf("postgres's idle close: %v", srv)
 	}
 	between(t, "postgres idle_ms", srv.num("idle_ms"), 1490, 1700)

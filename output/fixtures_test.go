@@ -229,10 +229,16 @@ func goldenCases() []goldenCase {
 		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: retransmit_timeout: data never acknowledged; gave up after 15.4s and 15 retransmissions → ETIMEDOUT: the peer is unreachable or the path drops its packets`)
 
 	r = sockRecord(record.TypeIdleClose, at(6000))
-	r.Side, r.IdleMs, r.GoodbyeBytes = record.SideRemote, 3000, 116
+	r.Side, r.IdleMs, r.Goodbye, r.GoodbyeBytes = record.SideRemote, 3000, true, 116
 	add("idle_close/goodbye", r,
-		`{"time":"2025-03-14T03:41:08.118000000Z","type":"idle_close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","side":"remote","idle_ms":3000,"goodbye_bytes":116}`,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"idle_close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","side":"remote","idle_ms":3000,"goodbye":true,"goodbye_bytes":116}`,
 		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            idle close by peer after 3.0s idle (goodbye first: 116 bytes)`)
+
+	r = sockRecord(record.TypeIdleClose, at(6000))
+	r.Side, r.IdleMs, r.Goodbye = record.SideLocal, 1500, true
+	add("idle_close/goodbye_size_unknown", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"idle_close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","side":"local","idle_ms":1500,"goodbye":true}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            idle close by us after 1.5s idle (goodbye first)`)
 
 	r = sockRecord(record.TypeClose, at(7000))
 	r.Sock.State = "CLOSE"

@@ -84,7 +84,7 @@ func appendJSON(b []byte, r *record.Record) []byte {
 	case record.TypeIdleClose:
 		b = jsonString(b, "side", r.Side)
 		b = jsonOptInt(b, "idle_ms", r.IdleMs)
-		b = jsonOptInt(b, "goodbye_bytes", r.GoodbyeBytes)
+		b = appendGoodbyeJSON(b, r)
 	case record.TypeReset:
 		b = jsonString(b, "direction", r.Direction)
 		if r.Reason != "" {
@@ -117,7 +117,7 @@ func appendJSON(b []byte, r *record.Record) []byte {
 		if r.AfterIdle {
 			b = append(b, `,"after_idle":true`...)
 		}
-		b = jsonOptInt(b, "goodbye_bytes", r.GoodbyeBytes)
+		b = appendGoodbyeJSON(b, r)
 		// r.ResetAtProbe only words the text; reset_received's records
 		// before it carry after_keepalive.
 	case record.TypeSummary:
@@ -300,3 +300,12 @@ func appendJSONString(b []byte, s string) []byte {
 // rfc3339FixedNano is RFC 3339 with all nine digits of nanoseconds, so that
 // every record's time has the same width and sorts as text.
 const rfc3339FixedNano = "2006-01-02T15:04:05.000000000Z07:00"
+
+// appendGoodbyeJSON writes "goodbye":true and, when known, its size.
+func appendGoodbyeJSON(b []byte, r *record.Record) []byte {
+	if !r.Goodbye {
+		return b
+	}
+	b = append(b, `,"goodbye":true`...)
+	return jsonOptInt(b, "goodbye_bytes", r.GoodbyeBytes)
+}

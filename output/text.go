@@ -449,11 +449,7 @@ func appendEvent(b []byte, r *record.Record) []byte {
 			b = appendDuration(b, r.IdleMs)
 			b = append(b, " idle"...)
 		}
-		if r.GoodbyeBytes != record.Absent {
-			b = append(b, " (goodbye first: "...)
-			b = strconv.AppendInt(b, r.GoodbyeBytes, 10)
-			b = append(b, " bytes)"...)
-		}
+		b = appendGoodbye(b, r)
 		if r.Sock.Requests > 0 {
 			b = append(b, " (after request "...)
 			b = strconv.AppendInt(b, int64(r.Sock.Requests), 10)
@@ -663,4 +659,17 @@ func appendRetransmitTimeout(b []byte, r *record.Record) []byte {
 		return append(b, ": the peer or a NAT, load balancer or firewall forgot the idle connection and drops its packets"...)
 	}
 	return append(b, ": the peer is unreachable or the path drops its packets"...)
+}
+
+// appendGoodbye says that an idle close's FIN followed a goodbye.
+func appendGoodbye(b []byte, r *record.Record) []byte {
+	if !r.Goodbye {
+		return b
+	}
+	if r.GoodbyeBytes == record.Absent {
+		return append(b, " (goodbye first)"...)
+	}
+	b = append(b, " (goodbye first: "...)
+	b = strconv.AppendInt(b, r.GoodbyeBytes, 10)
+	return append(b, " bytes)"...)
 }

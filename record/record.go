@@ -230,9 +230,10 @@ type Record struct {
 	// after at least the idle threshold of silence (IdleMs is then that
 	// silence): the silent-drop twin of reset_after_idle.
 	AfterIdle bool
-	// GoodbyeBytes is, on an idle close, the size of the small write that
-	// ended the silence just before the FIN; Absent when there was none or
-	// its size is unknown.
+	// Goodbye marks an idle close whose FIN followed a small write that
+	// ended the silence (IdleMs is the silence before it); GoodbyeBytes is
+	// that write's size, Absent when unknown.
+	Goodbye      bool
 	GoodbyeBytes int64
 
 	// summary

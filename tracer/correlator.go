@@ -150,9 +150,7 @@ func (c *Correlator) onIdleFin(e *katraceEvent) error {
 		r.Side = record.SideLocal
 	}
 	r.IdleMs = int64(e.FinIdleMs)
-	if e.GoodbyeBytes > 0 {
-		r.GoodbyeBytes = int64(e.GoodbyeBytes)
-	}
+	setGoodbye(e, r)
 	c.summary.idleClose(e)
 	c.summary.serviceWorkload(e, &r.Sock.Workload)
 	return c.sink.Write(r)
@@ -375,8 +373,8 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 	if e.SkErr != 0 {
 		r.Error = errnoName(e.SkErr)
 	}
-	if e.FinSide != 0 && e.GoodbyeBytes > 0 && (cause == record.CauseIdleCloseLocal || cause == record.CauseIdleCloseRemote) {
-		r.GoodbyeBytes = int64(e.GoodbyeBytes)
+	if cause == record.CauseIdleCloseLocal || cause == record.CauseIdleCloseRemote {
+		setGoodbye(e, r)
 	}
 	r.BytesSent, r.BytesReceived = e.BytesSent, e.BytesReceived
 	// The kernel counts the peer's FIN as a byte received; we count data.
@@ -432,5 +430,16 @@ func (c *Correlator) retransmitTimeout(e *katraceEvent, r *record.Record) {
 		if r.AfterIdle {
 			c.summary.forgotten(e, idle)
 		}
+	}
+}
+
+// setGoodbye tells the goodbye the kernel saw before the first FIN.
+func setGoodbye(e *katraceEvent, r *record.Record) {
+	if e.GoodbyeBytes == 0 {
+		return
+	}
+	r.Goodbye = true
+	if e.GoodbyeBytes != goodbyeSizeUnknown {
+		r.GoodbyeBytes = int64(e.GoodbyeBytes)
 	}
 }

@@ -38,6 +38,9 @@ const (
 	roleActive  = uint8(katraceSockRoleROLE_ACTIVE)
 
 	protoHTTP1 = uint8(katraceProtoPROTO_HTTP1)
+
+	// goodbyeSizeUnknown is GOODBYE_SIZE_UNKNOWN (a #define, not generated).
+	goodbyeSizeUnknown = 0xffffffff
 )
 
 // protoNames are the labels of enum proto; PROTO_OTHER has none.

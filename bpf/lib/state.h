@@ -57,6 +57,8 @@ static __always_inline __u32 goodbye_idle(struct tcp_sock *tp, bool local, __u32
 		/* Still in flight on a real network; acknowledged already on a
 		 * LAN, where its size is gone from tcp_sock. */
 		bytes = tp->write_seq - tp->snd_una;
+		if (!bytes)
+			bytes = GOODBYE_SIZE_UNKNOWN;
 	} else {
 		/* An idle pooled client has not read the goodbye; one waiting for
 		 * an answer reads it at once. Unread counts the FIN too. */
@@ -65,7 +67,7 @@ static __always_inline __u32 goodbye_idle(struct tcp_sock *tp, bool local, __u32
 			return min_u32(since_send, since_recv);
 		bytes--;
 	}
-	if (bytes > GOODBYE_MAX_BYTES)
+	if (bytes > GOODBYE_MAX_BYTES && bytes != GOODBYE_SIZE_UNKNOWN)
 		return min_u32(since_send, since_recv);
 	info->goodbye_bytes = bytes;
 	return quiet - recent;
