@@ -234,6 +234,13 @@ func goldenCases() []goldenCase {
 		`{"time":"2025-03-14T03:41:08.118000000Z","type":"idle_close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","side":"remote","idle_ms":3000,"goodbye":true,"goodbye_bytes":116}`,
 		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            idle close by peer after 3.0s idle (goodbye first: 116 bytes)`)
 
+	r = sockRecord(record.TypeClose, at(6000))
+	r.Sock.State = "CLOSE"
+	r.Cause, r.DurationMs = record.CauseFinWait2Timeout, record.Absent
+	add("close/fin_wait2_timeout", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"fin_wait2_timeout","probes_sent":0,"bytes_sent":0,"bytes_received":0}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: fin_wait2_timeout: we closed, the peer never sent its FIN (its application kept the connection open, or the FIN was lost)`)
+
 	r = sockRecord(record.TypeIdleClose, at(6000))
 	r.Side, r.IdleMs, r.Goodbye = record.SideLocal, 1500, true
 	add("idle_close/goodbye_size_unknown", r,

@@ -621,6 +621,13 @@ func appendCloseStory(b []byte, r *record.Record) (_ []byte, ok bool) {
 		return append(b, " with a reset: it lost the connection (restarted?) or a NAT, load balancer or firewall forgot the idle flow"...), true
 	case r.Cause == record.CauseRetransmitTimeout:
 		return appendRetransmitTimeout(b, r), true
+	case r.Cause == record.CauseFinWait2Timeout:
+		b = append(b, ": we closed, the peer never sent its FIN (its application kept the connection open, or the FIN was lost)"...)
+		if r.DurationMs >= 0 {
+			b = append(b, "; after "...)
+			b = appendDuration(b, r.DurationMs)
+		}
+		return b, true
 	}
 	return b, false
 }

@@ -147,8 +147,9 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		if (run)
 			run->closed = 1;
 		/* sk_err set before CLOSE (6.10+ tcp_done_with_error): a retransmission
-		 * timeout or a reset, reported ahead of the late error report. */
-		if (!wanted && sk->sk_err)
+		 * timeout or a reset, reported ahead of the late error report; not
+		 * for an orphan, whose error no application will see. */
+		if (!wanted && sk->sk_err && !(sk->__sk_common.skc_flags & (1UL << SOCK_DEAD)))
 			wanted = true;
 		if (!wanted && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN))) {
 			__u64 cookie = bpf_get_socket_cookie(sk);
