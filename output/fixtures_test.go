@@ -236,6 +236,14 @@ func goldenCases() []goldenCase {
 
 	r = sockRecord(record.TypeClose, at(6000))
 	r.Sock.State = "CLOSE"
+	r.Cause, r.DurationMs, r.IdleMs, r.Goodbye = record.CauseIdleCloseLocal, 1551, 1500, true
+	r.BytesSent, r.BytesReceived = 597, 86
+	add("close/idle_close_after_goodbye", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"idle_close_local","duration_ms":1551,"idle_ms":1500,"probes_sent":0,"bytes_sent":597,"bytes_received":86,"goodbye":true}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: idle_close_local after 1.6s (idle 1.5s, goodbye first)`)
+
+	r = sockRecord(record.TypeClose, at(6000))
+	r.Sock.State = "CLOSE"
 	r.Cause, r.DurationMs = record.CauseFinWait2Timeout, record.Absent
 	add("close/fin_wait2_timeout", r,
 		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"fin_wait2_timeout","probes_sent":0,"bytes_sent":0,"bytes_received":0}`,

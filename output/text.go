@@ -590,6 +590,15 @@ func appendClose(b []byte, r *record.Record) []byte {
 		b = append(b, "idle "...)
 		b = appendDuration(b, r.IdleMs)
 	}
+	if r.Goodbye {
+		b = sep(b)
+		b = append(b, "goodbye first"...)
+		if r.GoodbyeBytes != record.Absent {
+			b = append(b, ": "...)
+			b = strconv.AppendInt(b, r.GoodbyeBytes, 10)
+			b = append(b, " bytes"...)
+		}
+	}
 	if r.ProbesSent > 0 {
 		b = sep(b)
 		b = strconv.AppendInt(b, int64(r.ProbesSent), 10)
