@@ -38,7 +38,11 @@ func runHelper(role string, args []string) int {
 	case "churn":
 		err = churn(args)
 	default:
-		err = fmt.Errorf("unknown helper role %q", role)
+		if more, ok := moreHelperRoles[role]; ok {
+			err = more(args)
+		} else {
+			err = fmt.Errorf("unknown helper role %q", role)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -92,6 +92,11 @@ type katraceEvent struct {
 	Requests         uint32
 	Pad2             uint32
 	CgroupId         uint64
+	FirstTxNs        uint64
+	UserTimeoutMs    uint32
+	GoodbyeBytes     uint32
+	Retransmits      uint8
+	Pad3             [7]uint8
 }
 
 type katraceEventFlags uint32
@@ -118,13 +123,14 @@ const (
 type katraceEventKind uint32
 
 const (
-	katraceEventKindEV_STATE          katraceEventKind = 1
-	katraceEventKindEV_IDLE_FIN       katraceEventKind = 2
-	katraceEventKindEV_CLOSE          katraceEventKind = 3
-	katraceEventKindEV_RESET_SENT     katraceEventKind = 4
-	katraceEventKindEV_RESET_RECEIVED katraceEventKind = 5
-	katraceEventKindEV_ERROR          katraceEventKind = 6
-	katraceEventKindEV_KEEPALIVE      katraceEventKind = 7
+	katraceEventKindEV_STATE           katraceEventKind = 1
+	katraceEventKindEV_IDLE_FIN        katraceEventKind = 2
+	katraceEventKindEV_CLOSE           katraceEventKind = 3
+	katraceEventKindEV_RESET_SENT      katraceEventKind = 4
+	katraceEventKindEV_RESET_RECEIVED  katraceEventKind = 5
+	katraceEventKindEV_ERROR           katraceEventKind = 6
+	katraceEventKindEV_KEEPALIVE       katraceEventKind = 7
+	katraceEventKindEV_TIMEWAIT_EXPIRY katraceEventKind = 8
 )
 
 type katraceFinSide uint32
@@ -183,7 +189,9 @@ type katraceSockInfo struct {
 	_             [1]byte
 	Requests      uint32
 	Sport         uint16
-	_             [6]byte
+	OwnerShared   uint8
+	_             [1]byte
+	GoodbyeBytes  uint32
 }
 
 type katraceSockRole uint32
@@ -239,8 +247,10 @@ const (
 	katraceProgTpTcpSendResetReason       = "tp_tcp_send_reset_reason"
 	katraceProgTpTimerExpireEntry         = "tp_timer_expire_entry"
 	katraceProgTpTimerExpireExit          = "tp_timer_expire_exit"
+	katraceProgTpTimewaitTimerExpire      = "tp_timewait_timer_expire"
 	katraceVarCfg                         = "cfg"
 	katraceVarKeepaliveTimerFn            = "keepalive_timer_fn"
+	katraceVarTwTimerFn                   = "tw_timer_fn"
 	katraceVarUnusedEvent                 = "unused_event"
 	katraceVarUnusedEventFlags            = "unused_event_flags"
 	katraceVarUnusedEventKind             = "unused_event_kind"
@@ -313,6 +323,7 @@ type katraceProgramSpecs struct {
 	TpTcpSendResetReason       *ebpf.ProgramSpec `ebpf:"tp_tcp_send_reset_reason"`
 	TpTimerExpireEntry         *ebpf.ProgramSpec `ebpf:"tp_timer_expire_entry"`
 	TpTimerExpireExit          *ebpf.ProgramSpec `ebpf:"tp_timer_expire_exit"`
+	TpTimewaitTimerExpire      *ebpf.ProgramSpec `ebpf:"tp_timewait_timer_expire"`
 }
 
 // katraceMapSpecs contains maps before they are loaded into the kernel.
@@ -335,6 +346,7 @@ type katraceMapSpecs struct {
 type katraceVariableSpecs struct {
 	Cfg              *ebpf.VariableSpec `ebpf:"cfg"`
 	KeepaliveTimerFn *ebpf.VariableSpec `ebpf:"keepalive_timer_fn"`
+	TwTimerFn        *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
 	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventFlags *ebpf.VariableSpec `ebpf:"unused_event_flags"`
 	UnusedEventKind  *ebpf.VariableSpec `ebpf:"unused_event_kind"`
@@ -392,6 +404,7 @@ func (m *katraceMaps) Close() error {
 type katraceVariables struct {
 	Cfg              *ebpf.Variable `ebpf:"cfg"`
 	KeepaliveTimerFn *ebpf.Variable `ebpf:"keepalive_timer_fn"`
+	TwTimerFn        *ebpf.Variable `ebpf:"tw_timer_fn"`
 	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventFlags *ebpf.Variable `ebpf:"unused_event_flags"`
 	UnusedEventKind  *ebpf.Variable `ebpf:"unused_event_kind"`
@@ -426,6 +439,7 @@ type katracePrograms struct {
 	TpTcpSendResetReason       *ebpf.Program `ebpf:"tp_tcp_send_reset_reason"`
 	TpTimerExpireEntry         *ebpf.Program `ebpf:"tp_timer_expire_entry"`
 	TpTimerExpireExit          *ebpf.Program `ebpf:"tp_timer_expire_exit"`
+	TpTimewaitTimerExpire      *ebpf.Program `ebpf:"tp_timewait_timer_expire"`
 }
 
 func (p *katracePrograms) Close() error {
@@ -452,6 +466,7 @@ func (p *katracePrograms) Close() error {
 		p.TpTcpSendResetReason,
 		p.TpTimerExpireEntry,
 		p.TpTimerExpireExit,
+		p.TpTimewaitTimerExpire,
 	)
 }
 

@@ -56,6 +56,8 @@ type attachedPrograms struct {
 	links    []link.Link
 	// kernelResetReason says the kernel names why it sent a reset.
 	kernelResetReason bool
+	// timewaitExpiry says a timewait socket's FIN_WAIT2 timeout is reported.
+	timewaitExpiry bool
 }
 
 func (l *attachedPrograms) Close() error {
@@ -154,6 +156,7 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 	if err := primeCookies(iterators, coll.Variables[katraceVarKeepaliveTimerFn]); err != nil {
 		return nil, err
 	}
+	l.timewaitExpiry = watchTimewaitTimer(coll.Variables[katraceVarTwTimerFn])
 	return l, nil
 }
 
@@ -174,6 +177,7 @@ func primeCookies(iterators []*ebpf.Program, timerFn *ebpf.Variable) error {
 		if err := runToEnd(prog); err != nil {
 			return fmt.Errorf("giving existing sockets a cookie: %w", kernel.Explain(err))
 		}
+		primeOtherNetns(prog)
 	}
 	var fn uint64
 	if err := timerFn.Get(&fn); err != nil {

@@ -81,6 +81,7 @@ var (
 	onlyKprobe       = []Strategy{StrategyKprobe}
 	onlyTracepoint   = []Strategy{StrategyTracepoint}
 	kprobeTracepoint = []Strategy{StrategyKprobe, StrategyTracepoint}
+	fentryKprobe     = []Strategy{StrategyFentry, StrategyKprobe}
 )
 
 // attachPlan is every program of bpf/katrace.bpf.c; the loader deletes
@@ -108,6 +109,10 @@ var attachPlan = []plannedProgram{
 	{program: katraceProgKretprobeTcpKeepaliveTimer, attach: attachKretprobe, kprobe: "tcp_keepalive_timer", strategies: onlyKprobe},
 	{program: katraceProgTpTimerExpireEntry, attach: attachTracing, strategies: onlyTracepoint},
 	{program: katraceProgTpTimerExpireExit, attach: attachTracing, strategies: onlyTracepoint},
+
+	// The timewait socket's FIN_WAIT2 linger (tp_timer_expire_entry
+	// watches it under the tracepoint strategy).
+	{program: katraceProgTpTimewaitTimerExpire, attach: attachTracing, strategies: fentryKprobe},
 
 	// Owners before 6.4: from the owner's reads under the tracepoint
 	// strategy...

@@ -95,6 +95,11 @@ static __always_inline void fill_socket_fields(struct event *e, struct sock *sk,
 		e->flags |= EVF_LINGER_ZERO;
 	e->probes_before = e->probes_after = RD(direct, tp, inet_conn.icsk_probes_out);
 	e->sk_err = RD(direct, sk, sk_err);
+	/* What a retransmission timeout needs: when the stalled write went
+	 * out, how often it was resent, the user timeout that ended it. */
+	e->first_tx_ns = RD(direct, tp, first_tx_mstamp) * 1000;
+	e->retransmits = RD(direct, tp, inet_conn.icsk_retransmits);
+	e->user_timeout_ms = RD(direct, tp, inet_conn.icsk_user_timeout);
 	e->sock_ino = socket_inode(sk);
 	fill_cgroup(e, sk);
 	if (flags & (1UL << SOCK_DEAD))
@@ -151,6 +156,7 @@ static __always_inline void fill_info(struct event *e, struct sock_info *info)
 	e->fin_side = info->fin_side;
 	e->fin_ns = info->fin_ns;
 	e->fin_idle_ms = info->fin_idle_ms;
+	e->goodbye_bytes = info->goodbye_bytes;
 	if (info->reset_sent)
 		e->flags |= EVF_RESET_SENT_BEFORE;
 	if (info->reset_received)

@@ -26,6 +26,53 @@ static __always_inline void report_transition(struct sock *sk, __u8 kind, int ol
 	submit_sock_event(e, sk, info, owner_ctx);
 }
 
+/* A goodbye shorter than this before the FIN, after a silence, is part of
+ * an idle close (PostgreSQL's idle_session_timeout writes 116 bytes). */
+#define GOODBYE_WINDOW_MS 1000
+#define GOODBYE_MAX_BYTES 1024
+
+/* The idle time of a first FIN that follows a goodbye: a small write that
+ * ended a silence of at least the idle threshold, just before the FIN (the
+ * way PostgreSQL, MySQL, SMTP and FTP servers close idle sessions). Returns
+ * the silence before the goodbye, or min(since_send, since_recv) when the
+ * FIN followed no goodbye; records the goodbye's size when known. */
+static __always_inline __u32 goodbye_idle(struct tcp_sock *tp, bool local, __u32 since_send,
+					  __u32 since_recv, struct sock_info *info)
+{
+	__u32 recent = local ? since_send : since_recv;
+	__u32 quiet = local ? since_recv : since_send;
+	__u32 bytes = 0;
+
+	if (recent >= GOODBYE_WINDOW_MS || quiet < recent || quiet - recent < cfg.idle_threshold_ms)
+		return min_u32(since_send, since_recv);
+	if (local) {
+		/* A server that answers a slow request and closes looks the same
+		 * from the FIN: require that the last request before the silence
+		 * was answered at once (the kernel counts replies sent within
+		 * the delayed-ACK time, and resets the count when a delayed ACK
+		 * had to go out alone, as it does while a request waits). */
+		if (!bpf_core_field_exists(tp->inet_conn.icsk_ack.pingpong) ||
+		    !tp->inet_conn.icsk_ack.pingpong)
+			return min_u32(since_send, since_recv);
+		/* Still in flight on a real network; acknowledged already on a
+		 * LAN, where its size is gone from tcp_sock. */
+		bytes = tp->write_seq - tp->snd_una;
+		if (!bytes)
+			bytes = GOODBYE_SIZE_UNKNOWN;
+	} else {
+		/* An idle pooled client has not read the goodbye; one waiting for
+		 * an answer reads it at once. Unread counts the FIN too. */
+		bytes = tp->rcv_nxt - tp->copied_seq;
+		if (bytes <= 1)
+			return min_u32(since_send, since_recv);
+		bytes--;
+	}
+	if (bytes > GOODBYE_MAX_BYTES && bytes != GOODBYE_SIZE_UNKNOWN)
+		return min_u32(since_send, since_recv);
+	info->goodbye_bytes = bytes;
+	return quiet - recent;
+}
+
 /* sk is a BTF pointer. */
 static __always_inline void handle_state_change(struct sock *sk, int old, int new)
 {
@@ -44,8 +91,10 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 	if (info) {
 		__u16 sport = sk->__sk_common.skc_num;
 
-		if (owner_ctx)
+		if (owner_ctx) {
 			remember_owner(info);
+			share_keepalive_owner(sk, info);
+		}
 		if (sport)
 			info->sport = sport;
 		if (!info->start_ns &&
@@ -69,10 +118,12 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		tp = bpf_skc_to_tcp_sock(sk);
 	if (tp) {
 		__u64 now_jiffies = bpf_jiffies64();
-		__u32 idle;
+		__u32 since_send = ms_since(now_jiffies, tp->lsndtime);
+		__u32 since_recv = ms_since(now_jiffies, tp->inet_conn.icsk_ack.lrcvtime);
+		__u32 idle = min_u32(since_send, since_recv);
 
-		idle = min_u32(ms_since(now_jiffies, tp->lsndtime),
-			       ms_since(now_jiffies, tp->inet_conn.icsk_ack.lrcvtime));
+		if (old == TCP_ESTABLISHED && idle < cfg.idle_threshold_ms)
+			idle = goodbye_idle(tp, new == TCP_FIN_WAIT1, since_send, since_recv, info);
 		info->fin_side = new == TCP_FIN_WAIT1 ? FIN_LOCAL : FIN_REMOTE;
 		info->fin_ns = NOW();
 		info->fin_idle_ms = idle;
@@ -95,6 +146,11 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 
 		if (run)
 			run->closed = 1;
+		/* sk_err set before CLOSE (6.10+ tcp_done_with_error): a retransmission
+		 * timeout or a reset, reported ahead of the late error report; not
+		 * for an orphan, whose error no application will see. */
+		if (!wanted && sk->sk_err && !(sk->__sk_common.skc_flags & (1UL << SOCK_DEAD)))
+			wanted = true;
 		if (!wanted && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN))) {
 			__u64 cookie = bpf_get_socket_cookie(sk);
 
@@ -105,6 +161,11 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		}
 		if (wanted)
 			report_transition(sk, EV_CLOSE, old, new, NOW(), info, owner_ctx);
+		if (info && info->owner_shared) {
+			__u64 cookie = bpf_get_socket_cookie(sk);
+
+			bpf_map_delete_elem(&owners, &cookie);
+		}
 	}
 #undef NOW
 }
