@@ -124,8 +124,8 @@ func appendJSON(b []byte, r *record.Record) []byte {
 		b = jsonString(b, "endpoint", r.Endpoint)
 		b = jsonInt(b, "idle_closes_local", int64(r.IdleClosesLocal))
 		b = jsonInt(b, "idle_closes_remote", int64(r.IdleClosesRemote))
-		b = jsonInt(b, "idle_ms_p50", r.IdleMsP50)
-		b = jsonInt(b, "idle_ms_p90", r.IdleMsP90)
+		b = jsonOptInt(b, "idle_ms_p50", r.IdleMsP50)
+		b = jsonOptInt(b, "idle_ms_p90", r.IdleMsP90)
 		if r.StaleReuses > 0 {
 			b = jsonInt(b, "stale_reuses", int64(r.StaleReuses))
 		}
