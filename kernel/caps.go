@@ -89,6 +89,16 @@ func CanLoadBPF() bool {
 	return canLoadBPF(effective)
 }
 
+// CanAttachCgroupPrograms says whether this process may attach cgroup_skb
+// programs (protocol labels): CAP_NET_ADMIN.
+func CanAttachCgroupPrograms() bool {
+	effective, err := effectiveCaps()
+	if err != nil {
+		return os.Geteuid() == 0
+	}
+	return effective&(1<<unix.CAP_NET_ADMIN) != 0
+}
+
 func canLoadBPF(effective uint64) bool {
 	has := func(c uint) bool { return effective&(1<<c) != 0 }
 	return has(unix.CAP_SYS_ADMIN) || has(unix.CAP_BPF) && has(unix.CAP_PERFMON)

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/katrace/katrace/container"
+	"github.com/katrace/katrace/kernel"
 	"github.com/katrace/katrace/logfile"
 	"github.com/katrace/katrace/metrics"
 	"github.com/katrace/katrace/output"
@@ -112,6 +113,10 @@ func trace(ctx context.Context, c *cli.Context, s traceSettings) (err error) {
 	stderr := c.App.ErrWriter
 	if stderr == nil {
 		stderr = os.Stderr
+	}
+	if s.tracer.Protocols && !kernel.CanAttachCgroupPrograms() {
+		fmt.Fprintln(stderr, "katrace: protocol labels are off: attaching their cgroup_skb programs needs CAP_NET_ADMIN")
+		s.tracer.Protocols = false
 	}
 	var sinks []record.Sink
 	if s.format != formatNone {
