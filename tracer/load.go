@@ -196,6 +196,12 @@ func runToEnd(prog *ebpf.Program) error {
 		return err
 	}
 	defer it.Close()
+	return readIterator(it)
+}
+
+// readIterator runs one pass of an attached iterator, in the caller's
+// network namespace.
+func readIterator(it *link.Iter) error {
 	rd, err := it.Open()
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package tracer
 
 import (
-	"io"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -32,15 +31,7 @@ func primeOtherNetns(prog *ebpf.Program) {
 		if ino == own {
 			continue
 		}
-		_ = procfs.InNetns(ino, path, func() error {
-			rd, err := it.Open()
-			if err != nil {
-				return err
-			}
-			defer rd.Close()
-			_, err = io.Copy(io.Discard, rd)
-			return err
-		})
+		_ = procfs.InNetns(ino, path, func() error { return readIterator(it) })
 	}
 }
 
