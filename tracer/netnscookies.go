@@ -1,7 +1,6 @@
 package tracer
 
 import (
-
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
