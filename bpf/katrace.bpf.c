@@ -15,6 +15,7 @@
  *   lib/state.h          TCP state changes (the hot path)
  *   lib/reset.h          resets and socket errors
  *   lib/proto.h          protocol labels from payload bytes
+ *   lib/timewait.h       a timewait socket's FIN_WAIT2 linger
  *
  * The loader (tracer/plan.go) deletes the entry points its strategy and
  * the kernel's features do not use before loading.
@@ -31,6 +32,7 @@
 #include "lib/proto.h"
 #include "lib/reset.h"
 #include "lib/state.h"
+#include "lib/timewait.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -58,6 +60,7 @@ int prime_cookies(struct bpf_iter__tcp *ctx)
 	if (!skc)
 		return 0;
 	bpf_get_socket_cookie(skc);
+	learn_tw_timer_fn(skc);
 	tp = bpf_skc_to_tcp_sock(skc);
 	if (tp)
 		learn_keepalive_timer_fn((struct sock *)tp);
@@ -109,11 +112,26 @@ int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 	return 0;
 }
 
+/* Before 6.4 under the tracepoint strategy (no owner tracepoints, no
+ * function hooks): tcp_rcv_space_adjust runs in the owner's recvmsg, with
+ * the socket locked by it. */
+SEC("tp_btf/tcp_rcv_space_adjust")
+int BPF_PROG(tp_tcp_rcv_space_adjust, struct sock *sk)
+{
+	if (owned_by_user(sk))
+		learn_owner(sk);
+	return 0;
+}
+
 /* --- tracepoint strategy --- */
 
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(tp_timer_expire_entry, struct timer_list *timer)
 {
+	if (tw_timer_fn && (__u64)timer->function == tw_timer_fn) {
+		timewait_timer_expire((__u64)timer);
+		return 0;
+	}
 	if (!keepalive_timer_fn || (__u64)timer->function != keepalive_timer_fn)
 		return 0;
 	keepalive_timer_enter((__u64)timer);
@@ -126,6 +144,17 @@ int BPF_PROG(tp_timer_expire_exit, struct timer_list *timer)
 	if (!keepalive_timer_fn || (__u64)timer->function != keepalive_timer_fn)
 		return 0;
 	keepalive_timer_exit((__u64)timer);
+	return 0;
+}
+
+/* The timewait socket's timer (lib/timewait.h) under fentry and kprobe;
+ * tp_timer_expire_entry watches it under the tracepoint strategy. */
+SEC("tp_btf/timer_expire_entry")
+int BPF_PROG(tp_timewait_timer_expire, struct timer_list *timer)
+{
+	if (!tw_timer_fn || (__u64)timer->function != tw_timer_fn)
+		return 0;
+	timewait_timer_expire((__u64)timer);
 	return 0;
 }
 

@@ -28,6 +28,9 @@ enum event_kind {
 	/* A run of tcp_keepalive_timer that changed something: a probe sent, an
 	 * earlier probe answered, or the socket closed. */
 	EV_KEEPALIVE = 7,
+	/* A timewait socket's timer expired in substate FIN_WAIT2: the peer
+	 * never sent its FIN during the linger (lib/timewait.h). */
+	EV_TIMEWAIT_EXPIRY = 8,
 };
 
 enum event_flags {
@@ -66,6 +69,9 @@ enum event_flags {
 	 * addresses are its IPv4 ones. */
 	EVF_V4_MAPPED = 1 << 15,
 };
+
+/* goodbye_bytes of a goodbye whose size is not known. */
+#define GOODBYE_SIZE_UNKNOWN 0xffffffff
 
 enum fin_side {
 	FIN_NONE = 0,
@@ -148,6 +154,18 @@ struct event {
 	 * bpf_get_current_cgroup_id names it); 0 when unknown (timewait
 	 * sockets, kernels before 5.15). */
 	__u64 cgroup_id;
+	/* When the oldest unacknowledged data was first sent (first_tx_mstamp,
+	 * bpf_ktime_get_ns clock); 0 when unknown. */
+	__u64 first_tx_ns;
+	/* TCP_USER_TIMEOUT (icsk_user_timeout), 0 when not set. */
+	__u32 user_timeout_ms;
+	/* EV_IDLE_FIN and later: the small write that ended the silence just
+	 * before the FIN (a goodbye); 0 when none, GOODBYE_SIZE_UNKNOWN when
+	 * its size is gone (acknowledged before our FIN). */
+	__u32 goodbye_bytes;
+	/* icsk_retransmits: retransmissions of the oldest unacknowledged data. */
+	__u8 retransmits;
+	__u8 pad3[7];
 };
 
 enum proto {
@@ -246,6 +264,9 @@ struct sock_info {
 	 * once (a socket's file and cgroup do not change). */
 	__u32 ino;
 	__u64 cgroup_id;
+	/* Size of the goodbye before an idle first FIN, 0 when none (only
+	 * an idle FIN has one, and an idle FIN makes this storage). */
+	__u32 goodbye_bytes;
 };
 
 /* What tcp_keepalive_timer's entry saw, for its exit (one per CPU: timer

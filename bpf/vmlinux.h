@@ -205,6 +205,9 @@ struct inet_connection_sock {
 	 * this timer instead of sk->sk_timer; 6.18 has no such member. */
 	struct timer_list icsk_keepalive_timer;
 	struct {
+		/* Replies sent within the delayed-ACK time of the last receive;
+		 * reset when a delayed ACK had to go out alone. */
+		__u8 pingpong;
 		__u32 lrcvtime;
 	} icsk_ack;
 };
@@ -222,6 +225,9 @@ struct tcp_sock {
 	u8 keepalive_probes;
 	unsigned int keepalive_time;
 	unsigned int keepalive_intvl;
+	/* When a segment last went out with nothing in flight (tcp_clock_us,
+	 * CLOCK_MONOTONIC µs): the start of the write still unacknowledged. */
+	u64 first_tx_mstamp;
 };
 
 struct sk_buff {

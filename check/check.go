@@ -85,6 +85,10 @@ type Report struct {
 	// container fields).
 	Cgroup2    string `json:"cgroup2"`
 	Cgroup2Why string `json:"cgroup2_reason,omitempty"`
+	// Kallsyms is "" when /proc/kallsyms lists the kernel's symbols, else
+	// why it does not (hidden, as systemd's ProtectKernelTunables hides
+	// it, or unreadable). katrace does not need it.
+	Kallsyms string `json:"kallsyms_hidden,omitempty"`
 }
 
 // Env is where Run looks; the zero value means this host.
@@ -141,6 +145,7 @@ func Run(env Env) *Report {
 	r.KernelBuild, _ = kernel.Version()
 	r.BTF = kernel.HasBTF()
 	r.Lockdown = lockdown(env.ProcRoot, env.SysRoot)
+	r.Kallsyms = kallsymsHidden(env.ProcRoot)
 	if hz, source, err := env.HZ(); err != nil {
 		r.HZWhy = oneLine(err)
 	} else {
@@ -168,7 +173,7 @@ func Run(env Env) *Report {
 	for _, s := range tracer.Strategies {
 		st := Strategy{Name: string(s)}
 		if err := env.Probe(s); err != nil {
-			st.Reason = strategyReason(env.ProcRoot, s, err)
+			st.Reason = strategyReason(env, s, err)
 		} else {
 			st.Works = true
 			if r.TraceWouldUse == "" {
@@ -214,27 +219,51 @@ func (r *Report) Err() error {
 	return fmt.Errorf("%w: %s", ErrCannotTrace, r.Reason)
 }
 
-// memlockHint is what cilium/ebpf adds to every EPERM; since Linux 5.11
-// BPF memory is charged to the cgroup and RLIMIT_MEMLOCK does not matter.
-const memlockHint = " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)"
-
 // strategyReason words why a strategy failed, leading with the cause
 // where check can name it better than the error.
-func strategyReason(procRoot string, s tracer.Strategy, err error) string {
-	why := oneLine(err)
-	why = strings.ReplaceAll(why, memlockHint, "")
-	if s == tracer.StrategyKprobe && !kernelHasKprobes(procRoot) {
-		why = "this kernel has no kprobes (CONFIG_KPROBES unset: no register_kprobe in /proc/kallsyms); " + why
+func strategyReason(env Env, s tracer.Strategy, err error) string {
+	why := kernel.WithoutMemlockHint(oneLine(err))
+	if s == tracer.StrategyKprobe {
+		if has, how := kernelHasKprobes(env.ProcRoot, env.SysRoot); !has {
+			why = "this kernel has no kprobes (" + how + "); " + why
+		}
 	}
 	return why
 }
 
-// kernelHasKprobes looks for register_kprobe in /proc/kallsyms (its
-// name shows even where its address is hidden); when the symbols cannot
-// be read it assumes kprobes exist.
-func kernelHasKprobes(procRoot string) bool {
+// kernelHasKprobes says whether the kernel can attach kprobes, and how it
+// knows when it cannot: first from the kprobe event source in sysfs (what
+// kprobe attachment uses; readable without privileges), else from
+// register_kprobe in /proc/kallsyms (its name shows even where its address
+// is hidden). When neither can be read it assumes kprobes exist, and the
+// strategy's own error says why it failed.
+func kernelHasKprobes(procRoot, sysRoot string) (has bool, how string) {
+	devices := sysRoot + "/bus/event_source/devices"
+	if list, err := os.ReadDir(devices); err == nil && len(list) > 0 {
+		_, err := os.Stat(devices + "/kprobe")
+		return err == nil, "no kprobe event source in " + devices
+	}
+	if kallsymsHidden(procRoot) != "" {
+		return true, ""
+	}
 	_, err := kernel.SymbolIn(procRoot+"/kallsyms", "register_kprobe")
-	return !errors.Is(err, kernel.ErrNoSymbol)
+	return !errors.Is(err, kernel.ErrNoSymbol), "no register_kprobe in /proc/kallsyms"
+}
+
+// kallsymsHidden is why /proc/kallsyms lists no symbols, "" when it does:
+// systemd's ProtectKernelTunables mounts an empty, inaccessible file over
+// it (root reads it as empty, other users cannot open it).
+func kallsymsHidden(procRoot string) string {
+	f, err := os.Open(procRoot + "/kallsyms")
+	if err != nil {
+		return "unreadable: " + oneLine(err)
+	}
+	defer f.Close()
+	var first [1]byte
+	if n, _ := f.Read(first[:]); n == 0 {
+		return "empty (hidden, e.g. by systemd's ProtectKernelTunables)"
+	}
+	return ""
 }
 
 // oneLine keeps the first line of an error (verifier logs are long).

@@ -268,9 +268,9 @@ func TestRunConfigHZ(t *testing.T) {
 }
 
 func TestKernelHasKprobes(t *testing.T) {
-	proc := t.TempDir()
-	if !kernelHasKprobes(proc) {
-		t.Error("unreadable kallsyms: assume kprobes exist")
+	proc, sys := t.TempDir(), t.TempDir()
+	if has, _ := kernelHasKprobes(proc, sys); !has {
+		t.Error("neither sysfs nor kallsyms readable: assume kprobes exist")
 	}
 	write := func(s string) {
 		if err := os.WriteFile(proc+"/kallsyms", []byte(s), 0o644); err != nil {
@@ -278,15 +278,83 @@ func TestKernelHasKprobes(t *testing.T) {
 		}
 	}
 	write("ffffffff81000000 T _text\nffffffff81100000 T register_kprobe\n")
-	if !kernelHasKprobes(proc) {
+	if has, _ := kernelHasKprobes(proc, sys); !has {
 		t.Error("register_kprobe listed: kprobes exist")
 	}
 	write("0000000000000000 T _text\n0000000000000000 T register_kprobe\n")
-	if !kernelHasKprobes(proc) {
+	if has, _ := kernelHasKprobes(proc, sys); !has {
 		t.Error("register_kprobe listed with its address hidden: kprobes exist")
 	}
 	write("ffffffff81000000 T _text\nffffffff81100000 T register_kprobes_other\n")
-	if kernelHasKprobes(proc) {
-		t.Error("no register_kprobe: no kprobes")
+	if has, how := kernelHasKprobes(proc, sys); has || !strings.Contains(how, "kallsyms") {
+		t.Errorf("no register_kprobe: has %v (%s), want no kprobes", has, how)
+	}
+	// Hidden as systemd's ProtectKernelTunables hides it: empty.
+	write("")
+	if has, _ := kernelHasKprobes(proc, sys); !has {
+		t.Error("empty (hidden) kallsyms taken for a kernel without kprobes")
+	}
+
+	// The kprobe event source in sysfs answers first, kallsyms or not.
+	devices := sys + "/bus/event_source/devices"
+	if err := os.MkdirAll(devices+"/tracepoint", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if has, how := kernelHasKprobes(proc, sys); has || !strings.Contains(how, devices) {
+		t.Errorf("no kprobe event source: has %v (%s)", has, how)
+	}
+	if err := os.MkdirAll(devices+"/kprobe", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if has, _ := kernelHasKprobes(proc, sys); !has {
+		t.Error("kprobe event source present: kprobes exist")
+	}
+}
+
+// katrace check where /proc/kallsyms is hidden (empty, as root sees
+// systemd's ProtectKernelTunables) or unreadable: the report is complete,
+// says so in one line, and no strategy is blamed on it.
+func TestRunKallsymsHidden(t *testing.T) {
+	for name, hide := range map[string]func(proc string) error{
+		"empty":      func(proc string) error { return os.WriteFile(proc+"/kallsyms", nil, 0o644) },
+		"unreadable": func(proc string) error { return os.Mkdir(proc+"/kallsyms", 0o755) }, // reading a directory fails, even for root
+		"missing":    func(string) error { return nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := fakeEnv(t, map[tracer.Strategy]bool{tracer.StrategyTracepoint: true}, nil)
+			if err := hide(env.ProcRoot); err != nil {
+				t.Fatal(err)
+			}
+			r := Run(env)
+			if !r.CanTrace || r.TraceWouldUse != "tracepoint" || r.Kallsyms == "" {
+				t.Fatalf("report: can trace %v with %q, kallsyms %q", r.CanTrace, r.TraceWouldUse, r.Kallsyms)
+			}
+			for _, s := range r.Strategies {
+				if strings.Contains(s.Reason, "no kprobes") {
+					t.Errorf("%s blamed on missing kprobes from a hidden kallsyms: %s", s.Name, s.Reason)
+				}
+			}
+			var b bytes.Buffer
+			if err := WriteText(&b, r); err != nil {
+				t.Fatal(err)
+			}
+			var lines []string
+			for _, l := range strings.Split(b.String(), "\n") {
+				if strings.HasPrefix(l, "kallsyms ") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) != 1 || !strings.Contains(lines[0], "not needed") {
+				t.Errorf("want one kallsyms line saying it is not needed, got %q", lines)
+			}
+		})
+	}
+	// Readable: no line.
+	env := fakeEnv(t, nil, nil)
+	if err := os.WriteFile(env.ProcRoot+"/kallsyms", []byte("ffffffff81000000 T _text\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := Run(env); r.Kallsyms != "" {
+		t.Errorf("readable kallsyms reported hidden: %q", r.Kallsyms)
 	}
 }

@@ -84,6 +84,9 @@ func WriteText(w io.Writer, r *Report) error {
 	} else {
 		p("cgroup v2", "none: container/cgroup fields will be absent (%s)", r.Cgroup2Why)
 	}
+	if r.Kallsyms != "" {
+		p("kallsyms", "%s; not needed (kprobe support is read from sysfs, the keepalive timer found in the kernel)", r.Kallsyms)
+	}
 	if r.RingBuffer {
 		p("ring buffer", "yes")
 	} else {

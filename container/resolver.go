@@ -1,16 +1,17 @@
 package container
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/katrace/katrace/kernel"
 	"github.com/katrace/katrace/record"
 )
 
@@ -29,62 +30,27 @@ type Mount struct {
 }
 
 // FindCgroup2 finds the cgroup v2 mount in a mountinfo file
-// (/proc/self/mountinfo).
+// (/proc/self/mountinfo): the whole hierarchy's when it is mounted, else a
+// subtree's.
 func FindCgroup2(mountinfo string) (Mount, error) {
-	f, err := os.Open(mountinfo)
-	if err != nil {
-		return Mount{}, fmt.Errorf("finding the cgroup v2 mount: %w", err)
-	}
-	defer f.Close()
-	var found Mount
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || sep+1 >= len(fields) || fields[sep+1] != "cgroup2" {
-			continue
-		}
-		m := Mount{Dir: unescapeMountinfo(fields[4]), Root: unescapeMountinfo(fields[3])}
-		// The whole hierarchy is the better view when several are mounted.
-		if found.Dir == "" || (m.Root == "/" && found.Root != "/") {
-			found = m
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return Mount{}, fmt.Errorf("reading %s: %w", mountinfo, err)
-	}
-	if found.Dir == "" {
+	m, err := kernel.FindCgroup2In(mountinfo)
+	if errors.Is(err, kernel.ErrNoCgroup2) {
 		return Mount{}, ErrNoCgroup2
 	}
-	return found, nil
+	if err != nil {
+		return Mount{}, err
+	}
+	return Mount(m), nil
 }
 
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+// Exists reports whether the cgroup at path (relative to the cgroup2 root,
+// as record.Workload.Cgroup gives it) is still there. Safe for concurrent
+// use.
+func (m Mount) Exists(path string) bool {
+	rel := "/" + strings.Trim(filepath.Clean("/"+path), "/")
+	fi, err := os.Stat(filepath.Join(m.Dir, rel))
+	return err == nil && fi.IsDir()
 }
-
-func isOctal(c byte) bool { return '0' <= c && c <= '7' }
 
 // Attribution is what katrace knows about the workload in one cgroup: the
 // record fields (empty when unknown), and how current its names are.
@@ -309,4 +275,36 @@ func (r *Resolver) ContainerCgroups(prefix string) ([]Cgroup, error) {
 		return nil, fmt.Errorf("reading the cgroup hierarchy at %s: %w", r.mount.Dir, err)
 	}
 	return out, nil
+}
+
+// ProcCgroup reads the cgroup v2 path of process pid: the "0::" line of
+// procRoot/PID/cgroup. It is "" (and no error) on a host without cgroup v2,
+// where the file has no such line.
+func ProcCgroup(procRoot string, pid uint32) (string, error) {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10), "cgroup"))
+	if err != nil {
+		return "", fmt.Errorf("reading the cgroup of process %d: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if path, ok := strings.CutPrefix(line, "0::"); ok {
+			return path, nil
+		}
+	}
+	return "", nil
+}
+
+// ByPath is Workload for a cgroup given by its path (as ProcCgroup reads
+// it): what is known of the cgroup, or, for a cgroup the last walk did not
+// see, what its path says.
+func (r *Resolver) ByPath(path string) record.Workload {
+	if path == "" {
+		return record.Workload{}
+	}
+	if c, err := r.Lookup(path); err == nil {
+		if a := r.Attribution(c.ID); a != nil {
+			return a.Workload
+		}
+	}
+	id := ParsePath(path)
+	return record.Workload{Cgroup: path, ContainerID: id.ContainerID, PodUID: id.PodUID}
 }

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/katrace/katrace/record"
 )
 
 func writeMountinfo(t *testing.T, text string) string {
@@ -199,5 +201,75 @@ func TestResolverRemovedCgroupsAndMisses(t *testing.T) {
 	}
 	if r.lastWalk != walked {
 		t.Error("a known miss walked the hierarchy again")
+	}
+}
+
+// ProcCgroup reads the "0::" line; on a hybrid host it is the last of
+// several, on a v1-only host there is none.
+func TestProcCgroup(t *testing.T) {
+	proc := t.TempDir()
+	for pid, text := range map[string]string{
+		"10": "12:pids:/user.slice\n1:name=systemd:/user.slice/session-1.scope\n0::/machine.slice/libpod-" + id64 + ".scope/container\n",
+		"11": "0::/\n",
+		"12": "12:pids:/\n1:name=systemd:/\n",
+	} {
+		if err := os.MkdirAll(filepath.Join(proc, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(proc, pid, "cgroup"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for pid, want := range map[uint32]string{10: "/machine.slice/libpod-" + id64 + ".scope/container", 11: "/", 12: ""} {
+		if got, err := ProcCgroup(proc, pid); err != nil || got != want {
+			t.Errorf("ProcCgroup(%d) = %q, %v; want %q", pid, got, err, want)
+		}
+	}
+	if _, err := ProcCgroup(proc, 13); err == nil {
+		t.Error("a process without /proc entry had a cgroup")
+	}
+}
+
+// ByPath names a cgroup that exists from the walk, and one that is gone
+// (its process still listed) from its path alone.
+func TestResolverByPath(t *testing.T) {
+	root := t.TempDir()
+	ctr := "/machine.slice/libpod-" + id64 + ".scope"
+	if err := os.MkdirAll(filepath.Join(root, ctr, "container"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(Mount{Dir: root, Root: "/"}, nil)
+	r.Walk()
+	if w := r.ByPath(ctr + "/container"); w.ContainerID != id64 || w.Cgroup != ctr+"/container" {
+		t.Errorf("ByPath of a known cgroup: %+v", w)
+	}
+	gone := "/system.slice/docker-" + id64b + ".scope"
+	if w := r.ByPath(gone); w.ContainerID != id64b || w.Cgroup != gone {
+		t.Errorf("ByPath of a removed cgroup: %+v", w)
+	}
+	if w := r.ByPath("/user.slice"); w.Known() || w.Cgroup != "/user.slice" {
+		t.Errorf("ByPath of a host cgroup: %+v", w)
+	}
+	if w := r.ByPath(""); w != (record.Workload{}) {
+		t.Errorf("ByPath(\"\") = %+v, want nothing", w)
+	}
+}
+
+func TestMountExists(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "libpod_parent", "libpod-"+id64), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "cgroup.procs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := Mount{Dir: root, Root: "/"}
+	for path, want := range map[string]bool{
+		"/libpod_parent/libpod-" + id64: true, "/": true, "/libpod_parent/libpod-" + id64b: false,
+		"/cgroup.procs": false, "/../../etc": false,
+	} {
+		if got := m.Exists(path); got != want {
+			t.Errorf("Exists(%q) = %v, want %v", path, got, want)
+		}
 	}
 }

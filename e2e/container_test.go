@@ -218,7 +218,7 @@ func TestContainerAttributionAndFilters(t *testing.T) {
 		c.port = atoi(t, c.cli.expect("connected", startTimeout))
 		c.cli.send("wait")
 	}
-	srv.send("abortall")
+	srv.send("abortall 3")
 	srv.expect("abortall 3", startTimeout)
 	for _, c := range clients {
 		c.cli.expect("error", startTimeout)
@@ -364,7 +364,7 @@ func TestPodmanContainer(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	srv.send("abortall")
+	srv.send("abortall 1")
 	srv.expect("abortall 1", startTimeout)
 
 	isReset := and(typeIs("reset"), inNetns(p.clientIno), func(r rec) bool { return r.str("direction") == "received" })

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,12 +31,18 @@ func runHelper(role string, args []string) int {
 	switch role {
 	case "server":
 		err = serve(args)
+	case "dualstack-server":
+		err = serveDualStack(args)
 	case "client":
 		err = client(args)
 	case "churn":
 		err = churn(args)
 	default:
-		err = fmt.Errorf("unknown helper role %q", role)
+		if more, ok := moreHelperRoles[role]; ok {
+			err = more(args)
+		} else {
+			err = fmt.Errorf("unknown helper role %q", role)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -60,19 +68,58 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	return serveOn(ln, args)
+}
+
+// serveDualStack: dualstack-server PORT MODE [IDLE]. serve on an IPv6
+// socket bound to [::] with IPV6_V6ONLY off, as Go's net/http on ":PORT"
+// and many daemons listen: IPv4 clients arrive as ::ffff:a.b.c.d.
+func serveDualStack(args []string) error {
+	if len(args) < 2 {
+		return fmt.Errorf("dualstack-server PORT MODE [IDLE]")
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 0)
+		})
+		return errors.Join(err, serr)
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp6", net.JoinHostPort("::", args[0]))
+	if err != nil {
+		return err
+	}
+	return serveOn(ln, append([]string{"::"}, args...))
+}
+
+// serveOn is serve on a listener already open; args as serve's.
+func serveOn(ln net.Listener, args []string) error {
 	var mu sync.Mutex
 	var conns []*net.TCPConn
+	// closeall/abortall [N]: close (abort: SO_LINGER 0) every accepted
+	// connection, first waiting up to 10s for N of them: a client's
+	// connect returns before the server's Accept does.
 	go func() {
 		cmds := bufio.NewScanner(os.Stdin)
 		for cmds.Scan() {
+			cmd, want, _ := strings.Cut(cmds.Text(), " ")
+			n, _ := strconv.Atoi(want)
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				mu.Lock()
+				accepted := len(conns)
+				mu.Unlock()
+				if accepted >= n {
+					break
+				}
+			}
 			mu.Lock()
 			for _, c := range conns {
-				if cmds.Text() == "abortall" {
+				if cmd == "abortall" {
 					c.SetLinger(0)
 				}
 				c.Close()
 			}
-			say("%s %d", cmds.Text(), len(conns))
+			say("%s %d", cmd, len(conns))
 			conns = nil
 			mu.Unlock()
 		}

@@ -56,3 +56,29 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Errorf("katrace exited %d: %s", code, d.stderrText())
 	}
 }
+
+// TestLeastPrivilegeWithoutNetAdmin: without CAP_NET_ADMIN, asking for
+// protocol labels costs the labels, said in one line, not the trace.
+func TestLeastPrivilegeWithoutNetAdmin(t *testing.T) {
+	requirePrivileges(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("least-privilege test: needs setpriv (util-linux)")
+	}
+	bin := buildKatrace(t)
+	noNetAdmin := []string{
+		"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"--inh-caps=-all,+bpf,+perfmon", "--ambient-caps=-all,+bpf,+perfmon",
+	}
+	d := startKatrace(t, append(noNetAdmin, bin), "trace", "-o", "json", "--proto")
+	eventually(t, "the start record (every program attached, as uid 65534)", 30*time.Second, d, func() (bool, string) {
+		n := len(d.stdoutRecords(typeIs("start")))
+		return n == 1, fmt.Sprintf("%d start records", n)
+	})
+	if code := d.stop(); code != 0 {
+		t.Errorf("katrace exited %d: %s", code, d.stderrText())
+	}
+	const warning = "katrace: protocol labels are off: attaching their cgroup_skb programs needs CAP_NET_ADMIN\n"
+	if got := d.stderrText(); got != warning {
+		t.Errorf("standard error %q, want the one line %q", got, warning)
+	}
+}

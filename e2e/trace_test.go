@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -121,6 +122,9 @@ func TestKeepaliveTimeout(t *testing.T) {
 				addr = p.server6
 			}
 			cli, lp := dial(t, p, addr, "18082", "hold", "1s", "1s", "3")
+			// On failure, the kernel's own witnesses say whether the
+			// connection timed out at all (then katrace missed it) or not.
+			witnessKeepalive(t, p, lp)
 			// The peer vanishes: nothing answers the probes.
 			run(t, "ip", "-n", p.server, "link", "set", p.serverDev, "down")
 			cli.send("wait")
@@ -406,4 +410,20 @@ func TestFilters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// witnessKeepalive logs, when the test fails, what the client's network
+// namespace says of the connection from local port lport: its socket and
+// timer (ss) and the kernel's keepalive counters (nstat). Registered before
+// the scenario, it runs after the test's own cleanups have not yet removed
+// the namespace.
+func witnessKeepalive(t *testing.T, p *pair, lport int) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		ss, _ := exec.Command("ip", "netns", "exec", p.client, "ss", "-tonie", "sport", fmt.Sprintf("= :%d", lport)).CombinedOutput()
+		nstat, _ := exec.Command("ip", "netns", "exec", p.client, "nstat", "-az", "TcpExtTCPKeepAlive", "TcpExtTCPAbortOnTimeout", "TcpExtTCPAbortOnData").CombinedOutput()
+		t.Logf("the client's namespace when the test failed:\nss -tonie:\n%s\nnstat:\n%s", ss, nstat)
+	})
 }

@@ -130,7 +130,7 @@ func TestResetAfterIdle(t *testing.T) {
 	quiet := time.Now()
 
 	run(t, "ip", "-n", p.server, "link", "set", p.serverDev, "down")
-	srv.send("abortall")
+	srv.send("abortall 1")
 	srv.expect("abortall 1", startTimeout)
 	run(t, "ip", "-n", p.server, "link", "set", p.serverDev, "up")
 	time.Sleep(1500*time.Millisecond - time.Since(quiet))
@@ -156,7 +156,7 @@ func TestKeepaliveAnsweredByReset(t *testing.T) {
 	mine := and(inNetns(p.clientIno), lport(lp))
 
 	run(t, "ip", "-n", p.server, "link", "set", p.serverDev, "down")
-	srv.send("abortall")
+	srv.send("abortall 1")
 	srv.expect("abortall 1", startTimeout)
 	s.waitFor("an unanswered probe", 1, eventTimeout, and(typeIs("keepalive_probe"), mine))
 	run(t, "ip", "-n", p.server, "link", "set", p.serverDev, "up")
@@ -181,7 +181,7 @@ func TestCloseWithUnreadData(t *testing.T) {
 	cli, lp := startClient(t, p, p.serverAddr, "18184")
 	cli.send("ping") // sends 5 bytes the server never reads
 	waitUnread(t, p, lp)
-	srv.send("closeall")
+	srv.send("closeall 1")
 	srv.expect("closeall 1", startTimeout)
 
 	r := s.waitFor("the server's reset", 1, eventTimeout,

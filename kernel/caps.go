@@ -34,7 +34,7 @@ var capabilityCosts = []struct {
 	// CAP_DAC_READ_SEARCH, and its links read only with CAP_SYS_PTRACE.
 	{"CAP_SYS_PTRACE", unix.CAP_SYS_PTRACE, false, "no owner (pid, comm) for other users' sockets: reading the links in their /proc/PID/fd needs CAP_SYS_PTRACE (and CAP_DAC_READ_SEARCH)"},
 	{"CAP_DAC_READ_SEARCH", unix.CAP_DAC_READ_SEARCH, false, "no owner (pid, comm) for other users' sockets: opening their /proc/PID/fd needs CAP_DAC_READ_SEARCH (and CAP_SYS_PTRACE)"},
-	{"CAP_SYS_ADMIN", unix.CAP_SYS_ADMIN, false, "`katrace sockets` cannot enter other network namespaces (setns)"},
+	{"CAP_SYS_ADMIN", unix.CAP_SYS_ADMIN, false, "`katrace sockets` cannot enter other network namespaces (setns), and `trace` cannot give keepalive sockets older than itself in other namespaces their cookie at start (they show sock 0 until they change state)"},
 	{"CAP_SYSLOG", unix.CAP_SYSLOG, false, "not needed"},
 	{"CAP_SYS_RESOURCE", unix.CAP_SYS_RESOURCE, false, "not needed on Linux 5.11+, which charges BPF memory to the cgroup; older kernels need RLIMIT_MEMLOCK raised"},
 }
@@ -87,6 +87,16 @@ func CanLoadBPF() bool {
 		return os.Geteuid() == 0
 	}
 	return canLoadBPF(effective)
+}
+
+// CanAttachCgroupPrograms says whether this process may attach cgroup_skb
+// programs (protocol labels): CAP_NET_ADMIN.
+func CanAttachCgroupPrograms() bool {
+	effective, err := effectiveCaps()
+	if err != nil {
+		return os.Geteuid() == 0
+	}
+	return effective&(1<<unix.CAP_NET_ADMIN) != 0
 }
 
 func canLoadBPF(effective uint64) bool {

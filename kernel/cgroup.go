@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 )
 
@@ -33,8 +32,30 @@ func Cgroup2MountIn(path string) (string, error) {
 	return cgroup2Mount(f)
 }
 
-func cgroup2Mount(r io.Reader) (string, error) {
-	var subtree string
+// Cgroup2 is a mount of the cgroup v2 hierarchy.
+type Cgroup2 struct {
+	// Dir is the mount point: /sys/fs/cgroup on cgroup-v2-only hosts,
+	// /sys/fs/cgroup/unified on hybrid ones.
+	Dir string
+	// Root is the mount's root inside the hierarchy: "/" unless only a
+	// subtree is mounted (a bind mount, a cgroup namespace).
+	Root string
+}
+
+// FindCgroup2In finds the cgroup v2 mount in a mountinfo file: the whole
+// hierarchy's when it is mounted, else the first subtree's. The error is
+// ErrNoCgroup2 when there is none.
+func FindCgroup2In(path string) (Cgroup2, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Cgroup2{}, fmt.Errorf("find the cgroup v2 mount: %w", err)
+	}
+	defer f.Close()
+	return findCgroup2(f)
+}
+
+func findCgroup2(r io.Reader) (Cgroup2, error) {
+	var found Cgroup2
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -47,21 +68,33 @@ func cgroup2Mount(r io.Reader) (string, error) {
 		if len(f) < 5 {
 			continue
 		}
-		root, mountPoint := unescapeMountinfo(f[3]), unescapeMountinfo(f[4])
-		if root == "/" {
-			return mountPoint, nil
+		m := Cgroup2{Root: unescapeMountinfo(f[3]), Dir: unescapeMountinfo(f[4])}
+		if m.Root == "/" {
+			return m, nil
 		}
-		if subtree == "" {
-			subtree = fmt.Sprintf("%s (the subtree %s)", mountPoint, root)
+		if found.Dir == "" {
+			found = m
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("find the cgroup v2 mount: read %s: %w", MountinfoPath, err)
+		return Cgroup2{}, fmt.Errorf("find the cgroup v2 mount: read %s: %w", MountinfoPath, err)
 	}
-	if subtree != "" {
-		return "", fmt.Errorf("%w at its root: only %s", ErrNoCgroup2, subtree)
+	if found.Dir == "" {
+		return Cgroup2{}, ErrNoCgroup2
 	}
-	return "", ErrNoCgroup2
+	return found, nil
+}
+
+// cgroup2Mount is the mount point of the whole hierarchy.
+func cgroup2Mount(r io.Reader) (string, error) {
+	m, err := findCgroup2(r)
+	if err != nil {
+		return "", err
+	}
+	if m.Root != "/" {
+		return "", fmt.Errorf("%w at its root: only %s (the subtree %s)", ErrNoCgroup2, m.Dir, m.Root)
+	}
+	return m.Dir, nil
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for a space) the
@@ -72,14 +105,14 @@ func unescapeMountinfo(s string) string {
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
 		}
 		b.WriteByte(s[i])
 	}
 	return b.String()
 }
+
+func isOctal(c byte) bool { return '0' <= c && c <= '7' }

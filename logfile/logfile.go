@@ -176,37 +176,41 @@ func (l *File) rotate() error {
 // mode: after it renamed the file, records go to the new PATH. A record
 // that was half written stays whole: its tail is still held here.
 func (l *File) Reopen() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.f == nil {
-		return os.ErrClosed
-	}
-	old := l.f
-	if err := l.open(); err != nil {
-		return fmt.Errorf("reopening %s: %w", l.path, err)
-	}
-	if err := old.Close(); err != nil {
-		return fmt.Errorf("closing %s before reopening it: %w", l.path, err)
-	}
-	return nil
+	return l.whileOpen(func() error {
+		old := l.f
+		if err := l.open(); err != nil {
+			return fmt.Errorf("reopening %s: %w", l.path, err)
+		}
+		if err := old.Close(); err != nil {
+			return fmt.Errorf("closing %s before reopening it: %w", l.path, err)
+		}
+		return nil
+	})
 }
 
 // Close writes what is left (a last line without its newline, if the
 // stream ended so) and closes the file.
 func (l *File) Close() error {
+	return l.whileOpen(func() error {
+		var err error
+		if len(l.tail) > 0 {
+			_, err = l.f.Write(l.tail)
+			l.tail = l.tail[:0]
+		}
+		if cerr := l.f.Close(); err == nil {
+			err = cerr
+		}
+		l.f = nil
+		return err
+	})
+}
+
+// whileOpen runs fn holding the lock, if the file is still open.
+func (l *File) whileOpen(fn func() error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
 		return os.ErrClosed
 	}
-	var err error
-	if len(l.tail) > 0 {
-		_, err = l.f.Write(l.tail)
-		l.tail = l.tail[:0]
-	}
-	if cerr := l.f.Close(); err == nil {
-		err = cerr
-	}
-	l.f = nil
-	return err
+	return fn()
 }

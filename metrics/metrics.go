@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -44,16 +45,20 @@ type Options struct {
 type optionalLabel struct {
 	name  string
 	value func(l *limiter, r *record.Record) string
+	// workload: the label names a container or pod, whose series go when
+	// its cgroups do.
+	workload bool
 }
 
-// optionalLabels is every opt-in label katrace knows. To add container,
-// pod and namespace once records carry them, add entries here, e.g.
-//
-//	{"container", func(l *limiter, r *record.Record) string { return l.admit(r.Sock.ContainerID) }},
-//
-// and call Sink.Forget("container", id) when a container goes away.
+// optionalLabels is every opt-in label katrace knows. The workload labels
+// (container, pod, namespace) are "" for sockets outside containers or
+// when the name is not known; their values are forgotten once every cgroup
+// they were seen in has gone (ForgetGone).
 var optionalLabels = []optionalLabel{
-	{"endpoint", endpointValue},
+	{"endpoint", endpointValue, false},
+	{"container", containerValue, true},
+	{"pod", podValue, true},
+	{"namespace", namespaceValue, true},
 }
 
 // maxOptional is how many opt-in labels a series may carry at once.
@@ -310,17 +315,81 @@ func (s *Sink) optionalValues(r *record.Record) {
 func (s *Sink) Forget(label, value string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	idx := -1
 	for i, o := range s.opt {
-		if o.name == label {
-			idx = i
+		if o.name == label && value != Other {
+			s.forget(i, value)
+			return true
 		}
 	}
-	if idx < 0 || value == Other {
-		return false
+	return false
+}
+
+// ForgetGone forgets (as Forget does) every container, pod and namespace
+// label value all of whose cgroups are gone: alive reports whether a
+// cgroup (a path as record.Workload.Cgroup gives it) still exists. It is
+// called now and then (katrace trace: every SweepInterval); alive runs
+// without the lock held, so records keep being counted meanwhile. It
+// returns how many values it forgot.
+func (s *Sink) ForgetGone(alive func(cgroup string) bool) int {
+	s.mu.Lock()
+	var paths []string
+	seen := map[string]bool{}
+	for i, o := range s.opt {
+		if !o.workload {
+			continue
+		}
+		for _, cgs := range s.limiters[i].cgroups {
+			for cg := range cgs {
+				if !seen[cg] {
+					seen[cg] = true
+					paths = append(paths, cg)
+				}
+			}
+		}
 	}
+	s.mu.Unlock()
+
+	gone := map[string]bool{}
+	for _, cg := range paths {
+		if !alive(cg) {
+			gone[cg] = true
+		}
+	}
+	if len(gone) == 0 {
+		return 0
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	forgotten := 0
+	for i, o := range s.opt {
+		if !o.workload {
+			continue
+		}
+		l := s.limiters[i]
+		for value, cgs := range l.cgroups {
+			for cg := range cgs {
+				if gone[cg] {
+					delete(cgs, cg)
+				}
+			}
+			// A cgroup seen since the check above keeps the value.
+			if len(cgs) == 0 {
+				s.forget(i, value)
+				forgotten++
+			}
+		}
+	}
+	return forgotten
+}
+
+// SweepInterval is how often katrace trace calls ForgetGone.
+const SweepInterval = 30 * time.Second
+
+// forget drops the series of value of opt-in label idx; s.mu is held.
+func (s *Sink) forget(idx int, value string) {
 	s.limiters[idx].forget(value)
-	match := prometheus.Labels{label: value}
+	match := prometheus.Labels{s.opt[idx].name: value}
 	for _, f := range s.families() {
 		if f.counters != nil {
 			f.counters.DeletePartialMatch(match)
@@ -338,7 +407,6 @@ func (s *Sink) Forget(label, value string) bool {
 			}
 		}
 	}
-	return true
 }
 
 func (s *Sink) families() []*family {

@@ -223,14 +223,23 @@ func TestEndpointLabel(t *testing.T) {
 	out := sockRec(record.TypeClose, "10.0.0.1", 40000, "10.0.0.2", 443)
 	out.Cause = record.CauseResetReceived
 	in := sockRec(record.TypeClose, "10.0.0.3", 8080, "10.0.0.9", 51000)
-	in.Cause = record.CauseResetReceived
+	in.Cause, in.Sock.ServiceLocal = record.CauseResetReceived, true
 	in6 := sockRec(record.TypeKeepaliveTimeout, "fd00::1", 40000, "fd00::2", 443)
-	write(t, s, out, in, in, in6)
+	// Where the lower port is not the service, the kernel's word wins: a
+	// service on 50000 accepting from a client bound to port 80, and a
+	// client on port 1022 (as rsh binds) connecting out to 40001.
+	highService := sockRec(record.TypeClose, "10.0.0.4", 50000, "10.0.0.8", 80)
+	highService.Cause, highService.Sock.ServiceLocal = record.CauseResetReceived, true
+	lowClient := sockRec(record.TypeClose, "10.0.0.4", 1022, "10.0.0.7", 40001)
+	lowClient.Cause = record.CauseResetReceived
+	write(t, s, out, in, in, in6, highService, lowClient)
 	want := `
 # HELP katrace_connection_closes_total Connections whose end katrace reported, by the cause of the end (close.cause).
 # TYPE katrace_connection_closes_total counter
 katrace_connection_closes_total{cause="reset_received",endpoint="10.0.0.2:443"} 1
 katrace_connection_closes_total{cause="reset_received",endpoint="10.0.0.3:8080"} 2
+katrace_connection_closes_total{cause="reset_received",endpoint="10.0.0.4:50000"} 1
+katrace_connection_closes_total{cause="reset_received",endpoint="10.0.0.7:40001"} 1
 # HELP katrace_keepalive_timeouts_total Connections killed by the keepalive giving up (keepalive_timeout records).
 # TYPE katrace_keepalive_timeouts_total counter
 katrace_keepalive_timeouts_total{endpoint="[fd00::2]:443"} 1
@@ -297,9 +306,14 @@ func TestFixedLabelsBounded(t *testing.T) {
 }
 
 func TestWriteDoesNotAllocate(t *testing.T) {
-	for _, labels := range [][]string{nil, {"endpoint"}} {
+	for _, labels := range [][]string{nil, {"endpoint"}, {"endpoint", "container", "pod", "namespace"}} {
 		s := newSink(t, Options{Labels: labels})
 		recs := keepaliveTimeoutStory()[1:] // build_info is set once, at start
+		for i, r := range recs {
+			if i%2 == 0 {
+				r.Sock.Workload = record.Workload{Cgroup: "/kubepods/burstable/pod" + podUID + "/" + ctrA, ContainerID: ctrA, PodUID: podUID}
+			}
+		}
 		write(t, s, recs...)
 		if n := testing.AllocsPerRun(100, func() {
 			for _, r := range recs {
@@ -314,6 +328,9 @@ func TestWriteDoesNotAllocate(t *testing.T) {
 func TestParseLabels(t *testing.T) {
 	if got, err := ParseLabels(" endpoint "); err != nil || len(got) != 1 || got[0] != "endpoint" {
 		t.Errorf("ParseLabels(endpoint) = %v, %v", got, err)
+	}
+	if got, err := ParseLabels("endpoint,container,pod,namespace"); err != nil || len(got) != 4 {
+		t.Errorf("ParseLabels of all four = %v, %v", got, err)
 	}
 	if got, err := ParseLabels(""); err != nil || len(got) != 0 {
 		t.Errorf("ParseLabels(\"\") = %v, %v", got, err)
@@ -342,5 +359,88 @@ func BenchmarkWrite(b *testing.B) {
 				s.Write(recs[i%len(recs)])
 			}
 		})
+	}
+}
+
+const (
+	ctrA   = "4c9dc594ddf89160f6d00a686f49bd8ad183796916f9c0ed701df379e2d92dd8"
+	ctrB   = "b2a1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1"
+	podUID = "0d5b8e1c-3f4a-4b6c-9d2e-7a8b9c0d1e2f"
+)
+
+// resetIn is a reset received by a socket of workload w.
+func resetIn(w record.Workload) *record.Record {
+	r := sockRec(record.TypeReset, "10.0.0.1", 40000, "10.0.0.2", 443)
+	r.Direction, r.Sock.Workload = record.DirectionReceived, w
+	return r
+}
+
+func resetsWant(lines ...string) string {
+	return "# HELP katrace_resets_total Resets sent or received, by direction and reason.\n" +
+		"# TYPE katrace_resets_total counter\n" + strings.Join(lines, "\n") + "\n"
+}
+
+// Container, pod and namespace labels: names from the kubelet when known,
+// else the short container id and the pod uid; "" for host processes,
+// which takes no place under the cap; the rest beyond it under "other".
+func TestWorkloadLabels(t *testing.T) {
+	s := newSink(t, Options{Labels: []string{"container", "pod", "namespace"}, MaxSeries: 2})
+	named := record.Workload{Cgroup: "/kubepods/pod" + podUID + "/" + ctrA, ContainerID: ctrA, PodUID: podUID,
+		Pod: "web-0", Namespace: "shop", Container: "nginx"}
+	podman := record.Workload{Cgroup: "/libpod_parent/libpod-" + ctrB, ContainerID: ctrB}
+	third := record.Workload{Cgroup: "/docker/" + ctrB[1:] + "0", ContainerID: ctrB[1:] + "0"}
+	write(t, s, resetIn(named), resetIn(podman), resetIn(record.Workload{Cgroup: "/user.slice"}), resetIn(third), resetIn(named))
+	if err := testutil.GatherAndCompare(s.Registry(), strings.NewReader(resetsWant(
+		`katrace_resets_total{container="",direction="received",namespace="",pod="",reason="unknown"} 1`,
+		`katrace_resets_total{container="b2a1e2f3a4b5",direction="received",namespace="",pod="",reason="unknown"} 1`,
+		`katrace_resets_total{container="nginx",direction="received",namespace="shop",pod="web-0",reason="unknown"} 2`,
+		`katrace_resets_total{container="other",direction="received",namespace="",pod="",reason="unknown"} 1`,
+	)), "katrace_resets_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// The series of a container go once its cgroup is gone; a pod's once all
+// the cgroups it was seen in are; a value seen again starts from zero.
+func TestForgetGone(t *testing.T) {
+	s := newSink(t, Options{Labels: []string{"container", "pod"}})
+	podDir := "/kubepods/burstable/pod" + podUID
+	a := record.Workload{Cgroup: podDir + "/" + ctrA, ContainerID: ctrA, PodUID: podUID}
+	b := record.Workload{Cgroup: podDir + "/" + ctrB, ContainerID: ctrB, PodUID: podUID}
+	write(t, s, resetIn(a), resetIn(b), resetIn(record.Workload{Cgroup: "/"}))
+	alive := map[string]bool{a.Cgroup: true, b.Cgroup: true, "/": true}
+	exists := func(cg string) bool { return alive[cg] }
+	if n := s.ForgetGone(exists); n != 0 {
+		t.Errorf("ForgetGone with every cgroup alive forgot %d", n)
+	}
+
+	alive[a.Cgroup] = false
+	if n := s.ForgetGone(exists); n != 1 {
+		t.Errorf("container A gone: %d values forgotten, want 1 (its container; the pod lives on in B)", n)
+	}
+	if err := testutil.GatherAndCompare(s.Registry(), strings.NewReader(resetsWant(
+		`katrace_resets_total{container="",direction="received",pod="",reason="unknown"} 1`,
+		`katrace_resets_total{container="b2a1e2f3a4b5",direction="received",pod="`+podUID+`",reason="unknown"} 1`,
+	)), "katrace_resets_total"); err != nil {
+		t.Error(err)
+	}
+
+	alive[b.Cgroup] = false
+	if n := s.ForgetGone(exists); n != 2 {
+		t.Errorf("container B gone: %d values forgotten, want 2 (B and the pod)", n)
+	}
+	if err := testutil.GatherAndCompare(s.Registry(), strings.NewReader(resetsWant(
+		`katrace_resets_total{container="",direction="received",pod="",reason="unknown"} 1`,
+	)), "katrace_resets_total"); err != nil {
+		t.Error(err)
+	}
+	if len(s.limiters[0].admitted) != 0 || len(s.limiters[1].cgroups) != 0 {
+		t.Errorf("forgotten values keep their places: %v %v", s.limiters[0].admitted, s.limiters[1].cgroups)
+	}
+
+	// A late record of a socket that outlived its cgroup counts again.
+	write(t, s, resetIn(b))
+	if got := testutil.ToFloat64(s.resets.counters.WithLabelValues("received", "unknown", "b2a1e2f3a4b5", podUID)); got != 1 {
+		t.Errorf("container B after it was forgotten: %v, want 1", got)
 	}
 }

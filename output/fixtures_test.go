@@ -175,7 +175,7 @@ func goldenCases() []goldenCase {
 	r.Direction, r.IdleMs, r.AfterKeepalive = record.DirectionReceived, 7_200_000, true
 	add("reset/after_keepalive", r,
 		`{"time":"2025-03-14T03:41:07.118000000Z","type":"reset","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","direction":"received","idle_ms":7200000,"after_keepalive":true}`,
-		`03:41:07.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            reset received in answer to a keepalive probe: peer lost the connection (rebooted?), idle 2h00m`)
+		`03:41:07.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            reset received in answer to a keepalive probe: the peer lost the connection (restarted?) or a NAT, load balancer or firewall forgot the idle flow, idle 2h00m`)
 
 	r = sockRecord(record.TypeReset, at(5000))
 	r.Sock.IPv6 = true
@@ -209,7 +209,51 @@ func goldenCases() []goldenCase {
 	r.Cause, r.DurationMs, r.IdleMs, r.ProbesSent, r.ResetAtProbe = record.CauseResetReceived, 9000, 8000, 2, 2
 	add("close/reset_at_keepalive_probe", r,
 		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"reset_received","duration_ms":9000,"idle_ms":8000,"probes_sent":2,"bytes_sent":0,"bytes_received":0}`,
-		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: reset_received: the peer answered keepalive probe 2 with a reset: it lost the connection (rebooted or restarted?)`)
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: reset_received: the peer answered keepalive probe 2 with a reset: it lost the connection (restarted?) or a NAT, load balancer or firewall forgot the idle flow`)
+
+	r = sockRecord(record.TypeClose, at(6000))
+	r.Sock.State = "CLOSE"
+	r.Cause, r.DurationMs, r.IdleMs, r.Error = record.CauseRetransmitTimeout, 7000, 3130, "ETIMEDOUT"
+	r.UnackedMs, r.Retransmits, r.UserTimeoutMs, r.AfterIdle = 3418, 4, 3000, true
+	r.BytesSent, r.BytesReceived = 9, 5
+	add("close/retransmit_timeout_after_idle", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"retransmit_timeout","duration_ms":7000,"idle_ms":3130,"probes_sent":0,"bytes_sent":9,"bytes_received":5,"error":"ETIMEDOUT","unacked_ms":3418,"retransmits":4,"user_timeout_ms":3000,"after_idle":true}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: retransmit_timeout: write after 3.1s idle never acknowledged; gave up after 3.4s and 4 retransmissions (TCP_USER_TIMEOUT 3.0s) → ETIMEDOUT: the peer or a NAT, load balancer or firewall forgot the idle connection and drops its packets`)
+
+	r = sockRecord(record.TypeClose, at(6000))
+	r.Sock.State = "CLOSE"
+	r.Cause, r.DurationMs, r.IdleMs, r.Error = record.CauseRetransmitTimeout, 20_000, 12, "ETIMEDOUT"
+	r.UnackedMs, r.Retransmits = 15_400, 15
+	add("close/retransmit_timeout", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"retransmit_timeout","duration_ms":20000,"idle_ms":12,"probes_sent":0,"bytes_sent":0,"bytes_received":0,"error":"ETIMEDOUT","unacked_ms":15400,"retransmits":15}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: retransmit_timeout: data never acknowledged; gave up after 15.4s and 15 retransmissions → ETIMEDOUT: the peer is unreachable or the path drops its packets`)
+
+	r = sockRecord(record.TypeIdleClose, at(6000))
+	r.Side, r.IdleMs, r.Goodbye, r.GoodbyeBytes = record.SideRemote, 3000, true, 116
+	add("idle_close/goodbye", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"idle_close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","side":"remote","idle_ms":3000,"goodbye":true,"goodbye_bytes":116}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            idle close by peer after 3.0s idle (goodbye first: 116 bytes)`)
+
+	r = sockRecord(record.TypeClose, at(6000))
+	r.Sock.State = "CLOSE"
+	r.Cause, r.DurationMs, r.IdleMs, r.Goodbye = record.CauseIdleCloseLocal, 1551, 1500, true
+	r.BytesSent, r.BytesReceived = 597, 86
+	add("close/idle_close_after_goodbye", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"idle_close_local","duration_ms":1551,"idle_ms":1500,"probes_sent":0,"bytes_sent":597,"bytes_received":86,"goodbye":true}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: idle_close_local after 1.6s (idle 1.5s, goodbye first)`)
+
+	r = sockRecord(record.TypeClose, at(6000))
+	r.Sock.State = "CLOSE"
+	r.Cause, r.DurationMs = record.CauseFinWait2Timeout, record.Absent
+	add("close/fin_wait2_timeout", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"fin_wait2_timeout","probes_sent":0,"bytes_sent":0,"bytes_received":0}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: fin_wait2_timeout: we closed, the peer never sent its FIN (its application kept the connection open, or the FIN was lost)`)
+
+	r = sockRecord(record.TypeIdleClose, at(6000))
+	r.Side, r.IdleMs, r.Goodbye = record.SideLocal, 1500, true
+	add("idle_close/goodbye_size_unknown", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"idle_close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","side":"local","idle_ms":1500,"goodbye":true}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            idle close by us after 1.5s idle (goodbye first)`)
 
 	r = sockRecord(record.TypeClose, at(7000))
 	r.Sock.State = "CLOSE"
@@ -235,6 +279,18 @@ func goldenCases() []goldenCase {
 	add("summary/local", r,
 		`{"time":"2025-03-14T03:41:11.118000000Z","type":"summary","endpoint":"10.213.0.3:80","idle_closes_local":120,"idle_closes_remote":0,"idle_ms_p50":75000,"idle_ms_p90":90000}`,
 		"\nIDLE TIMEOUTS SEEN      ENDPOINT                 LOCAL  REMOTE   P50      P90\n                        10.213.0.3:80              120       0   1m15s    1m30s")
+
+	r = newRecord(record.TypeSummary, at(9000))
+	r.Endpoint, r.ForgottenFlows, r.ForgottenIdleMsMin, r.ForgottenKeepaliveOff = "10.213.0.2:18081", 2, 350_000, 2
+	add("summary/forgotten_keepalive_off", r,
+		`{"time":"2025-03-14T03:41:11.118000000Z","type":"summary","endpoint":"10.213.0.2:18081","idle_closes_local":0,"idle_closes_remote":0,"idle_ms_p50":0,"idle_ms_p90":0,"forgotten_flows":2,"forgotten_idle_ms_min":350000,"forgotten_keepalive_off":2}`,
+		"\nIDLE TIMEOUTS SEEN      ENDPOINT                 LOCAL  REMOTE   P50      P90\n                        10.213.0.2:18081             0       0   -        -  ⚠ 2 flows forgotten after ≥ 5m50s idle (NAT, load balancer or firewall idle timeout?): keepalive off → turn SO_KEEPALIVE on with TCP_KEEPIDLE below 5m50s")
+
+	r = newRecord(record.TypeSummary, at(9000))
+	r.Endpoint, r.ForgottenFlows, r.ForgottenIdleMsMin, r.ForgottenKeepaliveIdleMs = "10.213.0.2:6379", 1, 3000, 7_200_000
+	add("summary/forgotten_keepalive_too_long", r,
+		`{"time":"2025-03-14T03:41:11.118000000Z","type":"summary","endpoint":"10.213.0.2:6379","idle_closes_local":0,"idle_closes_remote":0,"idle_ms_p50":0,"idle_ms_p90":0,"forgotten_flows":1,"forgotten_idle_ms_min":3000,"forgotten_keepalive_off":0,"forgotten_keepalive_idle_ms":7200000}`,
+		"\nIDLE TIMEOUTS SEEN      ENDPOINT                 LOCAL  REMOTE   P50      P90\n                        10.213.0.2:6379              0       0   -        -  ⚠ 1 flow forgotten after ≥ 3.0s idle (NAT, load balancer or firewall idle timeout?): keepalive idle 2h00m did not keep them → lower TCP_KEEPIDLE (or net.ipv4.tcp_keepalive_time) below 3.0s")
 
 	r = newRecord(record.TypeSummary, at(9000))
 	r.Endpoint = "[fd00::2]:443"

@@ -84,6 +84,7 @@ func appendJSON(b []byte, r *record.Record) []byte {
 	case record.TypeIdleClose:
 		b = jsonString(b, "side", r.Side)
 		b = jsonOptInt(b, "idle_ms", r.IdleMs)
+		b = appendGoodbyeJSON(b, r)
 	case record.TypeReset:
 		b = jsonString(b, "direction", r.Direction)
 		if r.Reason != "" {
@@ -105,16 +106,34 @@ func appendJSON(b []byte, r *record.Record) []byte {
 		b = jsonUint(b, "bytes_received", r.BytesReceived)
 		b = jsonOptInt(b, "reuse_gap_ms", r.ReuseGapMs)
 		b = jsonOptInt(b, "peer_idle_ms", r.PeerIdleMs)
+		if r.Error != "" {
+			b = jsonString(b, "error", r.Error)
+		}
+		b = jsonOptInt(b, "unacked_ms", r.UnackedMs)
+		if r.Retransmits > 0 {
+			b = jsonInt(b, "retransmits", int64(r.Retransmits))
+		}
+		b = jsonOptInt(b, "user_timeout_ms", r.UserTimeoutMs)
+		if r.AfterIdle {
+			b = append(b, `,"after_idle":true`...)
+		}
+		b = appendGoodbyeJSON(b, r)
 		// r.ResetAtProbe only words the text; reset_received's records
 		// before it carry after_keepalive.
 	case record.TypeSummary:
 		b = jsonString(b, "endpoint", r.Endpoint)
 		b = jsonInt(b, "idle_closes_local", int64(r.IdleClosesLocal))
 		b = jsonInt(b, "idle_closes_remote", int64(r.IdleClosesRemote))
-		b = jsonInt(b, "idle_ms_p50", r.IdleMsP50)
-		b = jsonInt(b, "idle_ms_p90", r.IdleMsP90)
+		b = jsonOptInt(b, "idle_ms_p50", r.IdleMsP50)
+		b = jsonOptInt(b, "idle_ms_p90", r.IdleMsP90)
 		if r.StaleReuses > 0 {
 			b = jsonInt(b, "stale_reuses", int64(r.StaleReuses))
+		}
+		if r.ForgottenFlows > 0 {
+			b = jsonInt(b, "forgotten_flows", int64(r.ForgottenFlows))
+			b = jsonInt(b, "forgotten_idle_ms_min", r.ForgottenIdleMsMin)
+			b = jsonInt(b, "forgotten_keepalive_off", int64(r.ForgottenKeepaliveOff))
+			b = jsonOptInt(b, "forgotten_keepalive_idle_ms", r.ForgottenKeepaliveIdleMs)
 		}
 		b = appendWorkloadJSON(b, &r.EndpointWorkload)
 	case record.TypeLost:
@@ -139,6 +158,9 @@ func appendSocketJSON(b []byte, s *record.Socket) []byte {
 		b = append(b, `,"family":"ipv6"`...)
 	} else {
 		b = append(b, `,"family":"ipv4"`...)
+	}
+	if s.V4Mapped {
+		b = append(b, `,"v4_mapped":true`...)
 	}
 	b = jsonAddr(b, "laddr", s.LAddr)
 	b = jsonUint(b, "lport", uint64(s.LPort))
@@ -278,3 +300,12 @@ func appendJSONString(b []byte, s string) []byte {
 // rfc3339FixedNano is RFC 3339 with all nine digits of nanoseconds, so that
 // every record's time has the same width and sorts as text.
 const rfc3339FixedNano = "2006-01-02T15:04:05.000000000Z07:00"
+
+// appendGoodbyeJSON writes "goodbye":true and, when known, its size.
+func appendGoodbyeJSON(b []byte, r *record.Record) []byte {
+	if !r.Goodbye {
+		return b
+	}
+	b = append(b, `,"goodbye":true`...)
+	return jsonOptInt(b, "goodbye_bytes", r.GoodbyeBytes)
+}

@@ -144,6 +144,15 @@ func TestJSONOmitsOptional(t *testing.T) {
 		r = sockRecord(record.TypeKeepaliveProbe, t0)
 		check(t, keys(r), []string{"idle_ms"}, []string{"probe", "max_probes", "interval_ms", "keepalive_idle_ms", "keepalive_interval_ms"})
 	})
+	t.Run("v4_mapped", func(t *testing.T) {
+		r := sockRecord(record.TypeReset, t0)
+		check(t, keys(r), []string{"v4_mapped"}, nil)
+		r.Sock.V4Mapped = true
+		m := keys(r)
+		if m["v4_mapped"] != true || m["family"] != "ipv4" {
+			t.Errorf("dual-stack socket: v4_mapped %v, family %v; want true, ipv4", m["v4_mapped"], m["family"])
+		}
+	})
 	t.Run("summary", func(t *testing.T) {
 		r := newRecord(record.TypeSummary, t0)
 		check(t, keys(r), []string{"stale_reuses", "sock", "pid"},

@@ -240,6 +240,15 @@ func appendHostPort(b []byte, a netip.Addr, port uint16) []byte {
 	return strconv.AppendUint(b, uint64(port), 10)
 }
 
+// WorkloadLabel is the CONTAINER column's text for w (appendWorkloadLabel),
+// "-" when w names no container or pod.
+func WorkloadLabel(w *record.Workload) string {
+	if !w.Known() {
+		return "-"
+	}
+	return string(appendWorkloadLabel(nil, w))
+}
+
 // appendWorkloadLabel names a container: pod/container when the kubelet
 // named them, else the first 12 hex digits of its id as docker and podman
 // show it, else the pod's uid.
@@ -361,7 +370,34 @@ func appendSummary(b []byte, r *record.Record) []byte {
 		}
 		b = append(b, ": shorten the client pool's idle timeout below it"...)
 	}
+	if r.ForgottenFlows > 0 {
+		b = appendForgottenAdvice(b, r)
+	}
 	return append(b, '\n')
+}
+
+// appendForgottenAdvice says how many flows a middlebox forgot after idle
+// and which keepalive setting would have kept them alive.
+func appendForgottenAdvice(b []byte, r *record.Record) []byte {
+	b = append(b, "  ⚠ "...)
+	b = strconv.AppendInt(b, int64(r.ForgottenFlows), 10)
+	b = appendPlural(b, r.ForgottenFlows, " flow", " flows")
+	b = append(b, " forgotten after ≥ "...)
+	b = appendDuration(b, r.ForgottenIdleMsMin)
+	b = append(b, " idle (NAT, load balancer or firewall idle timeout?)"...)
+	switch {
+	case r.ForgottenKeepaliveOff > 0:
+		b = append(b, ": keepalive off → turn SO_KEEPALIVE on with TCP_KEEPIDLE below "...)
+		b = appendDuration(b, r.ForgottenIdleMsMin)
+	case r.ForgottenKeepaliveIdleMs != record.Absent:
+		// The flows were forgotten although keepalive was on: its first
+		// probe came too late (or met the forgotten flow itself).
+		b = append(b, ": keepalive idle "...)
+		b = appendDuration(b, r.ForgottenKeepaliveIdleMs)
+		b = append(b, " did not keep them → lower TCP_KEEPIDLE (or net.ipv4.tcp_keepalive_time) below "...)
+		b = appendDuration(b, r.ForgottenIdleMsMin)
+	}
+	return b
 }
 
 // appendEvent writes the EVENT column of a socket record.
@@ -413,6 +449,7 @@ func appendEvent(b []byte, r *record.Record) []byte {
 			b = appendDuration(b, r.IdleMs)
 			b = append(b, " idle"...)
 		}
+		b = appendGoodbye(b, r)
 		if r.Sock.Requests > 0 {
 			b = append(b, " (after request "...)
 			b = strconv.AppendInt(b, int64(r.Sock.Requests), 10)
@@ -445,7 +482,7 @@ func appendAside(b []byte, label string, ms int64) []byte {
 func appendReset(b []byte, r *record.Record) []byte {
 	switch {
 	case r.AfterKeepalive:
-		b = append(b, "reset received in answer to a keepalive probe: peer lost the connection (rebooted?)"...)
+		b = append(b, "reset received in answer to a keepalive probe: the peer lost the connection (restarted?) or a NAT, load balancer or firewall forgot the idle flow"...)
 	default:
 		if r.Direction == record.DirectionSent {
 			b = append(b, "reset sent"...)
@@ -553,6 +590,15 @@ func appendClose(b []byte, r *record.Record) []byte {
 		b = append(b, "idle "...)
 		b = appendDuration(b, r.IdleMs)
 	}
+	if r.Goodbye {
+		b = sep(b)
+		b = append(b, "goodbye first"...)
+		if r.GoodbyeBytes != record.Absent {
+			b = append(b, ": "...)
+			b = strconv.AppendInt(b, r.GoodbyeBytes, 10)
+			b = append(b, " bytes"...)
+		}
+	}
 	if r.ProbesSent > 0 {
 		b = sep(b)
 		b = strconv.AppendInt(b, int64(r.ProbesSent), 10)
@@ -581,7 +627,65 @@ func appendCloseStory(b []byte, r *record.Record) (_ []byte, ok bool) {
 	case r.Cause == record.CauseResetReceived && r.ResetAtProbe > 0:
 		b = append(b, ": the peer answered keepalive probe "...)
 		b = strconv.AppendInt(b, int64(r.ResetAtProbe), 10)
-		return append(b, " with a reset: it lost the connection (rebooted or restarted?)"...), true
+		return append(b, " with a reset: it lost the connection (restarted?) or a NAT, load balancer or firewall forgot the idle flow"...), true
+	case r.Cause == record.CauseRetransmitTimeout:
+		return appendRetransmitTimeout(b, r), true
+	case r.Cause == record.CauseFinWait2Timeout:
+		b = append(b, ": we closed, the peer never sent its FIN (its application kept the connection open, or the FIN was lost)"...)
+		if r.DurationMs >= 0 {
+			b = append(b, "; after "...)
+			b = appendDuration(b, r.DurationMs)
+		}
+		return b, true
 	}
 	return b, false
+}
+
+// appendRetransmitTimeout tells a retransmission timeout: the write that
+// was never acknowledged, after how much silence, and how long the kernel
+// tried.
+func appendRetransmitTimeout(b []byte, r *record.Record) []byte {
+	b = append(b, ": "...)
+	if r.AfterIdle && r.IdleMs != record.Absent {
+		b = append(b, "write after "...)
+		b = appendDuration(b, r.IdleMs)
+		b = append(b, " idle never acknowledged"...)
+	} else {
+		b = append(b, "data never acknowledged"...)
+	}
+	if r.UnackedMs != record.Absent {
+		b = append(b, "; gave up after "...)
+		b = appendDuration(b, r.UnackedMs)
+		if r.Retransmits > 0 {
+			b = append(b, " and "...)
+			b = strconv.AppendInt(b, int64(r.Retransmits), 10)
+			b = appendPlural(b, r.Retransmits, " retransmission", " retransmissions")
+		}
+	}
+	if r.UserTimeoutMs != record.Absent {
+		b = append(b, " (TCP_USER_TIMEOUT "...)
+		b = appendDuration(b, r.UserTimeoutMs)
+		b = append(b, ')')
+	}
+	if r.Error != "" {
+		b = append(b, " → "...)
+		b = appendSafe(b, r.Error)
+	}
+	if r.AfterIdle {
+		return append(b, ": the peer or a NAT, load balancer or firewall forgot the idle connection and drops its packets"...)
+	}
+	return append(b, ": the peer is unreachable or the path drops its packets"...)
+}
+
+// appendGoodbye says that an idle close's FIN followed a goodbye.
+func appendGoodbye(b []byte, r *record.Record) []byte {
+	if !r.Goodbye {
+		return b
+	}
+	if r.GoodbyeBytes == record.Absent {
+		return append(b, " (goodbye first)"...)
+	}
+	b = append(b, " (goodbye first: "...)
+	b = strconv.AppendInt(b, r.GoodbyeBytes, 10)
+	return append(b, " bytes)"...)
 }

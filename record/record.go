@@ -106,18 +106,27 @@ const (
 type SocketID struct {
 	Cookie uint64
 	IPv6   bool
-	LAddr  netip.Addr
-	RAddr  netip.Addr
-	LPort  uint16
-	RPort  uint16
-	NetNS  uint32
-	State  string // TCP state name, e.g. "ESTABLISHED"
+	// V4Mapped marks a dual-stack IPv6 socket talking IPv4
+	// (::ffff:a.b.c.d): IPv6 is false and the addresses are the IPv4 ones,
+	// as its peer's are.
+	V4Mapped bool
+	LAddr    netip.Addr
+	RAddr    netip.Addr
+	LPort    uint16
+	RPort    uint16
+	NetNS    uint32
+	State    string // TCP state name, e.g. "ESTABLISHED"
 }
 
 // Socket is the identity and owner of a connection, carried by every socket
 // record.
 type Socket struct {
 	SocketID
+
+	// ServiceLocal says the local end is the service: the socket was
+	// accepted (or, when katrace did not see it open, its local port is
+	// the lower one). The service end is the remote one otherwise.
+	ServiceLocal bool
 
 	// PID is 0 when the owner is not known; Comm is then empty.
 	PID  uint32
@@ -210,6 +219,22 @@ type Record struct {
 	// ResetAtProbe is, for reset_received, the keepalive probe the peer
 	// answered with the reset; 0 when no probe was out.
 	ResetAtProbe int
+	// For retransmit_timeout: how long the oldest unacknowledged data
+	// waited until the kernel gave up (Absent when unknown), how often it
+	// was retransmitted, and TCP_USER_TIMEOUT (Absent when not set).
+	// Error (above) is the socket's error at the close, on any cause.
+	UnackedMs     int64
+	Retransmits   int
+	UserTimeoutMs int64
+	// AfterIdle marks a retransmit_timeout whose unanswered write came
+	// after at least the idle threshold of silence (IdleMs is then that
+	// silence): the silent-drop twin of reset_after_idle.
+	AfterIdle bool
+	// Goodbye marks an idle close whose FIN followed a small write that
+	// ended the silence (IdleMs is the silence before it); GoodbyeBytes is
+	// that write's size, Absent when unknown.
+	Goodbye      bool
+	GoodbyeBytes int64
 
 	// summary
 	Endpoint         string
@@ -220,6 +245,16 @@ type Record struct {
 	// StaleReuses, on a summary, counts clients seen reusing connections
 	// after this endpoint's idle timeout closed them.
 	StaleReuses int
+	// Forgotten flows, on a summary: connections to this endpoint that a
+	// NAT, load balancer or firewall (or the peer) forgot after idle
+	// (reset_after_idle, retransmit_timeout after idle, a keepalive probe
+	// answered by a reset); the shortest idle forgotten; how many of those
+	// sockets had keepalive off; the longest keepalive idle among those
+	// that had it on (Absent when none).
+	ForgottenFlows           int
+	ForgottenIdleMsMin       int64
+	ForgottenKeepaliveOff    int
+	ForgottenKeepaliveIdleMs int64
 	// EndpointWorkload, on a summary, is the container or pod serving the
 	// endpoint, when it runs on this host.
 	EndpointWorkload Workload
@@ -232,7 +267,8 @@ type Record struct {
 
 // Reset clears r for reuse, keeping no values from the previous event.
 func (r *Record) Reset() {
-	*r = Record{IdleMs: Absent, RTTMs: Absent, ReuseGapMs: Absent, PeerIdleMs: Absent}
+	*r = Record{IdleMs: Absent, RTTMs: Absent, ReuseGapMs: Absent, PeerIdleMs: Absent,
+		UnackedMs: Absent, UserTimeoutMs: Absent, GoodbyeBytes: Absent, ForgottenKeepaliveIdleMs: Absent}
 	r.Sock.Requests = Absent
 }
 

@@ -43,23 +43,34 @@ func TestDecodeRows(t *testing.T) {
 	v4 := socketsSocketRow{
 		Cookie: 4242, Ino: 99001, Netns: 4026532000, Uid: 1000,
 		KeepaliveIdleMs: 31000, KeepaliveIntvlMs: 75000, TimerInMs: 29500, IdleMs: 1500,
-		UserTimeoutMs: 21000, Flags: rowKeepOpen | rowOwnIdle | rowIdleKnown,
-		Sport: 40000, Dport: 443, Family: 4, State: 1, Kind: kindFull, Timer: 3,
+		UserTimeoutMs: 21000, Flags: uint32(rowKeepOpen | rowOwnIdle | rowIdleKnown),
+		Sport: 40000, Dport: 443, Family: 4, State: 1, Kind: uint8(kindFull), Timer: 3,
 		KeepaliveProbes: 9, ProbesOut: 2, Retransmits: 0,
 	}
 	copy(v4.Saddr[:], []byte{10, 213, 44, 1})
 	copy(v4.Daddr[:], []byte{10, 213, 44, 2})
-	tw := socketsSocketRow{Cookie: 7, Netns: 4026532000, Family: 6, State: 6, Kind: kindTimewait, Timer: 4, TimerInMs: 59000, Sport: 5000, Dport: 80,
+	tw := socketsSocketRow{Cookie: 7, Netns: 4026532000, Family: 6, State: 6, Kind: uint8(kindTimewait), Timer: 4, TimerInMs: 59000, Sport: 5000, Dport: 80,
 		Saddr: netip.MustParseAddr("fd00:213:44::1").As16(), Daddr: netip.MustParseAddr("fd00:213:44::2").As16(),
 		// A timewait socket's other fields are not valid: they must be ignored.
-		Flags: rowKeepOpen | rowIdleKnown, KeepaliveIdleMs: 123}
-	listen := socketsSocketRow{Cookie: 8, Family: 4, State: 10, Kind: kindFull, KeepaliveIdleMs: 7200000, KeepaliveIntvlMs: 75000, KeepaliveProbes: 9}
-	ss, err := decodeRows(rowBytes(t, v4, tw, listen))
+		Flags: uint32(rowKeepOpen | rowIdleKnown), KeepaliveIdleMs: 123}
+	listen := socketsSocketRow{Cookie: 8, Family: 4, State: 10, Kind: uint8(kindFull), KeepaliveIdleMs: 7200000, KeepaliveIntvlMs: 75000, KeepaliveProbes: 9}
+	// A dual-stack server's accepted IPv4 connection, as the kernel
+	// reports it: family 4, the IPv4 addresses, and the flag.
+	mapped := socketsSocketRow{Cookie: 9, Family: 4, State: 1, Kind: uint8(kindFull), Flags: uint32(rowV4Mapped), Sport: 8080, Dport: 41000}
+	copy(mapped.Saddr[:], []byte{127, 0, 0, 1})
+	copy(mapped.Daddr[:], []byte{127, 0, 0, 1})
+	ss, err := decodeRows(rowBytes(t, v4, tw, listen, mapped))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ss) != 3 {
-		t.Fatalf("%d sockets, want 3", len(ss))
+	if len(ss) != 4 {
+		t.Fatalf("%d sockets, want 4", len(ss))
+	}
+	if m := ss[3]; !m.V4Mapped || m.IPv6 || m.LAddr != netip.MustParseAddr("127.0.0.1") || m.Family() != "ipv4" {
+		t.Errorf("v4-mapped row: %+v", m)
+	}
+	if ss[0].V4Mapped || ss[1].V4Mapped {
+		t.Errorf("v4_mapped set on rows without the flag: %+v %+v", ss[0], ss[1])
 	}
 	s := ss[0]
 	if s.Cookie != 4242 || s.Inode != 99001 || s.NetNS != 4026532000 || s.UID != 1000 || s.IPv6 ||
@@ -262,5 +273,38 @@ func TestDecodeDiagMsg(t *testing.T) {
 	if s.Timer != TimerKeepalive || s.TimerInMs != 29500 || s.ProbesOut != 1 || s.IdleMs != 2500 ||
 		s.KeepaliveIdleMs != Absent || s.KeepaliveSource != "" || s.UserTimeoutMs != Absent {
 		t.Errorf("fields: %+v", s)
+	}
+}
+
+// A dual-stack IPv6 socket talking IPv4, from sock_diag: reported as IPv4
+// like the iterator does, a listener on [::] stays IPv6.
+func TestDecodeDiagMsgV4Mapped(t *testing.T) {
+	msg := func(laddr, raddr string, state byte) []byte {
+		b := make([]byte, inetDiagMsgSize)
+		b[0], b[1] = 10, state // AF_INET6
+		binary.BigEndian.PutUint16(b[4:], 8080)
+		binary.BigEndian.PutUint16(b[6:], 41000)
+		l, r := netip.MustParseAddr(laddr).As16(), netip.MustParseAddr(raddr).As16()
+		copy(b[8:], l[:])
+		copy(b[24:], r[:])
+		return b
+	}
+	s, ok := decodeDiagMsg(msg("::ffff:10.213.9.2", "::ffff:10.213.9.1", 1), 5)
+	if !ok {
+		t.Fatal("not decoded")
+	}
+	if s.IPv6 || !s.V4Mapped || s.LAddr != netip.MustParseAddr("10.213.9.2") || s.RAddr != netip.MustParseAddr("10.213.9.1") {
+		t.Errorf("mapped: %+v", s)
+	}
+	var b bytes.Buffer
+	if err := WriteJSON(&b, &Result{Sockets: []Socket{s}, Source: FromSockDiag}); err != nil {
+		t.Fatal(err)
+	}
+	if line := b.String(); !strings.Contains(line, `"family":"ipv4","v4_mapped":true,"laddr":"10.213.9.2"`) {
+		t.Errorf("JSON of a mapped socket: %s", line)
+	}
+	s, _ = decodeDiagMsg(msg("::", "::", 10), 5)
+	if !s.IPv6 || s.V4Mapped {
+		t.Errorf("listener on [::]: %+v", s)
 	}
 }

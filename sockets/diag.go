@@ -164,6 +164,12 @@ func decodeDiagMsg(b []byte, netns uint32) (Socket, bool) {
 		NetNS:  netns,
 		State:  StateName(state),
 	})
+	if s.IPv6 && s.LAddr.Is4In6() && s.RAddr.Is4In6() {
+		// A dual-stack socket talking IPv4: reported as IPv4, as the
+		// iterator and the trace report it.
+		s.IPv6, s.V4Mapped = false, true
+		s.LAddr, s.RAddr = s.LAddr.Unmap(), s.RAddr.Unmap()
+	}
 	s.Kind = KindFull
 	s.UID, s.Inode = ne.Uint32(b[64:]), uint64(ne.Uint32(b[68:]))
 	switch {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -18,19 +19,29 @@ import (
 // event contract (DESIGN.md) and the keepalive fields of `katrace sockets`.
 // Unknown or not applicable values are left out.
 type jsonSocket struct {
-	Time   string  `json:"time"`
-	Type   string  `json:"type"`
-	Sock   uint64  `json:"sock"`
-	Family string  `json:"family"`
-	LAddr  string  `json:"laddr"`
-	LPort  uint16  `json:"lport"`
-	RAddr  string  `json:"raddr"`
-	RPort  uint16  `json:"rport"`
-	NetNS  uint32  `json:"netns"`
-	State  string  `json:"state"`
-	PID    uint32  `json:"pid,omitempty"`
-	Comm   string  `json:"comm,omitempty"`
-	Owners []Owner `json:"owners,omitempty"`
+	Time   string `json:"time"`
+	Type   string `json:"type"`
+	Sock   uint64 `json:"sock"`
+	Family string `json:"family"`
+	// V4Mapped: a dual-stack IPv6 socket talking IPv4, reported as IPv4.
+	V4Mapped bool    `json:"v4_mapped,omitempty"`
+	LAddr    string  `json:"laddr"`
+	LPort    uint16  `json:"lport"`
+	RAddr    string  `json:"raddr"`
+	RPort    uint16  `json:"rport"`
+	NetNS    uint32  `json:"netns"`
+	State    string  `json:"state"`
+	PID      uint32  `json:"pid,omitempty"`
+	Comm     string  `json:"comm,omitempty"`
+	Owners   []Owner `json:"owners,omitempty"`
+
+	// The first owner's cgroup, container and pod, as on trace's records.
+	Cgroup      string `json:"cgroup,omitempty"`
+	ContainerID string `json:"container_id,omitempty"`
+	PodUID      string `json:"pod_uid,omitempty"`
+	Pod         string `json:"pod,omitempty"`
+	Namespace   string `json:"namespace,omitempty"`
+	Container   string `json:"container,omitempty"`
 
 	Kind  string `json:"kind"`
 	Inode uint64 `json:"inode,omitempty"`
@@ -77,6 +88,7 @@ func toJSON(t time.Time, s *Socket, res *Result) jsonSocket {
 		Type:                "socket",
 		Sock:                s.Cookie,
 		Family:              s.Family(),
+		V4Mapped:            s.V4Mapped,
 		LAddr:               s.LAddr.String(),
 		LPort:               s.LPort,
 		RAddr:               s.RAddr.String(),
@@ -88,6 +100,12 @@ func toJSON(t time.Time, s *Socket, res *Result) jsonSocket {
 		UID:                 s.UID,
 		Orphan:              s.Orphan,
 		Owners:              s.Owners,
+		Cgroup:              s.Workload.Cgroup,
+		ContainerID:         s.Workload.ContainerID,
+		PodUID:              s.Workload.PodUID,
+		Pod:                 s.Workload.Pod,
+		Namespace:           s.Workload.Namespace,
+		Container:           s.Workload.Container,
 		KeepaliveIdleMs:     known64(s.KeepaliveIdleMs),
 		KeepaliveIntervalMs: known64(s.KeepaliveIntervalMs),
 		KeepaliveProbes:     knownInt(s.KeepaliveProbes),
@@ -105,20 +123,11 @@ func toJSON(t time.Time, s *Socket, res *Result) jsonSocket {
 	if len(s.Owners) > 0 {
 		j.PID, j.Comm = s.Owners[0].PID, s.Owners[0].Comm
 	}
-	if !slicesContains(res.Unknown, "keepalive") {
+	if !slices.Contains(res.Unknown, "keepalive") {
 		ka := s.Keepalive
 		j.Keepalive = &ka
 	}
 	return j
-}
-
-func slicesContains(ss []string, s string) bool {
-	for _, v := range ss {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // WriteJSON writes one NDJSON record per socket.
@@ -205,8 +214,14 @@ func WriteText(w io.Writer, res *Result) error {
 			why, strings.Join(res.Unknown, ", "))
 	}
 	tw := tabwriter.NewWriter(bw, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "STATE\tLOCAL\tREMOTE\tOWNER\tKEEPALIVE\tIDLE/INTVL/CNT\tSOURCE\tPROBES\tTIMER\tIDLE\tUSER_TIMEOUT\tNETNS\tSOCK")
-	unknownKA := slicesContains(res.Unknown, "keepalive")
+	// The CONTAINER column only when some socket belongs to a container.
+	containers := slices.ContainsFunc(res.Sockets, func(s Socket) bool { return s.Workload.Known() })
+	containerHead := ""
+	if containers {
+		containerHead = "CONTAINER\t"
+	}
+	fmt.Fprintln(tw, "STATE\tLOCAL\tREMOTE\tOWNER\t"+containerHead+"KEEPALIVE\tIDLE/INTVL/CNT\tSOURCE\tPROBES\tTIMER\tIDLE\tUSER_TIMEOUT\tNETNS\tSOCK")
+	unknownKA := slices.Contains(res.Unknown, "keepalive")
 	for i := range res.Sockets {
 		s := &res.Sockets[i]
 		ka := "off"
@@ -223,6 +238,9 @@ func WriteText(w io.Writer, res *Result) error {
 			owner = "(" + s.Kind + ")"
 		} else if s.Orphan && len(s.Owners) == 0 {
 			owner = "(orphan)"
+		}
+		if containers {
+			owner += "\t" + output.WorkloadLabel(&s.Workload)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n",
 			s.State, endpoint(s.LAddr, s.LPort), endpoint(s.RAddr, s.RPort), owner,

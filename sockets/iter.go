@@ -5,12 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
 
 	"github.com/katrace/katrace/kernel"
 )
@@ -38,12 +34,12 @@ func loadIterator() (*iterator, error) {
 	}
 	x := &iterator{}
 	if err := spec.LoadAndAssign(&x.objs, nil); err != nil {
-		return nil, fmt.Errorf("loading the socket iterator: %w", explain(err))
+		return nil, fmt.Errorf("loading the socket iterator: %w", kernel.Explain(err))
 	}
 	it, err := link.AttachIter(link.IterOptions{Program: x.objs.DumpSockets})
 	if err != nil {
 		x.objs.Close()
-		return nil, fmt.Errorf("attaching the socket iterator: %w", explain(err))
+		return nil, fmt.Errorf("attaching the socket iterator: %w", kernel.Explain(err))
 	}
 	x.it = it
 	return x, nil
@@ -58,7 +54,7 @@ func (x *iterator) Close() error {
 func (x *iterator) read() ([]Socket, error) {
 	rd, err := x.it.Open()
 	if err != nil {
-		return nil, fmt.Errorf("running the socket iterator: %w", explain(err))
+		return nil, fmt.Errorf("running the socket iterator: %w", kernel.Explain(err))
 	}
 	defer rd.Close()
 	var buf bytes.Buffer
@@ -77,24 +73,5 @@ func IteratorWorks() error {
 	}
 	defer x.Close()
 	_, err = x.read()
-	return err
-}
-
-// memlockHint is what cilium/ebpf adds to every EPERM; since Linux 5.11
-// BPF memory is charged to the cgroup and RLIMIT_MEMLOCK does not matter.
-const memlockHint = " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)"
-
-// explain turns the kernel's terse refusals into a reason a user can act on.
-func explain(err error) error {
-	var ve *ebpf.VerifierError
-	switch {
-	case errors.As(err, &ve):
-		return fmt.Errorf("the verifier refused the program: %v", ve)
-	case errors.Is(err, unix.EPERM):
-		return fmt.Errorf("%s (needs root, or CAP_BPF and CAP_PERFMON; or a lockdown or security module refused)",
-			strings.ReplaceAll(err.Error(), memlockHint, ""))
-	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EINVAL), errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("not supported by this kernel: %w", err)
-	}
 	return err
 }

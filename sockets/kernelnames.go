@@ -1,26 +1,37 @@
 package sockets
 
-// Flags and enums of bpf/sockets.h.
+// Go names for the row flags and socket kinds of bpf/sockets.h: the
+// constants bpf2go generates, so that a value changed or removed in C
+// changes or breaks the Go build. They keep their generated types:
+// rowSocket converts a row's fields before comparing.
 const (
-	rowKeepOpen   = 1 << 0
-	rowOwnIdle    = 1 << 1
-	rowOwnIntvl   = 1 << 2
-	rowOwnProbes  = 1 << 3
-	rowIdleKnown  = 1 << 4
-	rowOrphan     = 1 << 5
-	kindFull      = 1
-	kindRequest   = 2
-	kindTimewait  = 3
-	stateListen   = 10
-	stateTimeWait = 6
+	rowKeepOpen  = socketsSocketRowFlagsROWF_KEEPOPEN
+	rowOwnIdle   = socketsSocketRowFlagsROWF_OWN_IDLE
+	rowOwnIntvl  = socketsSocketRowFlagsROWF_OWN_INTVL
+	rowOwnProbes = socketsSocketRowFlagsROWF_OWN_PROBES
+	rowIdleKnown = socketsSocketRowFlagsROWF_IDLE_KNOWN
+	rowOrphan    = socketsSocketRowFlagsROWF_ORPHAN
+	rowV4Mapped  = socketsSocketRowFlagsROWF_V4MAPPED
+
+	kindFull     = socketsSocketKindSOCKET_FULL
+	kindRequest  = socketsSocketKindSOCKET_REQUEST
+	kindTimewait = socketsSocketKindSOCKET_TIMEWAIT
 )
 
+// TCP states as the kernel numbers them (include/net/tcp_states.h), which
+// sock_diag reports as they are.
+const (
+	stateTimeWait = 6
+	stateListen   = 10
+)
+
+// timerNames name enum socket_timer.
 var timerNames = [...]string{
-	0: TimerNone,
-	1: TimerRetransmit,
-	2: TimerZeroWindowProbe,
-	3: TimerKeepalive,
-	4: TimerTimeWait,
-	5: TimerFinWait2,
-	6: TimerSynAck,
+	socketsSocketTimerTIMER_NONE:              TimerNone,
+	socketsSocketTimerTIMER_RETRANSMIT:        TimerRetransmit,
+	socketsSocketTimerTIMER_ZERO_WINDOW_PROBE: TimerZeroWindowProbe,
+	socketsSocketTimerTIMER_KEEPALIVE:         TimerKeepalive,
+	socketsSocketTimerTIMER_TIME_WAIT:         TimerTimeWait,
+	socketsSocketTimerTIMER_FIN_WAIT2:         TimerFinWait2,
+	socketsSocketTimerTIMER_SYNACK:            TimerSynAck,
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/katrace/katrace/container"
 	"github.com/katrace/katrace/filter"
 	"github.com/katrace/katrace/procfs"
 	"github.com/katrace/katrace/record"
@@ -77,6 +78,10 @@ type Socket struct {
 	// (several after a fork or fd passing); none for request, timewait
 	// and orphaned sockets.
 	Owners []Owner
+	// Workload is the cgroup, container and pod of the first owner (the
+	// iterator's rows carry no cgroup: this is the owner's, from
+	// /proc/PID/cgroup); empty without an owner or without Options.Workload.
+	Workload record.Workload
 
 	Keepalive           bool
 	KeepaliveIdleMs     int64 // Absent when unknown
@@ -164,6 +169,9 @@ type Options struct {
 	NoIterator bool
 	// ProcRoot is where /proc is ("/proc" when empty).
 	ProcRoot string
+	// Workload, when set, names the container and pod of a cgroup v2 path
+	// (container.Resolver.ByPath); each socket gets its first owner's.
+	Workload func(cgroup string) record.Workload
 }
 
 // Snapshot lists the TCP sockets that pass opts.Filters, in every network
@@ -239,8 +247,34 @@ func Snapshot(opts Options) (*Result, error) {
 			res.Sockets = append(res.Sockets, *s)
 		}
 	}
+	if opts.Workload != nil {
+		addWorkloads(res.Sockets, procRoot, opts.Workload)
+	}
 	Sort(res.Sockets)
 	return res, nil
+}
+
+// addWorkloads names each owned socket's workload after its first owner's
+// cgroup, reading each process's cgroup once.
+func addWorkloads(ss []Socket, procRoot string, workload func(string) record.Workload) {
+	byPID := map[uint32]record.Workload{}
+	for i := range ss {
+		s := &ss[i]
+		if len(s.Owners) == 0 {
+			continue
+		}
+		pid := s.Owners[0].PID
+		w, ok := byPID[pid]
+		if !ok {
+			// A process that exited since the scan has no cgroup left
+			// to read: its socket is listed without one.
+			if cg, err := container.ProcCgroup(procRoot, pid); err == nil {
+				w = workload(cg)
+			}
+			byPID[pid] = w
+		}
+		s.Workload = w
+	}
 }
 
 // Sort orders sockets by namespace, family, local then remote endpoint.

@@ -26,6 +26,9 @@ type CorrelatorConfig struct {
 	// Workload resolves a socket's cgroup id to its cgroup, container and
 	// pod (container.Resolver.Workload); may be nil.
 	Workload func(cgroupID uint64) *record.Workload
+	// TimewaitExpiry: the kernel reports a timewait socket's FIN_WAIT2
+	// timeout, so a socket handed to one is remembered until then.
+	TimewaitExpiry bool
 }
 
 // Correlator turns kernel events into records, per socket.
@@ -104,6 +107,8 @@ func (c *Correlator) Handle(e *katraceEvent) error {
 		return c.onKeepalive(e)
 	case evClose:
 		return c.onClose(e)
+	case evTimewaitExpiry:
+		return c.onTimewaitExpiry(e)
 	}
 	return nil
 }
@@ -145,6 +150,7 @@ func (c *Correlator) onIdleFin(e *katraceEvent) error {
 		r.Side = record.SideLocal
 	}
 	r.IdleMs = int64(e.FinIdleMs)
+	setGoodbye(e, r)
 	c.summary.idleClose(e)
 	c.summary.serviceWorkload(e, &r.Sock.Workload)
 	return c.sink.Write(r)
@@ -309,7 +315,10 @@ func (c *Correlator) onClose(e *katraceEvent) error {
 }
 
 func (c *Correlator) finishClose(e *katraceEvent) error {
-	cn := c.lookup(e, false)
+	// A socket handed to a timewait socket is remembered (owner, tuple)
+	// for the timeout its linger may end in.
+	handoff := c.cfg.TimewaitExpiry && isTimewaitHandoff(e)
+	cn := c.lookup(e, handoff)
 	c.lastClosed = e.Cookie
 	cause := closeCause(e, c.cfg.IdleThreshold)
 	if cause == record.CauseKeepaliveTimeout && (cn == nil || !cn.timeoutReported) {
@@ -318,9 +327,15 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 		}
 	}
 	if !c.cfg.AllCloses && isOrdinaryClose(cause) {
-		if cn != nil {
-			c.conns.forget(cn)
+		if cn == nil {
+			return nil
 		}
+		if handoff {
+			// Not written, but its owner and tuple are kept for the timeout.
+			c.fillSocket(e, cn)
+			return nil
+		}
+		c.conns.forget(cn)
 		return nil
 	}
 	r := c.begin(e, cn, record.TypeClose)
@@ -344,8 +359,22 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 		c.summary.serviceWorkload(e, &r.Sock.Workload)
 	case record.CauseResetAfterIdle:
 		r.IdleMs = silenceBeforeWriteMs(e)
+		c.summary.forgotten(e, r.IdleMs)
 	case record.CauseResetReceived:
 		r.ResetAtProbe = int(e.ProbesBefore)
+		if r.ResetAtProbe > 0 && r.IdleMs != record.Absent {
+			// A reset answering a keepalive probe: the flow was forgotten
+			// while the connection sat idle.
+			c.summary.forgotten(e, r.IdleMs)
+		}
+	case record.CauseRetransmitTimeout:
+		c.retransmitTimeout(e, r)
+	}
+	if e.SkErr != 0 {
+		r.Error = errnoName(e.SkErr)
+	}
+	if cause == record.CauseIdleCloseLocal || cause == record.CauseIdleCloseRemote {
+		setGoodbye(e, r)
 	}
 	r.BytesSent, r.BytesReceived = e.BytesSent, e.BytesReceived
 	// The kernel counts the peer's FIN as a byte received; we count data.
@@ -353,8 +382,64 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 		r.BytesReceived--
 	}
 	err := c.sink.Write(r)
-	if cn != nil {
+	if cn != nil && !handoff {
 		c.conns.forget(cn)
 	}
 	return err
+}
+
+// onTimewaitExpiry: the timewait socket that took over a FIN_WAIT2 linger
+// expired without the peer's FIN. The full socket's close was reported at
+// the hand-off (with --all); this is the timeout the linger ended in.
+func (c *Correlator) onTimewaitExpiry(e *katraceEvent) error {
+	cn := c.lookup(e, false)
+	cause := closeCause(e, c.cfg.IdleThreshold)
+	if isOrdinaryClose(cause) {
+		// TIME_WAIT's end: the close was told at the hand-off.
+		if cn != nil {
+			c.conns.forget(cn)
+		}
+		return nil
+	}
+	r := c.begin(e, cn, record.TypeClose)
+	r.Cause = cause
+	r.DurationMs = durationMs(e)
+	if cn != nil {
+		r.ProbesSent = cn.probesSent
+		c.conns.forget(cn)
+	}
+	return c.sink.Write(r)
+}
+
+// retransmitTimeout fills what a retransmission timeout's close tells: how
+// long the stalled write waited, and whether it came after a silence long
+// enough for a NAT, load balancer or firewall to forget the flow.
+func (c *Correlator) retransmitTimeout(e *katraceEvent, r *record.Record) {
+	r.Retransmits = int(e.Retransmits)
+	if e.UserTimeoutMs > 0 {
+		r.UserTimeoutMs = int64(e.UserTimeoutMs)
+	}
+	unacked, ok := unackedMs(e)
+	if !ok {
+		return
+	}
+	r.UnackedMs = unacked
+	if idle, ok := silenceBeforeStalledWriteMs(e, unacked); ok {
+		r.IdleMs = idle
+		r.AfterIdle = idle >= c.cfg.IdleThreshold.Milliseconds()
+		if r.AfterIdle {
+			c.summary.forgotten(e, idle)
+		}
+	}
+}
+
+// setGoodbye tells the goodbye the kernel saw before the first FIN.
+func setGoodbye(e *katraceEvent, r *record.Record) {
+	if e.GoodbyeBytes == 0 {
+		return
+	}
+	r.Goodbye = true
+	if e.GoodbyeBytes != goodbyeSizeUnknown {
+		r.GoodbyeBytes = int64(e.GoodbyeBytes)
+	}
 }

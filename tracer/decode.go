@@ -64,5 +64,10 @@ func decodeEvent(b []byte, e *katraceEvent) error {
 	e.Requests = ne.Uint32(b[unsafe.Offsetof(e.Requests):])
 	e.Pad2 = ne.Uint32(b[unsafe.Offsetof(e.Pad2):])
 	e.CgroupId = ne.Uint64(b[unsafe.Offsetof(e.CgroupId):])
+	e.FirstTxNs = ne.Uint64(b[unsafe.Offsetof(e.FirstTxNs):])
+	e.UserTimeoutMs = ne.Uint32(b[unsafe.Offsetof(e.UserTimeoutMs):])
+	e.GoodbyeBytes = ne.Uint32(b[unsafe.Offsetof(e.GoodbyeBytes):])
+	e.Retransmits = b[unsafe.Offsetof(e.Retransmits)]
+	copy(e.Pad3[:], b[unsafe.Offsetof(e.Pad3):])
 	return nil
 }

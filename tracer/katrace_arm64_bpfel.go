@@ -92,6 +92,11 @@ type katraceEvent struct {
 	Requests         uint32
 	Pad2             uint32
 	CgroupId         uint64
+	FirstTxNs        uint64
+	UserTimeoutMs    uint32
+	GoodbyeBytes     uint32
+	Retransmits      uint8
+	Pad3             [7]uint8
 }
 
 type katraceEventFlags uint32
@@ -118,13 +123,14 @@ const (
 type katraceEventKind uint32
 
 const (
-	katraceEventKindEV_STATE          katraceEventKind = 1
-	katraceEventKindEV_IDLE_FIN       katraceEventKind = 2
-	katraceEventKindEV_CLOSE          katraceEventKind = 3
-	katraceEventKindEV_RESET_SENT     katraceEventKind = 4
-	katraceEventKindEV_RESET_RECEIVED katraceEventKind = 5
-	katraceEventKindEV_ERROR          katraceEventKind = 6
-	katraceEventKindEV_KEEPALIVE      katraceEventKind = 7
+	katraceEventKindEV_STATE           katraceEventKind = 1
+	katraceEventKindEV_IDLE_FIN        katraceEventKind = 2
+	katraceEventKindEV_CLOSE           katraceEventKind = 3
+	katraceEventKindEV_RESET_SENT      katraceEventKind = 4
+	katraceEventKindEV_RESET_RECEIVED  katraceEventKind = 5
+	katraceEventKindEV_ERROR           katraceEventKind = 6
+	katraceEventKindEV_KEEPALIVE       katraceEventKind = 7
+	katraceEventKindEV_TIMEWAIT_EXPIRY katraceEventKind = 8
 )
 
 type katraceFinSide uint32
@@ -182,6 +188,8 @@ type katraceSockInfo struct {
 	Ino           uint32
 	_             [4]byte
 	CgroupId      uint64
+	GoodbyeBytes  uint32
+	_             [4]byte
 }
 
 type katraceSockRole uint32
@@ -247,14 +255,17 @@ const (
 	katraceProgTpInetSockSetState         = "tp_inet_sock_set_state"
 	katraceProgTpSockRecvLength           = "tp_sock_recv_length"
 	katraceProgTpSockSendLength           = "tp_sock_send_length"
+	katraceProgTpTcpRcvSpaceAdjust        = "tp_tcp_rcv_space_adjust"
 	katraceProgTpTcpReceiveReset          = "tp_tcp_receive_reset"
 	katraceProgTpTcpSendReset             = "tp_tcp_send_reset"
 	katraceProgTpTcpSendResetReason       = "tp_tcp_send_reset_reason"
 	katraceProgTpTimerExpireEntry         = "tp_timer_expire_entry"
 	katraceProgTpTimerExpireExit          = "tp_timer_expire_exit"
+	katraceProgTpTimewaitTimerExpire      = "tp_timewait_timer_expire"
 	katraceVarCfg                         = "cfg"
 	katraceVarKeepaliveTimerFn            = "keepalive_timer_fn"
 	katraceVarProbesOutstanding           = "probes_outstanding"
+	katraceVarTwTimerFn                   = "tw_timer_fn"
 	katraceVarUnusedEvent                 = "unused_event"
 	katraceVarUnusedEventFlags            = "unused_event_flags"
 	katraceVarUnusedEventKind             = "unused_event_kind"
@@ -321,11 +332,13 @@ type katraceProgramSpecs struct {
 	TpInetSockSetState         *ebpf.ProgramSpec `ebpf:"tp_inet_sock_set_state"`
 	TpSockRecvLength           *ebpf.ProgramSpec `ebpf:"tp_sock_recv_length"`
 	TpSockSendLength           *ebpf.ProgramSpec `ebpf:"tp_sock_send_length"`
+	TpTcpRcvSpaceAdjust        *ebpf.ProgramSpec `ebpf:"tp_tcp_rcv_space_adjust"`
 	TpTcpReceiveReset          *ebpf.ProgramSpec `ebpf:"tp_tcp_receive_reset"`
 	TpTcpSendReset             *ebpf.ProgramSpec `ebpf:"tp_tcp_send_reset"`
 	TpTcpSendResetReason       *ebpf.ProgramSpec `ebpf:"tp_tcp_send_reset_reason"`
 	TpTimerExpireEntry         *ebpf.ProgramSpec `ebpf:"tp_timer_expire_entry"`
 	TpTimerExpireExit          *ebpf.ProgramSpec `ebpf:"tp_timer_expire_exit"`
+	TpTimewaitTimerExpire      *ebpf.ProgramSpec `ebpf:"tp_timewait_timer_expire"`
 }
 
 // katraceMapSpecs contains maps before they are loaded into the kernel.
@@ -350,6 +363,7 @@ type katraceVariableSpecs struct {
 	Cfg               *ebpf.VariableSpec `ebpf:"cfg"`
 	KeepaliveTimerFn  *ebpf.VariableSpec `ebpf:"keepalive_timer_fn"`
 	ProbesOutstanding *ebpf.VariableSpec `ebpf:"probes_outstanding"`
+	TwTimerFn         *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventFlags  *ebpf.VariableSpec `ebpf:"unused_event_flags"`
 	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
@@ -410,6 +424,7 @@ type katraceVariables struct {
 	Cfg               *ebpf.Variable `ebpf:"cfg"`
 	KeepaliveTimerFn  *ebpf.Variable `ebpf:"keepalive_timer_fn"`
 	ProbesOutstanding *ebpf.Variable `ebpf:"probes_outstanding"`
+	TwTimerFn         *ebpf.Variable `ebpf:"tw_timer_fn"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventFlags  *ebpf.Variable `ebpf:"unused_event_flags"`
 	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
@@ -438,11 +453,13 @@ type katracePrograms struct {
 	TpInetSockSetState         *ebpf.Program `ebpf:"tp_inet_sock_set_state"`
 	TpSockRecvLength           *ebpf.Program `ebpf:"tp_sock_recv_length"`
 	TpSockSendLength           *ebpf.Program `ebpf:"tp_sock_send_length"`
+	TpTcpRcvSpaceAdjust        *ebpf.Program `ebpf:"tp_tcp_rcv_space_adjust"`
 	TpTcpReceiveReset          *ebpf.Program `ebpf:"tp_tcp_receive_reset"`
 	TpTcpSendReset             *ebpf.Program `ebpf:"tp_tcp_send_reset"`
 	TpTcpSendResetReason       *ebpf.Program `ebpf:"tp_tcp_send_reset_reason"`
 	TpTimerExpireEntry         *ebpf.Program `ebpf:"tp_timer_expire_entry"`
 	TpTimerExpireExit          *ebpf.Program `ebpf:"tp_timer_expire_exit"`
+	TpTimewaitTimerExpire      *ebpf.Program `ebpf:"tp_timewait_timer_expire"`
 }
 
 func (p *katracePrograms) Close() error {
@@ -463,11 +480,13 @@ func (p *katracePrograms) Close() error {
 		p.TpInetSockSetState,
 		p.TpSockRecvLength,
 		p.TpSockSendLength,
+		p.TpTcpRcvSpaceAdjust,
 		p.TpTcpReceiveReset,
 		p.TpTcpSendReset,
 		p.TpTcpSendResetReason,
 		p.TpTimerExpireEntry,
 		p.TpTimerExpireExit,
+		p.TpTimewaitTimerExpire,
 	)
 }
 

@@ -5,13 +5,14 @@ package tracer
 // a value changed or removed in C changes or breaks the Go build. Each is
 // typed as the struct event field it is compared with.
 const (
-	evState         = uint8(katraceEventKindEV_STATE)
-	evIdleFin       = uint8(katraceEventKindEV_IDLE_FIN)
-	evClose         = uint8(katraceEventKindEV_CLOSE)
-	evResetSent     = uint8(katraceEventKindEV_RESET_SENT)
-	evResetReceived = uint8(katraceEventKindEV_RESET_RECEIVED)
-	evError         = uint8(katraceEventKindEV_ERROR)
-	evKeepalive     = uint8(katraceEventKindEV_KEEPALIVE)
+	evState          = uint8(katraceEventKindEV_STATE)
+	evIdleFin        = uint8(katraceEventKindEV_IDLE_FIN)
+	evClose          = uint8(katraceEventKindEV_CLOSE)
+	evResetSent      = uint8(katraceEventKindEV_RESET_SENT)
+	evResetReceived  = uint8(katraceEventKindEV_RESET_RECEIVED)
+	evError          = uint8(katraceEventKindEV_ERROR)
+	evKeepalive      = uint8(katraceEventKindEV_KEEPALIVE)
+	evTimewaitExpiry = uint8(katraceEventKindEV_TIMEWAIT_EXPIRY)
 
 	flagOwner               = uint16(katraceEventFlagsEVF_OWNER)
 	flagKeepOpen            = uint16(katraceEventFlagsEVF_KEEPOPEN)
@@ -37,6 +38,9 @@ const (
 	roleActive  = uint8(katraceSockRoleROLE_ACTIVE)
 
 	protoHTTP1 = uint8(katraceProtoPROTO_HTTP1)
+
+	// goodbyeSizeUnknown is GOODBYE_SIZE_UNKNOWN (a #define, not generated).
+	goodbyeSizeUnknown = 0xffffffff
 )
 
 // protoNames are the labels of enum proto; PROTO_OTHER has none.

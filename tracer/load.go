@@ -11,7 +11,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
 
 	"github.com/katrace/katrace/kernel"
 )
@@ -57,6 +56,8 @@ type attachedPrograms struct {
 	links    []link.Link
 	// kernelResetReason says the kernel names why it sent a reset.
 	kernelResetReason bool
+	// timewaitExpiry says a timewait socket's FIN_WAIT2 timeout is reported.
+	timewaitExpiry bool
 }
 
 func (l *attachedPrograms) Close() error {
@@ -120,7 +121,7 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
-		return nil, fmt.Errorf("loading programs: %w", explain(err))
+		return nil, fmt.Errorf("loading programs: %w", kernel.Explain(err))
 	}
 	l := &attachedPrograms{strategy: s, coll: coll, kernelResetReason: reason}
 	defer func() {
@@ -137,7 +138,7 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 		}
 		lk, err := attachPlanned(p, prog, cgroupRoot)
 		if err != nil {
-			return nil, fmt.Errorf("attaching %s: %w", p.program, explain(err))
+			return nil, fmt.Errorf("attaching %s: %w", p.program, kernel.Explain(err))
 		}
 		l.links = append(l.links, lk)
 	}
@@ -145,6 +146,7 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 	if err := primeCookies(iterators, coll.Variables[katraceVarKeepaliveTimerFn]); err != nil {
 		return nil, err
 	}
+	l.timewaitExpiry = watchTimewaitTimer(coll.Variables[katraceVarTwTimerFn])
 	return l, nil
 }
 
@@ -163,8 +165,9 @@ func primeCookies(iterators []*ebpf.Program, timerFn *ebpf.Variable) error {
 	}
 	for _, prog := range iterators {
 		if err := runToEnd(prog); err != nil {
-			return fmt.Errorf("giving existing sockets a cookie: %w", explain(err))
+			return fmt.Errorf("giving existing sockets a cookie: %w", kernel.Explain(err))
 		}
+		primeOtherNetns(prog)
 	}
 	var fn uint64
 	if err := timerFn.Get(&fn); err != nil {
@@ -183,6 +186,12 @@ func runToEnd(prog *ebpf.Program) error {
 		return err
 	}
 	defer it.Close()
+	return readIterator(it)
+}
+
+// readIterator runs one pass of an attached iterator, in the caller's
+// network namespace.
+func readIterator(it *link.Iter) error {
 	rd, err := it.Open()
 	if err != nil {
 		return err
@@ -214,23 +223,6 @@ func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie bool)
 		return fmt.Errorf("setting the programs' configuration: %w", err)
 	}
 	return nil
-}
-
-// explain turns the kernel's terse refusals into a reason a user can act on.
-func explain(err error) error {
-	var ve *ebpf.VerifierError
-	switch {
-	case errors.As(err, &ve):
-		return fmt.Errorf("the verifier refused a program: %v", ve)
-	case errors.Is(err, unix.EPERM):
-		if kernel.CanLoadBPF() {
-			return fmt.Errorf("the kernel refused (EPERM, e.g. lockdown or a security module): %w", err)
-		}
-		return ErrPrivileges
-	case errors.Is(err, os.ErrNotExist), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EINVAL):
-		return fmt.Errorf("not supported by this kernel: %w", err)
-	}
-	return err
 }
 
 // kernelFeatures is what the kernel offers the plan, and the cgroup v2

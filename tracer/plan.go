@@ -36,6 +36,9 @@ const (
 	featureOwnerTracepoints
 	// No owner tracepoints: owners by cookie, from tcp_recvmsg/tcp_sendmsg.
 	featureOwnersByCookie
+	// No owner tracepoints: owners from the tcp_rcv_space_adjust
+	// tracepoint, which runs in the owner's recvmsg.
+	featureOwnersFromReads
 	// --proto and a cgroup v2 mount.
 	featureProtocols
 )
@@ -56,7 +59,7 @@ func (f feature) metBy(fs features) bool {
 		return !fs.kernelResetReason
 	case featureOwnerTracepoints:
 		return fs.ownerTracepoints
-	case featureOwnersByCookie:
+	case featureOwnersByCookie, featureOwnersFromReads:
 		return !fs.ownerTracepoints
 	case featureProtocols:
 		return fs.protocols
@@ -79,6 +82,7 @@ var (
 	onlyKprobe       = []Strategy{StrategyKprobe}
 	onlyTracepoint   = []Strategy{StrategyTracepoint}
 	kprobeTracepoint = []Strategy{StrategyKprobe, StrategyTracepoint}
+	fentryKprobe     = []Strategy{StrategyFentry, StrategyKprobe}
 )
 
 // attachPlan is every program of bpf/katrace.bpf.c; the loader deletes
@@ -107,7 +111,14 @@ var attachPlan = []plannedProgram{
 	{program: katraceProgTpTimerExpireEntry, attach: attachTracing, strategies: onlyTracepoint},
 	{program: katraceProgTpTimerExpireExit, attach: attachTracing, strategies: onlyTracepoint},
 
-	// Owners before 6.4, where the strategy hooks functions.
+	// The timewait socket's FIN_WAIT2 linger (tp_timer_expire_entry
+	// watches it under the tracepoint strategy).
+	{program: katraceProgTpTimewaitTimerExpire, attach: attachTracing, strategies: fentryKprobe},
+
+	// Owners before 6.4: from the owner's reads under the tracepoint
+	// strategy...
+	{program: katraceProgTpTcpRcvSpaceAdjust, attach: attachTracing, strategies: onlyTracepoint, needs: featureOwnersFromReads},
+	// ...and where the strategy hooks functions, by cookie.
 	{program: katraceProgFentryTcpRecvmsg, attach: attachTracing, strategies: onlyFentry, needs: featureOwnersByCookie},
 	{program: katraceProgFentryTcpSendmsg, attach: attachTracing, strategies: onlyFentry, needs: featureOwnersByCookie},
 	{program: katraceProgKprobeTcpRecvmsg, attach: attachKprobe, kprobe: "tcp_recvmsg", strategies: onlyKprobe, needs: featureOwnersByCookie},

@@ -18,6 +18,7 @@ func (c *Correlator) fillSocket(e *katraceEvent, cn *conn) {
 	s.NetNS = e.Netns
 	s.State = stateName(e.State)
 	s.LPort, s.RPort = e.Sport, e.Dport
+	s.V4Mapped = e.Flags&flagV4Mapped != 0
 	if e.Family == 6 {
 		s.IPv6 = true
 		s.LAddr = netip.AddrFrom16(e.Saddr)
@@ -47,6 +48,7 @@ func (c *Correlator) fillSocket(e *katraceEvent, cn *conn) {
 		}
 		cn.sock.LAddr, cn.sock.LPort = s.LAddr, s.LPort
 	}
+	s.ServiceLocal = serviceIsLocal(e.Role, s.LPort, s.RPort)
 	c.fillWorkload(e, cn)
 
 	switch {

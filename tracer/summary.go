@@ -24,6 +24,10 @@ type endpointStats struct {
 	// of all closes when it made none; bounded.
 	byService, all []int64
 	staleReuses    int
+	// Flows forgotten after idle, the shortest such idle, and the
+	// keepalive their sockets had.
+	forgotten, forgottenKeepaliveOff         int
+	forgottenIdleMin, forgottenKeepaliveIdle int64
 	// workload serves the endpoint, when it runs on this host.
 	workload record.Workload
 }
@@ -36,17 +40,24 @@ const (
 // service names the service end of the event's connection.
 func service(e *katraceEvent) (addr netip.Addr, port uint16, local bool) {
 	l, r := eventAddrs(e)
-	switch e.Role {
-	case rolePassive:
-		return l, e.Sport, true
-	case roleActive:
-		return r, e.Dport, false
-	}
-	// Not seen opening: the lower port is the likelier service.
-	if e.Sport != 0 && e.Sport < e.Dport {
+	if serviceIsLocal(e.Role, e.Sport, e.Dport) {
 		return l, e.Sport, true
 	}
 	return r, e.Dport, false
+}
+
+// serviceIsLocal says whether the local end of a connection is the
+// service: it is when the socket was accepted (rolePassive), it is not when
+// this host opened it (roleActive). For a socket not seen opening, the
+// lower port is the likelier service (clients use high ephemeral ports).
+func serviceIsLocal(role uint8, lport, rport uint16) bool {
+	switch role {
+	case rolePassive:
+		return true
+	case roleActive:
+		return false
+	}
+	return lport != 0 && lport < rport
 }
 
 func eventAddrs(e *katraceEvent) (local, remote netip.Addr) {
@@ -93,6 +104,24 @@ func (s *summary) idleClose(e *katraceEvent) {
 	}
 }
 
+// forgotten counts a flow to the event's service that was forgotten after
+// idleMs of silence, with the keepalive its socket had.
+func (s *summary) forgotten(e *katraceEvent, idleMs int64) {
+	st, _ := s.stats(e)
+	if st == nil {
+		return
+	}
+	if st.forgotten == 0 || idleMs < st.forgottenIdleMin {
+		st.forgottenIdleMin = idleMs
+	}
+	st.forgotten++
+	if e.Flags&flagKeepOpen == 0 {
+		st.forgottenKeepaliveOff++
+	} else {
+		st.forgottenKeepaliveIdle = max(st.forgottenKeepaliveIdle, int64(e.KeepaliveIdleMs))
+	}
+}
+
 func (s *summary) staleReuse(e *katraceEvent) {
 	if st, _ := s.stats(e); st != nil {
 		st.staleReuses++
@@ -124,7 +153,7 @@ func percentile(sorted []int64, p int) int64 {
 func (s *summary) write(sink record.Sink, now time.Time, r *record.Record) error {
 	list := make([]*endpointStats, 0, len(s.endpoints))
 	for _, st := range s.endpoints {
-		if st.local+st.remote > 0 || st.staleReuses > 0 {
+		if st.local+st.remote > 0 || st.staleReuses > 0 || st.forgotten > 0 {
 			list = append(list, st)
 		}
 	}
@@ -149,6 +178,12 @@ func (s *summary) write(sink record.Sink, now time.Time, r *record.Record) error
 		r.IdleMsP50 = percentile(samples, 50)
 		r.IdleMsP90 = percentile(samples, 90)
 		r.StaleReuses = st.staleReuses
+		r.ForgottenFlows = st.forgotten
+		r.ForgottenIdleMsMin = st.forgottenIdleMin
+		r.ForgottenKeepaliveOff = st.forgottenKeepaliveOff
+		if st.forgottenKeepaliveIdle > 0 {
+			r.ForgottenKeepaliveIdleMs = st.forgottenKeepaliveIdle
+		}
 		r.EndpointWorkload = st.workload
 		if err := sink.Write(r); err != nil {
 			return err

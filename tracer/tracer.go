@@ -81,13 +81,14 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 		owners.wanted = cfg.Filters.MatchOwner
 	}
 	corr := NewCorrelator(CorrelatorConfig{
-		IdleThreshold: cfg.IdleThreshold,
-		AllCloses:     cfg.All,
-		States:        cfg.States,
-		MaxSockets:    cfg.MaxSockets,
-		WallOffset:    offset,
-		Owner:         owners.Lookup,
-		Workload:      cfg.Workload,
+		IdleThreshold:  cfg.IdleThreshold,
+		AllCloses:      cfg.All,
+		States:         cfg.States,
+		MaxSockets:     cfg.MaxSockets,
+		WallOffset:     offset,
+		Owner:          owners.Lookup,
+		Workload:       cfg.Workload,
+		TimewaitExpiry: l.timewaitExpiry,
 	}, sink)
 
 	p := &pump{

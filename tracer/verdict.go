@@ -18,6 +18,10 @@ import (
 func closeCause(e *katraceEvent, idleThreshold time.Duration) string {
 	thresholdMs := uint32(idleThreshold / time.Millisecond)
 	switch {
+	case e.Kind == evTimewaitExpiry && e.OldState == tcpFinWait2:
+		return record.CauseFinWait2Timeout
+	case e.Kind == evTimewaitExpiry:
+		return record.CauseCloseLocal
 	case e.Flags&flagInKeepaliveTimer != 0 && e.StateBeforeTimer == tcpFinWait2:
 		return record.CauseFinWait2Timeout
 	case e.Flags&flagInKeepaliveTimer != 0:
@@ -50,6 +54,14 @@ func closeCause(e *katraceEvent, idleThreshold time.Duration) string {
 	return record.CauseCloseLocal
 }
 
+// isTimewaitHandoff: an orphan leaving FIN_WAIT2 for CLOSE without the
+// peer's FIN, outside the keepalive timer, is handed to a timewait socket
+// that lingers for the FIN (tcp_fin_timeout at most 60 s).
+func isTimewaitHandoff(e *katraceEvent) bool {
+	return e.Kind == evClose && e.OldState == tcpFinWait2 && e.Flags&flagOrphan != 0 &&
+		e.Flags&flagPeerFin == 0 && e.Flags&flagInKeepaliveTimer == 0
+}
+
 // isOrdinaryClose: the cause explains nothing, and the default view leaves
 // such closes out.
 func isOrdinaryClose(cause string) bool {
@@ -74,6 +86,27 @@ func isResetAfterIdle(e *katraceEvent, thresholdMs uint32) bool {
 // had been silent when our write went out.
 func silenceBeforeWriteMs(e *katraceEvent) int64 {
 	return int64(e.SinceRecvMs - e.SinceSendMs)
+}
+
+// unackedMs is, at a retransmission timeout, how long the oldest
+// unacknowledged data had waited: first_tx_mstamp is when it went out with
+// nothing in flight, and retransmissions do not move it.
+func unackedMs(e *katraceEvent) (int64, bool) {
+	if e.FirstTxNs == 0 || e.FirstTxNs > e.TsNs || e.Unacked == 0 && e.Retransmits == 0 {
+		return 0, false
+	}
+	return int64(e.TsNs-e.FirstTxNs) / int64(time.Millisecond), true
+}
+
+// silenceBeforeStalledWriteMs is how long the connection had been silent
+// when the write that was never acknowledged went out: the last ACK came
+// before that write (rcv_tstamp), since_ack covers both spans.
+func silenceBeforeStalledWriteMs(e *katraceEvent, unacked int64) (int64, bool) {
+	idle := int64(e.SinceAckMs) - unacked
+	if idle < 0 {
+		return 0, false
+	}
+	return idle, true
 }
 
 // reuseGapMs is the time from the peer's FIN to our last write.

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 /* Who owns a socket: the task in whose syscall an event runs, else what
  * the socket's slot (lib/slot.h) remembers from the owner's syscalls, else
- * what its storage does (an orphan whose slot was taken over), or before
- * 6.4 under kprobes, the owners map by cookie. */
+ * what its storage does (an orphan whose slot was taken over), or the
+ * owners map by cookie (before 6.4 under kprobes; keepalive sockets without
+ * a slot, for the keepalive timer). */
 #ifndef __KATRACE_LIB_OWNER_H__
 #define __KATRACE_LIB_OWNER_H__
 
@@ -33,17 +34,37 @@ static __always_inline __u32 sock_inode_direct(struct sock *sk)
 	return inode->i_ino;
 }
 
+/* A keepalive socket without a slot (another socket holds it): its owner
+ * goes to the owners map by cookie, where the keepalive timer finds it
+ * (the timer has a plain pointer and cannot reach socket storage). Other
+ * slot-less sockets pay one flag test. */
+static __always_inline void share_keepalive_owner(struct sock *sk, __u64 cookie, __u32 pid)
+{
+	struct owner *known, fresh = {};
+
+	if (!cookie || !(sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN)))
+		return;
+	known = bpf_map_lookup_elem(&owners, &cookie);
+	if (known && known->pid == pid)
+		return;
+	fresh.pid = pid;
+	bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+	bpf_map_update_elem(&owners, &cookie, &fresh, BPF_ANY);
+}
+
 /* Remember the current task as sk's owner, from its owner's syscalls only
  * (a timer or softirq runs on whatever task the CPU had). Known already:
  * a lookup and two compares. */
 static __always_inline void remember_slot_owner(struct sock *sk)
 {
-	struct sock_slot *s = claim_slot(sock_cookie(sk));
-	__u32 pid;
+	__u64 cookie = sock_cookie(sk);
+	struct sock_slot *s = claim_slot(cookie);
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 
-	if (!s)
+	if (!s) {
+		share_keepalive_owner(sk, cookie, pid);
 		return;
-	pid = bpf_get_current_pid_tgid() >> 32;
+	}
 	if (s->pid == pid)
 		return;
 	s->pid = pid;
@@ -90,13 +111,15 @@ static __always_inline void learn_owner_by_cookie(struct sock *sk)
 	bpf_map_update_elem(&owners, &cookie, &fresh, BPF_ANY);
 }
 
-static __always_inline void fill_owner_by_cookie(struct event *e)
+/* any_kernel: look even where owners_by_cookie is off (the keepalive
+ * timer path, for the owners share_keepalive_owner put there). */
+static __always_inline void fill_owner_from_map(struct event *e, bool any_kernel)
 {
 	/* On the stack: older verifiers refuse map keys in ring buffer memory. */
 	__u64 cookie = e->cookie;
 	struct owner *o;
 
-	if (!cfg.owners_by_cookie || (e->flags & EVF_OWNER) || !cookie)
+	if (!(any_kernel || cfg.owners_by_cookie) || (e->flags & EVF_OWNER) || !cookie)
 		return;
 	o = bpf_map_lookup_elem(&owners, &cookie);
 	if (!o)
@@ -104,6 +127,11 @@ static __always_inline void fill_owner_by_cookie(struct event *e)
 	e->flags |= EVF_OWNER;
 	e->pid = o->pid;
 	__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
+}
+
+static __always_inline void fill_owner_by_cookie(struct event *e)
+{
+	fill_owner_from_map(e, false);
 }
 
 #endif /* __KATRACE_LIB_OWNER_H__ */

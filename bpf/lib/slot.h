@@ -72,13 +72,16 @@ static __always_inline struct sock_slot *claim_slot(__u64 cookie)
 	return s;
 }
 
-/* At CLOSE: the slot is free for the next socket. */
-static __always_inline void release_slot(__u64 cookie)
+/* At CLOSE: the slot is free for the next socket. Whether the socket
+ * held one. */
+static __always_inline bool release_slot(__u64 cookie)
 {
 	struct sock_slot *s = slot_of(cookie);
 
-	if (s)
-		s->cookie = 0;
+	if (!s)
+		return false;
+	s->cookie = 0;
+	return true;
 }
 
 /* e->ts_ns less the ticks since then_jiffies. */

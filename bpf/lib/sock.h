@@ -130,6 +130,11 @@ static __always_inline void fill_socket_fields(struct event *e, struct sock *sk,
 		e->flags |= EVF_LINGER_ZERO;
 	e->probes_before = e->probes_after = RD(direct, tp, inet_conn.icsk_probes_out);
 	e->sk_err = RD(direct, sk, sk_err);
+	/* What a retransmission timeout needs: when the stalled write went
+	 * out, how often it was resent, the user timeout that ended it. */
+	e->first_tx_ns = RD(direct, tp, first_tx_mstamp) * 1000;
+	e->retransmits = RD(direct, tp, inet_conn.icsk_retransmits);
+	e->user_timeout_ms = RD(direct, tp, inet_conn.icsk_user_timeout);
 	e->sock_ino = direct ? cached_sock_inode(sk, info) : socket_inode(sk);
 	fill_from_slot(e, RD(direct, tp, write_seq), now_jiffies);
 	fill_cgroup(e, sk, direct, info);
@@ -165,8 +170,9 @@ static __always_inline void fill_full_socket_by_probe_read(struct event *e, stru
 }
 
 /* What the socket's storage remembers: an owner (an orphan's, whose slot
- * may be gone), the first FIN when it was idle, resets, the label. The
- * storage cannot be taken over: its FIN facts win over the slot's. */
+ * may be gone), the first FIN when it was idle and its goodbye, resets,
+ * the label. The storage cannot be taken over: its FIN facts win over the
+ * slot's. */
 static __always_inline void fill_info(struct event *e, struct sock_info *info)
 {
 	if (!info)
@@ -182,6 +188,7 @@ static __always_inline void fill_info(struct event *e, struct sock_info *info)
 		e->fin_side = info->fin_side;
 		e->fin_ns = info->fin_ns;
 		e->fin_idle_ms = info->fin_idle_ms;
+		e->goodbye_bytes = info->goodbye_bytes;
 	}
 	if (info->reset_sent)
 		e->flags |= EVF_RESET_SENT_BEFORE;

@@ -44,12 +44,60 @@ static __always_inline struct sock_info *create_info(struct sock *sk, __u64 cook
 	return info;
 }
 
+/* A goodbye shorter than this before the FIN, after a silence, is part of
+ * an idle close (PostgreSQL's idle_session_timeout writes 116 bytes). */
+#define GOODBYE_WINDOW_MS 1000
+#define GOODBYE_MAX_BYTES 1024
+
+/* The idle time of a first FIN that follows a goodbye: a small write that
+ * ended a silence of at least the idle threshold, just before the FIN (the
+ * way PostgreSQL, MySQL, SMTP and FTP servers close idle sessions). Returns
+ * the silence before the goodbye, or min(since_send, since_recv) when the
+ * FIN followed no goodbye; sets *goodbye_bytes to the goodbye's size
+ * (GOODBYE_SIZE_UNKNOWN when gone). */
+static __always_inline __u32 goodbye_idle(struct tcp_sock *tp, bool local, __u32 since_send,
+					  __u32 since_recv, __u32 *goodbye_bytes)
+{
+	__u32 recent = local ? since_send : since_recv;
+	__u32 quiet = local ? since_recv : since_send;
+	__u32 bytes = 0;
+
+	if (recent >= GOODBYE_WINDOW_MS || quiet < recent || quiet - recent < cfg.idle_threshold_ms)
+		return min_u32(since_send, since_recv);
+	if (local) {
+		/* A server that answers a slow request and closes looks the same
+		 * from the FIN: require that the last request before the silence
+		 * was answered at once (the kernel counts replies sent within
+		 * the delayed-ACK time, and resets the count when a delayed ACK
+		 * had to go out alone, as it does while a request waits). */
+		if (!bpf_core_field_exists(tp->inet_conn.icsk_ack.pingpong) ||
+		    !tp->inet_conn.icsk_ack.pingpong)
+			return min_u32(since_send, since_recv);
+		/* Still in flight on a real network; acknowledged already on a
+		 * LAN, where its size is gone from tcp_sock. */
+		bytes = tp->write_seq - tp->snd_una;
+		if (!bytes)
+			bytes = GOODBYE_SIZE_UNKNOWN;
+	} else {
+		/* An idle pooled client has not read the goodbye; one waiting for
+		 * an answer reads it at once. Unread counts the FIN too. */
+		bytes = tp->rcv_nxt - tp->copied_seq;
+		if (bytes <= 1)
+			return min_u32(since_send, since_recv);
+		bytes--;
+	}
+	if (bytes > GOODBYE_MAX_BYTES && bytes != GOODBYE_SIZE_UNKNOWN)
+		return min_u32(since_send, since_recv);
+	*goodbye_bytes = bytes;
+	return quiet - recent;
+}
+
 /* sk is a BTF pointer.
  *
  * The hot path: an ordinary connection costs a few loads and stores per
  * change here, and no allocation. Start, role, first FIN and owner go to
- * the socket's slot (lib/slot.h); the idle time at the first FIN is read
- * from tcp_sock's own last send and receive stamps; only three kinds of
+ * the socket's slot (lib/slot.h); the idle time at the first FIN (and
+ * before a goodbye) is read from tcp_sock's own stamps; only three kinds of
  * change are looked at further (the first FIN, CLOSE, and with --states
  * every one). A socket gets storage only once an event about it is sent
  * (an idle FIN here, a reset, an error) or labelled (--proto). */
@@ -103,10 +151,17 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		slot = claim_slot(cookie);
 		if (tp && (!slot || !slot->fin_side)) {
 			__u64 now_jiffies = bpf_jiffies64();
-			__u32 idle = min_u32(ms_since(now_jiffies, tp->lsndtime),
-					     ms_since(now_jiffies, tp->inet_conn.icsk_ack.lrcvtime));
+			__u32 since_send = ms_since(now_jiffies, tp->lsndtime);
+			__u32 since_recv = ms_since(now_jiffies, tp->inet_conn.icsk_ack.lrcvtime);
+			__u32 idle = min_u32(since_send, since_recv);
+			__u32 goodbye_bytes = 0;
 			__u8 side = new == TCP_FIN_WAIT1 ? FIN_LOCAL : FIN_REMOTE;
-			bool idle_fin = idle >= cfg.idle_threshold_ms && old == TCP_ESTABLISHED;
+			bool idle_fin;
+
+			if (old == TCP_ESTABLISHED && idle < cfg.idle_threshold_ms)
+				idle = goodbye_idle(tp, side == FIN_LOCAL, since_send, since_recv,
+						    &goodbye_bytes);
+			idle_fin = idle >= cfg.idle_threshold_ms && old == TCP_ESTABLISHED;
 
 			if (slot) {
 				slot->fin_side = side;
@@ -123,6 +178,7 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 				info->fin_ns = NOW();
 				info->fin_idle_ms = idle;
 				info->write_seq_at_fin = tp->write_seq;
+				info->goodbye_bytes = goodbye_bytes;
 				if (idle_fin)
 					report_transition(sk, EV_IDLE_FIN, old, new, NOW(), info, owner_ctx);
 			}
@@ -143,6 +199,11 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 
 		if (run)
 			run->closed = 1;
+		/* sk_err set before CLOSE (6.10+ tcp_done_with_error): a retransmission
+		 * timeout or a reset, reported ahead of the late error report; not
+		 * for an orphan, whose error no application will see. */
+		if (!wanted && sk->sk_err && !(sk->__sk_common.skc_flags & (1UL << SOCK_DEAD)))
+			wanted = true;
 		/* A keepalive probe still unanswered: its close explains it. */
 		if (!wanted && probes_outstanding && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN))) {
 			cookie = sock_cookie(sk);
@@ -153,7 +214,11 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		}
 		if (wanted)
 			report_transition(sk, EV_CLOSE, old, new, NOW(), info, owner_ctx);
-		release_slot(sock_cookie(sk));
+		cookie = sock_cookie(sk);
+		/* A keepalive socket without a slot left its owner in the owners
+		 * map (share_keepalive_owner). */
+		if (!release_slot(cookie) && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN)))
+			bpf_map_delete_elem(&owners, &cookie);
 	}
 #undef NOW
 }

@@ -9,13 +9,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/katrace/katrace/container"
+	"github.com/katrace/katrace/kernel"
 	"github.com/katrace/katrace/logfile"
 	"github.com/katrace/katrace/metrics"
 	"github.com/katrace/katrace/output"
@@ -38,7 +39,7 @@ func agentFlags() []cli.Flag {
 		&cli.IntFlag{Name: "file-max-backups", Value: 5, Usage: "keep `N` rotated files (FILE.1 to FILE.N)", EnvVars: env("FILE_MAX_BACKUPS"), Category: catOutput},
 
 		&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9431); they count the records the stream shows", EnvVars: env("METRICS_ADDR"), Category: catMetrics},
-		&cli.StringFlag{Name: "metrics-labels", Usage: "add opt-in `LABELS` to the per-connection metrics: " + strings.Join(metrics.OptionalLabels(), ", ") + " (the service address:port)", EnvVars: env("METRICS_LABELS"), Category: catMetrics},
+		&cli.StringFlag{Name: "metrics-labels", Usage: "add opt-in `LABELS` (comma-separated) to the per-connection metrics: " + strings.Join(metrics.OptionalLabels(), ", ") + " (endpoint: the service's address:port; the others: the socket's container, pod, namespace)", EnvVars: env("METRICS_LABELS"), Category: catMetrics},
 		&cli.IntFlag{Name: "metrics-max-series", Value: metrics.DefaultMaxSeries, Usage: "at most `N` values of each opt-in label; the rest are counted under \"other\"", EnvVars: env("METRICS_MAX_SERIES"), Category: catMetrics},
 	}
 }
@@ -101,26 +102,21 @@ func agentConfig(c *cli.Context, format, file string) (agentSettings, error) {
 
 // parseFileSize reads a byte count with an optional K, M or G suffix.
 func parseFileSize(s string) (int64, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	t = strings.TrimSuffix(t, "B")
-	t = strings.TrimSuffix(t, "I")
-	mult := int64(1)
-	for suffix, m := range map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30} {
-		if strings.HasSuffix(t, suffix) {
-			mult, t = m, strings.TrimSuffix(t, suffix)
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
+	n, ok := parseByteSize(s)
+	if !ok {
 		return 0, fmt.Errorf("%q: want a size such as 100M, 512K or 1G (0: never rotate)", s)
 	}
-	return n * mult, nil
+	return int64(n), nil
 }
 
 func trace(ctx context.Context, c *cli.Context, s traceSettings) (err error) {
 	stderr := c.App.ErrWriter
 	if stderr == nil {
 		stderr = os.Stderr
+	}
+	if s.tracer.Protocols && !kernel.CanAttachCgroupPrograms() {
+		fmt.Fprintln(stderr, "katrace: protocol labels are off: attaching their cgroup_skb programs needs CAP_NET_ADMIN")
+		s.tracer.Protocols = false
 	}
 	var sinks []record.Sink
 	if s.format != formatNone {
@@ -155,6 +151,9 @@ func trace(ctx context.Context, c *cli.Context, s traceSettings) (err error) {
 		}
 		defer stop()
 		sinks = append(sinks, m)
+		if s.workload.resolver != nil {
+			defer forgetGoneWorkloads(m, s.workload.resolver.Mount())()
+		}
 	}
 	if s.dur > 0 {
 		var started func()
@@ -198,6 +197,26 @@ func reopenOnHangup(f *logfile.File, stderr io.Writer) (stop func()) {
 		signal.Stop(hup)
 		close(done)
 	}
+}
+
+// forgetGoneWorkloads drops, every metrics.SweepInterval, the series of
+// containers, pods and namespaces whose cgroups have all been removed,
+// until the returned function is called.
+func forgetGoneWorkloads(m *metrics.Sink, mount container.Mount) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(metrics.SweepInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				m.ForgetGone(mount.Exists)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // serveMetrics listens on addr at once, so that a port in use fails

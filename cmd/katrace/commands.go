@@ -25,13 +25,14 @@ func socketsCommand() *cli.Command {
 whether SO_KEEPALIVE is on, the effective keepalive idle time, interval and
 probe count (the socket's own TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT, else the
 net.ipv4.tcp_keepalive_* sysctls of the socket's own namespace), unanswered
-probes, the armed timer and when it fires, time since the last data, and
-TCP_USER_TIMEOUT. Read from the kernel with a BPF socket iterator; where that
-cannot load, from sock_diag, which cannot tell the keepalive settings.
+probes, the armed timer and when it fires, time since the last data,
+TCP_USER_TIMEOUT, and the container and pod of its owner (its cgroup). Read
+from the kernel with a BPF socket iterator; where that cannot load, from sock_diag, which cannot tell the keepalive settings.
 Listening sockets are listed only with --listening.`,
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "listening", Usage: "list listening sockets too", Category: catFilter},
 			&cli.BoolFlag{Name: "sock-diag", Usage: "read from sock_diag instead of the BPF iterator (this namespace only; keepalive settings unknown)", Category: catTuning},
+			kubeletURLFlag(),
 		}, filterFlags()...),
 	}, "text (an aligned table) or json (NDJSON, one record per socket)", runSockets)
 }

@@ -27,8 +27,13 @@ func workloadFlags() []cli.Flag {
 		&cli.StringFlag{Name: "node-name", Usage: "the `NAME` put in every record's host field (default: $NODE_NAME, else the hostname)", EnvVars: env("NODE_NAME"), Category: catWorkload},
 		&cli.StringSliceFlag{Name: "container", Usage: "only sockets of the container whose id starts with `ID` (at least 12 hex digits), as docker, podman or crictl show it; inside Kubernetes also a container NAME or POD/NAME", EnvVars: env("CONTAINER"), Category: catFilter},
 		&cli.StringSliceFlag{Name: "cgroup", Usage: "only sockets in the cgroup v2 `PATH` or below it (as /proc/PID/cgroup shows it, or a directory under the cgroup2 mount)", EnvVars: env("CGROUP"), Category: catFilter},
-		&cli.StringFlag{Name: "kubelet-url", Usage: "ask `URL` for pod and container names (default https://$NODE_NAME:10250/pods; only tried in Kubernetes: a service-account token mounted and $NODE_NAME set)", EnvVars: env("KUBELET_URL"), Category: catWorkload},
+		kubeletURLFlag(),
 	}
+}
+
+// kubeletURLFlag is --kubelet-url, of trace and sockets.
+func kubeletURLFlag() cli.Flag {
+	return &cli.StringFlag{Name: "kubelet-url", Usage: "ask `URL` for pod and container names (default https://$NODE_NAME:10250/pods; only tried in Kubernetes: a service-account token mounted and $NODE_NAME set)", EnvVars: []string{"KATRACE_KUBELET_URL"}, Category: catWorkload}
 }
 
 // workloadSettings is what the trace needs to name hosts, containers and

@@ -63,8 +63,8 @@ func parseFilters(c *cli.Context) (filter.Set, error) {
 	}
 	f.PID = uint32(pid)
 	f.Comm = c.String("comm")
-	if len(f.Comm) > 15 {
-		return f, usagef("--comm %q: the kernel keeps at most 15 characters of a process name", f.Comm)
+	if len(f.Comm) > tracer.MaxCommLen {
+		return f, usagef("--comm %q: the kernel keeps at most %d characters of a process name", f.Comm, tracer.MaxCommLen)
 	}
 	netns := c.Uint("netns")
 	if netns > 1<<32-1 {
@@ -126,4 +126,24 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// parseByteSize reads a byte count with an optional K, M or G suffix
+// (powers of 1024, with or without a trailing B or iB); ok is false for
+// anything else, and for counts of 2^62 bytes or more.
+func parseByteSize(s string) (n uint64, ok bool) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(t, "B")
+	t = strings.TrimSuffix(t, "I")
+	shift := 0
+	if t != "" {
+		if unit := strings.IndexByte("KMG", t[len(t)-1]); unit >= 0 {
+			shift, t = 10*(unit+1), t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil || n >= 1<<(62-shift) {
+		return 0, false
+	}
+	return n << shift, true
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,6 +10,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/katrace/katrace/container"
 )
 
 // runKatrace runs the cli app in-process and returns what it wrote.
@@ -203,5 +208,110 @@ func TestSocketsCommand(t *testing.T) {
 	out, err = runKatrace(t, "sockets", "--sock-diag", "--port", strconv.Itoa(port))
 	if err != nil || !strings.HasPrefix(out, "# from sock_diag") {
 		t.Errorf("--sock-diag: %v\n%s", err, out)
+	}
+}
+
+// TestSocketsContainer: a process in a podman-shaped cgroup (cgroupfs
+// spelling) holds a connection; katrace sockets names its container in
+// JSON (cgroup, container_id) and in the CONTAINER column, and leaves the
+// fields out for this (host) process's end.
+func TestSocketsContainer(t *testing.T) {
+	privilegedCmdTest(t)
+	mount, err := container.FindCgroup2("/proc/self/mountinfo")
+	if errors.Is(err, container.ErrNoCgroup2) {
+		t.Skip("needs cgroup v2 mounted")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("%016x", time.Now().UnixNano())
+	id = strings.Repeat(id, 4)
+	parent := fmt.Sprintf("/katrace-sockets-test-%d", os.Getpid())
+	cgroup := parent + "/libpod-" + id
+	for _, d := range []string{parent, cgroup} {
+		if err := os.Mkdir(filepath.Join(mount.Dir, d), 0o755); err != nil {
+			t.Fatalf("creating cgroup %s: %v", d, err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, d := range []string{cgroup, parent} {
+			// A killed process leaves its cgroup a moment after wait returns.
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				if err := os.Remove(filepath.Join(mount.Dir, d)); err == nil || os.IsNotExist(err) || time.Now().After(deadline) {
+					break
+				}
+			}
+		}
+	})
+
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	// bash connects (its /dev/tcp) once it is in the container's cgroup.
+	sh := exec.Command("bash", "-c", fmt.Sprintf(`read go && exec 3<>/dev/tcp/127.0.0.1/%d && echo connected && read done`, port))
+	in, err := sh.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sh.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
+	if err := os.WriteFile(filepath.Join(mount.Dir, cgroup, "cgroup.procs"), []byte(strconv.Itoa(sh.Process.Pid)), 0); err != nil {
+		t.Fatalf("moving bash into %s: %v", cgroup, err)
+	}
+	io.WriteString(in, "go\n")
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "connected\n" {
+		t.Fatalf("bash did not connect: %q %v", line, err)
+	}
+	accepted, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer accepted.Close()
+
+	js, err := runKatrace(t, "sockets", "-o", "json", "--port", strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen int
+	for _, l := range strings.Split(strings.TrimSpace(js), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("not JSON: %q", l)
+		}
+		switch int(m["pid"].(float64)) {
+		case sh.Process.Pid:
+			seen++
+			if m["cgroup"] != cgroup || m["container_id"] != id {
+				t.Errorf("the container's socket: cgroup %v container_id %v, want %s %s", m["cgroup"], m["container_id"], cgroup, id)
+			}
+		case os.Getpid():
+			seen++
+			if _, ok := m["container_id"]; ok {
+				t.Errorf("the host end has a container_id: %s", l)
+			}
+			if m["cgroup"] == nil {
+				t.Errorf("the host end has no cgroup: %s", l)
+			}
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("want both ends of the connection:\n%s", js)
+	}
+	text, err := runKatrace(t, "sockets", "--port", strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(text, "\n"); !strings.Contains(lines[0], " CONTAINER ") || !strings.Contains(text, " "+id[:12]+" ") {
+		t.Errorf("text: want a CONTAINER column with %s:\n%s", id[:12], text)
 	}
 }

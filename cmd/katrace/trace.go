@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math/bits"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -91,21 +89,10 @@ func traceConfig(c *cli.Context, format string) (traceSettings, error) {
 // parseRingSize reads a byte count with an optional K or M suffix; the
 // kernel wants a power of two of at least a page.
 func parseRingSize(s string) (uint32, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	t = strings.TrimSuffix(t, "B")
-	t = strings.TrimSuffix(t, "I")
-	mult := uint64(1)
-	switch {
-	case strings.HasSuffix(t, "K"):
-		mult, t = 1<<10, strings.TrimSuffix(t, "K")
-	case strings.HasSuffix(t, "M"):
-		mult, t = 1<<20, strings.TrimSuffix(t, "M")
-	}
-	n, err := strconv.ParseUint(t, 10, 32)
-	if err != nil || n == 0 {
+	size, ok := parseByteSize(s)
+	if !ok || size == 0 {
 		return 0, fmt.Errorf("%q: want a size such as 4M, 512K or 1048576", s)
 	}
-	size := n * mult
 	pageSize := uint64(os.Getpagesize())
 	switch {
 	case size > 1<<30:
