@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/katrace/katrace/tracer"
+)
+
+// fillSockSlots takes every entry of this process's sock_slots maps (the
+// in-process tracer's) for a cookie no socket has, so that every socket
+// made from now on goes without a slot, as when other sockets hold its
+// entry on a busy host. Returns how many maps it filled.
+func fillSockSlots(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("listing this process's files: %v", err)
+	}
+	filled := 0
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err != nil || target != "anon_inode:bpf-map" {
+			continue
+		}
+		info, err := os.ReadFile(filepath.Join("/proc/self/fdinfo", fd.Name()))
+		if err != nil {
+			continue
+		}
+		var id uint32
+		for _, line := range strings.Split(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "map_id:"); ok {
+				id = uint32(atoi(t, strings.TrimSpace(v)))
+			}
+		}
+		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			continue
+		}
+		mi, err := m.Info()
+		if err != nil || mi.Name != "sock_slots" {
+			m.Close()
+			continue
+		}
+		value := make([]byte, mi.ValueSize)
+		for i := uint32(0); i < mi.MaxEntries; i++ {
+			// Cookies count up from 1: this one is never a socket's.
+			binary.LittleEndian.PutUint64(value, 1<<63|uint64(i))
+			if err := m.Update(i, value, ebpf.UpdateAny); err != nil {
+				m.Close()
+				t.Fatalf("filling sock_slots entry %d: %v", i, err)
+			}
+		}
+		m.Close()
+		filled++
+	}
+	return filled
+}
+
+// TestKeepaliveOwnerWithoutSlot: a keepalive socket whose slot another
+// socket holds still names its owner on the keepalive probe line (the
+// owner goes to the owners map by cookie for the keepalive timer), and its
+// reset and close do too.
+func TestKeepaliveOwnerWithoutSlot(t *testing.T) {
+	requirePrivileges(t)
+	n := newNATPath(t, "drop", natForget/2)
+	s := startTrace(t, tracer.Config{})
+	if fillSockSlots(t) == 0 {
+		t.Fatal("no sock_slots map among this process's files: the tracer's maps were not found")
+	}
+	srv := startHelper(t, n.server, "", "kaserver", n.serverAddr, "18406", "3s/1s/3")
+	srv.expect("listening", startTimeout)
+	cli := startHelper(t, n.client, "", "tclient", n.serverAddr, "18406")
+	lp := atoi(t, cli.expect("connected", startTimeout))
+	cli.send("ping")
+	cli.expect("got pong", startTimeout)
+	outside := n.outsidePort(t, lp)
+	mine := and(inNetns(n.serverIno), rport(outside))
+
+	c := s.waitFor("the server's close", 1, eventTimeout, and(typeIs("close"), mine))[0]
+	probes := s.all(and(typeIs("keepalive_probe"), mine))
+	if len(probes) == 0 {
+		t.Fatalf("no keepalive probe before the reset:\n%s", s.dump())
+	}
+	for _, p := range probes {
+		if int(p.num("pid")) != srv.pid || p.str("comm") != srv.comm {
+			t.Errorf("probe attributed to %v/%v, want %d/%s: %v", p["pid"], p["comm"], srv.pid, srv.comm, p)
+		}
+	}
+	r := s.waitFor("the NAT's reset", 1, eventTimeout, and(typeIs("reset"), mine))[0]
+	if r.str("direction") != "received" || int(r.num("pid")) != srv.pid {
+		t.Errorf("reset: %v", r)
+	}
+	if c.str("cause") != "reset_received" || int(c.num("pid")) != srv.pid {
+		t.Errorf("close: %v", c)
+	}
+}
