@@ -79,9 +79,11 @@ trap setup_failed EXIT
 
 cache=${KATRACE_VMTEST_CACHE:-${XDG_CACHE_HOME:+$XDG_CACHE_HOME/katrace-vmtest}}
 cache=${cache:-/var/cache/katrace-vmtest}
-# Guest modules to load (their dependencies come along). Only veth is needed
-# by the tests today; the tc ones are cheap and save a round trip later.
-read -ra modules <<<"${KATRACE_VMTEST_MODULES:-veth sch_netem sch_ingress cls_bpf act_bpf}"
+# Guest modules to load (their dependencies come along): veth for the
+# tests' namespaces, tcp_diag for `ss -e`'s socket cookies (without it ss
+# reads /proc/net/tcp, whose sk: is a kernel address); the tc ones are
+# cheap and save a round trip later.
+read -ra modules <<<"${KATRACE_VMTEST_MODULES:-veth tcp_diag sch_netem sch_ingress cls_bpf act_bpf}"
 # arm64's virt board has one UART, so the exit status leaves through a
 # virtio serial port; the cloud kernel has virtio as modules.
 [[ $arch == x86 ]] || modules=(virtio_mmio virtio_console "${modules[@]}")
