@@ -242,10 +242,6 @@ struct sock_info {
 	__u8 reset_received;
 	__u8 proto;
 	__u32 requests;
-	/* The socket's inode while it has a file, and its cgroup id: read
-	 * once (a socket's file and cgroup do not change). */
-	__u32 ino;
-	__u64 cgroup_id;
 };
 
 /* What tcp_keepalive_timer's entry saw, for its exit (one per CPU: timer

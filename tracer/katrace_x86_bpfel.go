@@ -179,9 +179,6 @@ type katraceSockInfo struct {
 	Proto         uint8
 	_             [3]byte
 	Requests      uint32
-	Ino           uint32
-	_             [4]byte
-	CgroupId      uint64
 }
 
 type katraceSockRole uint32
