@@ -177,6 +177,12 @@ func preflight(spec *ebpf.CollectionSpec, plan []plannedProgram, s Strategy) err
 			used[ref] = true
 		}
 	}
+	for name, v := range small.Variables {
+		if used[v.SectionName] {
+			continue
+		}
+		delete(small.Variables, name)
+	}
 	for name := range small.Maps {
 		if !used[name] {
 			delete(small.Maps, name)
