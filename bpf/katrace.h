@@ -260,10 +260,6 @@ struct sock_info {
 	__u8 reset_received;
 	__u8 proto;
 	__u32 requests;
-	/* The socket's inode while it has a file, and its cgroup id: read
-	 * once (a socket's file and cgroup do not change). */
-	__u32 ino;
-	__u64 cgroup_id;
 	/* Size of the goodbye before an idle first FIN, 0 when none (only
 	 * an idle FIN has one, and an idle FIN makes this storage). */
 	__u32 goodbye_bytes;

@@ -185,9 +185,6 @@ type katraceSockInfo struct {
 	Proto         uint8
 	_             [3]byte
 	Requests      uint32
-	Ino           uint32
-	_             [4]byte
-	CgroupId      uint64
 	GoodbyeBytes  uint32
 	_             [4]byte
 }

@@ -112,6 +112,9 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 	}
 	reason := fs.kernelResetReason
 	plan := planFor(s, fs)
+	if err := preflight(spec, plan, s); err != nil {
+		return nil, err
+	}
 	if err := keepOnly(spec, plan); err != nil {
 		return nil, err
 	}
@@ -148,6 +151,55 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 	}
 	l.timewaitExpiry = watchTimewaitTimer(coll.Variables[katraceVarTwTimerFn])
 	return l, nil
+}
+
+// preflight loads and attaches the small programs that only strategy s
+// uses (its keepalive timer entry) before the whole plan: a strategy this
+// kernel cannot run fails here in milliseconds, not after verifying every
+// program (--attach auto tries fentry and kprobe first).
+func preflight(spec *ebpf.CollectionSpec, plan []plannedProgram, s Strategy) error {
+	var own []plannedProgram
+	for _, p := range plan {
+		if p.program == preflightProgram[s] {
+			own = append(own, p)
+		}
+	}
+	if len(own) == 0 {
+		return nil
+	}
+	small := spec.Copy()
+	if err := keepOnly(small, own); err != nil {
+		return err
+	}
+	// Only the maps it uses: the others (the ring, preallocated hashes)
+	// take longer to make than the program to load.
+	used := map[string]bool{}
+	for _, ins := range small.Programs[own[0].program].Instructions {
+		if ref := ins.Reference(); ref != "" {
+			used[ref] = true
+		}
+	}
+	for name, v := range small.Variables {
+		if used[v.SectionName] {
+			continue
+		}
+		delete(small.Variables, name)
+	}
+	for name := range small.Maps {
+		if !used[name] {
+			delete(small.Maps, name)
+		}
+	}
+	coll, err := ebpf.NewCollection(small)
+	if err != nil {
+		return fmt.Errorf("loading programs: %w", kernel.Explain(err))
+	}
+	defer coll.Close()
+	lk, err := attachPlanned(own[0], coll.Programs[own[0].program], "")
+	if err != nil {
+		return fmt.Errorf("attaching %s: %w", own[0].program, kernel.Explain(err))
+	}
+	return lk.Close()
 }
 
 // primeCookies runs the socket iterators over every TCP socket once: they

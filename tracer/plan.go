@@ -125,6 +125,13 @@ var attachPlan = []plannedProgram{
 	{program: katraceProgKprobeTcpSendmsg, attach: attachKprobe, kprobe: "tcp_sendmsg", strategies: onlyKprobe, needs: featureOwnersByCookie},
 }
 
+// preflightProgram is the small program only that strategy uses, tried
+// before the whole plan (preflight).
+var preflightProgram = map[Strategy]string{
+	StrategyFentry: katraceProgFentryTcpKeepaliveTimer,
+	StrategyKprobe: katraceProgKprobeTcpKeepaliveTimer,
+}
+
 func (p plannedProgram) selected(s Strategy, fs features) bool {
 	if !p.needs.metBy(fs) {
 		return false

@@ -36,17 +36,13 @@ static __always_inline bool cgroup_wanted(struct cgroup *cg)
 /* The socket's cgroup, read from the socket itself (never the current
  * task: timers and softirq run on anybody's), and whether the cgroup
  * filter keeps it. */
-static __always_inline void fill_cgroup(struct event *e, struct sock *sk, bool direct,
-					struct sock_info *info)
+static __always_inline void fill_cgroup(struct event *e, struct sock *sk, bool direct)
 {
 	struct cgroup *cg;
 
 	if (!bpf_core_field_exists(sk->sk_cgrp_data.cgroup))
 		return;
-	if (info && info->cgroup_id && !cfg.filter_cgroup_count) {
-		e->cgroup_id = info->cgroup_id;
-		return;
-	}
+
 	cg = RD(direct, sk, sk_cgrp_data.cgroup);
 	if (!cg)
 		return;
@@ -58,26 +54,8 @@ static __always_inline void fill_cgroup(struct event *e, struct sock *sk, bool d
 	} else {
 		e->cgroup_id = BPF_CORE_READ(cg, kn, id);
 	}
-	if (info)
-		info->cgroup_id = e->cgroup_id;
 	if (cfg.filter_cgroup_count && cgroup_wanted(cg))
 		e->in_filtered_cgroup = 1;
-}
-
-/* The inode of a BTF socket's file, from its storage once read. */
-static __always_inline __u32 cached_sock_inode(struct sock *sk, struct sock_info *info)
-{
-	__u32 ino;
-
-	if (!info)
-		return sock_inode_direct(sk);
-	if (!sk->sk_socket)
-		return 0;
-	if (info->ino)
-		return info->ino;
-	ino = sock_inode_direct(sk);
-	info->ino = ino;
-	return ino;
 }
 
 /* Use the fill_*_socket wrappers below: with_counters and direct are
@@ -135,9 +113,9 @@ static __always_inline void fill_socket_fields(struct event *e, struct sock *sk,
 	e->first_tx_ns = RD(direct, tp, first_tx_mstamp) * 1000;
 	e->retransmits = RD(direct, tp, inet_conn.icsk_retransmits);
 	e->user_timeout_ms = RD(direct, tp, inet_conn.icsk_user_timeout);
-	e->sock_ino = direct ? cached_sock_inode(sk, info) : socket_inode(sk);
+	e->sock_ino = direct ? sock_inode_direct(sk) : socket_inode(sk);
 	fill_from_slot(e, RD(direct, tp, write_seq), now_jiffies);
-	fill_cgroup(e, sk, direct, info);
+	fill_cgroup(e, sk, direct);
 	if (flags & (1UL << SOCK_DEAD))
 		e->flags |= EVF_ORPHAN;
 	if (flags & (1UL << SOCK_DONE))

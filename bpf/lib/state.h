@@ -108,9 +108,6 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 	bool owner_ctx;
 	bool first_fin = (new == TCP_FIN_WAIT1 || new == TCP_CLOSE_WAIT);
 	__u64 cookie;
-	/* Read the clock only when something needs it: most changes don't. */
-	__u64 now = 0;
-#define NOW() (now ? now : (now = bpf_ktime_get_ns()))
 
 	if (old == new || old == TCP_LISTEN || new == TCP_LISTEN)
 		return;
@@ -175,18 +172,18 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 				info = create_info(sk, cookie);
 			if (info) {
 				info->fin_side = side;
-				info->fin_ns = NOW();
+				info->fin_ns = bpf_ktime_get_ns();
 				info->fin_idle_ms = idle;
 				info->write_seq_at_fin = tp->write_seq;
 				info->goodbye_bytes = goodbye_bytes;
 				if (idle_fin)
-					report_transition(sk, EV_IDLE_FIN, old, new, NOW(), info, owner_ctx);
+					report_transition(sk, EV_IDLE_FIN, old, new, info->fin_ns, info, owner_ctx);
 			}
 		}
 	}
 
 	if (cfg.emit_states)
-		report_transition(sk, EV_STATE, old, new, NOW(), info, owner_ctx);
+		report_transition(sk, EV_STATE, old, new, bpf_ktime_get_ns(), info, owner_ctx);
 
 	if (new == TCP_CLOSE) {
 		struct timer_run *run = current_timer_run((__u64)sk);
@@ -213,14 +210,13 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 			}
 		}
 		if (wanted)
-			report_transition(sk, EV_CLOSE, old, new, NOW(), info, owner_ctx);
+			report_transition(sk, EV_CLOSE, old, new, bpf_ktime_get_ns(), info, owner_ctx);
 		cookie = sock_cookie(sk);
 		/* A keepalive socket without a slot left its owner in the owners
 		 * map (share_keepalive_owner). */
 		if (!release_slot(cookie) && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN)))
 			bpf_map_delete_elem(&owners, &cookie);
 	}
-#undef NOW
 }
 
 #endif /* __KATRACE_LIB_STATE_H__ */
