@@ -79,29 +79,39 @@ trap setup_failed EXIT
 
 cache=${KATRACE_VMTEST_CACHE:-${XDG_CACHE_HOME:+$XDG_CACHE_HOME/katrace-vmtest}}
 cache=${cache:-/var/cache/katrace-vmtest}
-# Guest modules to load (their dependencies come along): veth for the
-# tests' namespaces, tcp_diag for `ss -e`'s socket cookies (without it ss
-# reads /proc/net/tcp, whose sk: is a kernel address); the tc ones are
-# cheap and save a round trip later.
-read -ra modules <<<"${KATRACE_VMTEST_MODULES:-veth tcp_diag sch_netem sch_ingress cls_bpf act_bpf}"
+# Guest modules to load (their dependencies come along): veth for the tests'
+# namespaces; tcp_diag for `ss -e`'s socket cookies (without it ss reads
+# /proc/net/tcp, whose sk: is a kernel address); the tc ones are cheap and
+# save a round trip later; the netfilter ones for the issue-10 NAT path
+# (nftables masquerade, `ct state`, `reject with tcp reset`, conntrack -L).
+# They are loaded up front because the guest cannot autoload them: the
+# kernel asks for aliases such as nft-chain-2-nat, and busybox modprobe has
+# only modules.dep.
+modules=(veth tcp_diag sch_netem sch_ingress cls_bpf act_bpf
+	nft_chain_nat nft_masq nft_ct nft_reject_ipv4 nft_reject_ipv6 nft_reject_inet
+	nf_conntrack_netlink)
+[[ -z ${KATRACE_VMTEST_MODULES:-} ]] || read -ra modules <<<"$KATRACE_VMTEST_MODULES"
 # arm64's virt board has one UART, so the exit status leaves through a
 # virtio serial port; the cloud kernel has virtio as modules.
 [[ $arch == x86 ]] || modules=(virtio_mmio virtio_console "${modules[@]}")
-# iproute2 tools copied into the guest with their libraries (busybox's `ip`
-# has no netns support): the host's on x86, Debian's arm64 ones on arm64.
-tools=(ip ss nstat tc)
+# Tools copied into the guest with their libraries (busybox's `ip` has no
+# netns support; nft and conntrack build the issue-10 NAT path): the host's
+# on x86, Debian's arm64 ones on arm64.
+tools=(ip ss nstat tc nft conntrack)
 # The arm64 packages those tools, their libraries and busybox come from
 # (what `readelf -d` names, recursively; a missing one stops the run).
 arm64_userland=(iproute2 busybox-static libc6 libbpf1 libelf1 libmnl0 libbsd0 libmd0
 	libcap2 zlib1g libselinux1 libpcre2-8-0 libtirpc3 libgssapi-krb5-2 libkrb5-3
-	libk5crypto3 libcom-err2 libkrb5support0 libkeyutils1 libxtables12)
+	libk5crypto3 libcom-err2 libkrb5support0 libkeyutils1 libxtables12
+	nftables libnftables1 libnftnl11 libjansson4 libgmp10 libedit2 libtinfo6
+	conntrack libnetfilter-conntrack3 libnfnetlink0)
 
 log() { echo "vmtest: $*"; }
 
 # Install what is missing (needs root; Debian's apt).
 need=()
 for pair in "$qemu:$qemu_pkg" busybox:busybox-static cpio:cpio readelf:binutils \
-	ip:iproute2 ss:iproute2 dpkg-deb:dpkg timeout:coreutils; do
+	ip:iproute2 ss:iproute2 nft:nftables conntrack:conntrack dpkg-deb:dpkg timeout:coreutils; do
 	command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then
@@ -188,7 +198,9 @@ if [[ $arch == x86 ]]; then
 	busybox_bin=$(command -v busybox)
 else
 	sysroot=$cache/userland-$deb_arch sysroot_name=$cache/userland-$deb_arch
-	if [[ ! -x $sysroot/bin/busybox ]]; then
+	# The tree records its package list: a cache extracted from another
+	# list (an older run.sh) is extracted again.
+	if [[ ! -x $sysroot/bin/busybox || "$(cat "$sysroot/.vmtest-packages" 2>/dev/null)" != "${arm64_userland[*]}" ]]; then
 		debs=$cache/debs-$deb_arch
 		mkdir -p "$debs"
 		download "$debs" "${arm64_userland[@]}"
@@ -197,7 +209,11 @@ else
 			deb=$(find "$debs" -maxdepth 1 -name "${p}_*.deb" | sort -V | tail -n1)
 			dpkg-deb -x "$deb" "$tmp" || { rm -rf "$tmp" "$deb"; log "bad $deb removed, run again"; exit 1; }
 		done
+		echo "${arm64_userland[*]}" >"$tmp/.vmtest-packages"
+		rm -rf "$sysroot.old"
+		[[ ! -e $sysroot ]] || mv -T "$sysroot" "$sysroot.old" 2>/dev/null || true
 		mv -T "$tmp" "$sysroot" 2>/dev/null || rm -rf "$tmp"
+		rm -rf "$sysroot.old"
 	fi
 	busybox_bin=$sysroot/bin/busybox
 fi
@@ -262,6 +278,10 @@ done
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
 printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
+# nft and conntrack name protocols and services (tcp, ssh) through these.
+for f in /etc/protocols /etc/services; do
+	[[ ! -e $f ]] || cp "$f" "$root$f"
+done
 
 mdir=lib/modules/$kver
 mkdir -p "$root/$mdir"

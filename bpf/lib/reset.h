@@ -5,6 +5,20 @@
 
 #include "lib/report.h"
 
+/* A new event about sk: kind, state, when, and the socket's cookie. */
+static __always_inline struct event *reserve_socket_event(struct sock *sk, __u8 kind, __u8 state)
+{
+	struct event *e = reserve_event();
+
+	if (!e)
+		return NULL;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->cookie = bpf_get_socket_cookie(sk);
+	e->state = state;
+	return e;
+}
+
 /* kernel_reason says reason is the kernel's enum sk_rst_reason (6.10+). */
 static __always_inline void handle_reset(struct sock *sk, __u8 kind, __u32 reason, bool kernel_reason)
 {
@@ -29,13 +43,9 @@ static __always_inline void handle_reset(struct sock *sk, __u8 kind, __u32 reaso
 			return;
 		info = bpf_sk_storage_get(&sock_infos, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	}
-	e = reserve_event();
+	e = reserve_socket_event(sk, kind, state);
 	if (!e)
 		return;
-	e->ts_ns = bpf_ktime_get_ns();
-	e->kind = kind;
-	e->cookie = bpf_get_socket_cookie(sk);
-	e->state = state;
 	e->reason = reason;
 	if (kernel_reason)
 		e->flags |= EVF_KERNEL_REASON;
@@ -66,13 +76,9 @@ static __always_inline void handle_error_report(struct sock *sk)
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return;
 	info = bpf_sk_storage_get(&sock_infos, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	e = reserve_event();
+	e = reserve_socket_event(sk, EV_ERROR, BPF_CORE_READ(sk, __sk_common.skc_state));
 	if (!e)
 		return;
-	e->ts_ns = bpf_ktime_get_ns();
-	e->kind = EV_ERROR;
-	e->cookie = bpf_get_socket_cookie(sk);
-	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	submit_sock_event(e, sk, info, owned_by_user(sk));
 }
 

@@ -114,7 +114,8 @@ func trace(ctx context.Context, c *cli.Context, s traceSettings) (err error) {
 	if stderr == nil {
 		stderr = os.Stderr
 	}
-	if s.tracer.Protocols && !kernel.CanAttachCgroupPrograms() {
+	// Without what tracing needs, the tracer says so itself, in one line.
+	if s.tracer.Protocols && kernel.CanLoadBPF() && !kernel.CanAttachCgroupPrograms() {
 		fmt.Fprintln(stderr, "katrace: protocol labels are off: attaching their cgroup_skb programs needs CAP_NET_ADMIN")
 		s.tracer.Protocols = false
 	}
