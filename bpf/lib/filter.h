@@ -5,6 +5,7 @@
 #define __KATRACE_LIB_FILTER_H__
 
 #include "lib/globals.h"
+#include "lib/ring.h"
 
 static __always_inline bool addr_in_cidr(const __u8 *addr, __u8 family, __u32 i)
 {
@@ -102,6 +103,16 @@ static __always_inline bool event_wanted(struct event *e, bool owner_ctx)
 			return false;
 	}
 	return true;
+}
+
+/* Submit e if the filters want it (not in its owner's syscall), else give
+ * its scratch slot back. */
+static __always_inline void submit_if_wanted(struct event *e)
+{
+	if (event_wanted(e, false))
+		submit_event(e);
+	else
+		discard_event(e);
 }
 
 #endif /* __KATRACE_LIB_FILTER_H__ */
