@@ -7,6 +7,21 @@
 #include "lib/globals.h"
 #include "lib/ring.h"
 
+/* Whether match holds for entry i of a filter list, for one of its first
+ * count entries (max: the list's size, which bounds the loop for the
+ * verifier). */
+#define any_filter_entry(i, max, count, match)          \
+	({                                              \
+		bool hit = false;                       \
+		for (__u32 i = 0; i < (max); i++) {     \
+			if (i >= (count))               \
+				break;                  \
+			if (match)                      \
+				hit = true;             \
+		}                                       \
+		hit;                                    \
+	})
+
 static __always_inline bool addr_in_cidr(const __u8 *addr, __u8 family, __u32 i)
 {
 	__u8 bits = cfg.filter_cidrs[i].prefix_len;
@@ -59,30 +74,14 @@ static __always_inline bool event_wanted(struct event *e, bool owner_ctx)
 		return false;
 	if (cfg.filter_cgroup_count && !e->in_filtered_cgroup)
 		return false;
-	if (cfg.filter_port_count) {
-		bool hit = false;
-
-		for (__u32 i = 0; i < KATRACE_MAX_PORTS; i++) {
-			if (i >= cfg.filter_port_count)
-				break;
-			if (e->sport == cfg.filter_ports[i] || e->dport == cfg.filter_ports[i])
-				hit = true;
-		}
-		if (!hit)
-			return false;
-	}
-	if (cfg.filter_cidr_count) {
-		bool hit = false;
-
-		for (__u32 i = 0; i < KATRACE_MAX_CIDRS; i++) {
-			if (i >= cfg.filter_cidr_count)
-				break;
-			if (addr_in_cidr(e->saddr, e->family, i) || addr_in_cidr(e->daddr, e->family, i))
-				hit = true;
-		}
-		if (!hit)
-			return false;
-	}
+	if (cfg.filter_port_count &&
+	    !any_filter_entry(i, KATRACE_MAX_PORTS, cfg.filter_port_count,
+			      e->sport == cfg.filter_ports[i] || e->dport == cfg.filter_ports[i]))
+		return false;
+	if (cfg.filter_cidr_count &&
+	    !any_filter_entry(i, KATRACE_MAX_CIDRS, cfg.filter_cidr_count,
+			      addr_in_cidr(e->saddr, e->family, i) || addr_in_cidr(e->daddr, e->family, i)))
+		return false;
 	if (cfg.filter_by_owner) {
 		__u32 ino = e->sock_ino;
 		__u8 one = 1;
