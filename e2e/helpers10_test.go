@@ -48,13 +48,8 @@ func slowCloseServer(args []string) error {
 	if err != nil {
 		return err
 	}
-	say("listening")
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		go func(c net.Conn) {
+	return acceptEach(ln, func(c *net.TCPConn) error {
+		go func() {
 			defer c.Close()
 			if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
 				return
@@ -64,8 +59,9 @@ func slowCloseServer(args []string) error {
 				return
 			}
 			time.Sleep(2 * time.Millisecond)
-		}(conn)
-	}
+		}()
+		return nil
+	})
 }
 
 // keepaliveServer: kaserver ADDR PORT IDLE/INTVL/COUNT. Accepts, turns
@@ -90,26 +86,16 @@ func keepaliveServer(args []string) error {
 	if err != nil {
 		return err
 	}
-	say("listening")
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		c := conn.(*net.TCPConn)
+	return acceptEach(ln, func(c *net.TCPConn) error {
 		if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: idle, Interval: intvl, Count: count}); err != nil {
 			return err
 		}
 		go func() {
 			defer c.Close()
-			sc := bufio.NewScanner(c)
-			for sc.Scan() {
-				if _, err := io.WriteString(c, "pong\n"); err != nil {
-					return
-				}
-			}
+			answerPings(c)
 		}()
-	}
+		return nil
+	})
 }
 
 // tunedClient: tclient ADDR PORT [ut=DURATION] [ka=IDLE/INTVL/COUNT].
@@ -257,13 +243,8 @@ func goodbyeServer(args []string) error {
 		return err
 	}
 	var out sync.Mutex
-	say("listening")
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		go func(c net.Conn) {
+	return acceptEach(ln, func(c *net.TCPConn) error {
+		go func() {
 			defer c.Close()
 			lines := bufio.NewReader(c)
 			for {
@@ -287,8 +268,9 @@ func goodbyeServer(args []string) error {
 			out.Lock()
 			say("goodbye %d", c.RemoteAddr().(*net.TCPAddr).Port)
 			out.Unlock()
-		}(conn)
-	}
+		}()
+		return nil
+	})
 }
 
 // goodbyeMessage is PostgreSQL's idle-session goodbye, cut or padded to size.

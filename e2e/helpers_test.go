@@ -141,13 +141,7 @@ func serveOn(ln net.Listener, args []string) error {
 		say("listening")
 		return srv.Serve(ln)
 	}
-	say("listening")
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		c := conn.(*net.TCPConn)
+	return acceptEach(ln, func(c *net.TCPConn) error {
 		mu.Lock()
 		conns = append(conns, c)
 		mu.Unlock()
@@ -158,15 +152,37 @@ func serveOn(ln net.Listener, args []string) error {
 			case "hold":
 				io.Copy(io.Discard, c)
 			default:
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					if _, err := io.WriteString(c, "pong\n"); err != nil {
-						break
-					}
-				}
+				answerPings(c)
 			}
 			c.Close()
 		}()
+		return nil
+	})
+}
+
+// acceptEach says "listening", then gives each connection ln accepts to
+// accepted (which starts a goroutine for what takes time) until Accept or
+// accepted fails.
+func acceptEach(ln net.Listener, accepted func(*net.TCPConn) error) error {
+	say("listening")
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		if err := accepted(conn.(*net.TCPConn)); err != nil {
+			return err
+		}
+	}
+}
+
+// answerPings answers each line c sends with "pong" until c ends or fails.
+func answerPings(c net.Conn) {
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		if _, err := io.WriteString(c, "pong\n"); err != nil {
+			return
+		}
 	}
 }
 
