@@ -247,7 +247,13 @@ func probeAnsweredByNAT(t *testing.T, port string, prepare func()) (*natPath, *s
 // or firewall that forgot the flow: both are said.
 func checkProbeResetWording(t *testing.T, s *session) {
 	t.Helper()
+	// The text output is flushed just after the JSON records the caller
+	// waited for: give it until the deadline.
 	lines := s.textLinesWith("keepalive probe", "reset")
+	for deadline := time.Now().Add(eventTimeout); len(lines) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		lines = s.textLinesWith("keepalive probe", "reset")
+	}
 	if len(lines) == 0 {
 		t.Fatalf("no text line about the reset answering a probe:\n%s", s.textOf())
 	}
