@@ -125,25 +125,28 @@ int BPF_PROG(tp_tcp_rcv_space_adjust, struct sock *sk)
 
 /* --- tracepoint strategy --- */
 
+/* Whether the expiring timer runs fn, a callback address learnt at start
+ * (0 until then: no timer matches). */
+static __always_inline bool timer_calls(struct timer_list *timer, __u64 fn)
+{
+	return fn && (__u64)timer->function == fn;
+}
+
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(tp_timer_expire_entry, struct timer_list *timer)
 {
-	if (tw_timer_fn && (__u64)timer->function == tw_timer_fn) {
+	if (timer_calls(timer, tw_timer_fn))
 		timewait_timer_expire((__u64)timer);
-		return 0;
-	}
-	if (!keepalive_timer_fn || (__u64)timer->function != keepalive_timer_fn)
-		return 0;
-	keepalive_timer_enter((__u64)timer);
+	else if (timer_calls(timer, keepalive_timer_fn))
+		keepalive_timer_enter((__u64)timer);
 	return 0;
 }
 
 SEC("tp_btf/timer_expire_exit")
 int BPF_PROG(tp_timer_expire_exit, struct timer_list *timer)
 {
-	if (!keepalive_timer_fn || (__u64)timer->function != keepalive_timer_fn)
-		return 0;
-	keepalive_timer_exit((__u64)timer);
+	if (timer_calls(timer, keepalive_timer_fn))
+		keepalive_timer_exit((__u64)timer);
 	return 0;
 }
 
@@ -152,9 +155,8 @@ int BPF_PROG(tp_timer_expire_exit, struct timer_list *timer)
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(tp_timewait_timer_expire, struct timer_list *timer)
 {
-	if (!tw_timer_fn || (__u64)timer->function != tw_timer_fn)
-		return 0;
-	timewait_timer_expire((__u64)timer);
+	if (timer_calls(timer, tw_timer_fn))
+		timewait_timer_expire((__u64)timer);
 	return 0;
 }
 
@@ -171,14 +173,32 @@ int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 	return 0;
 }
 
-/* --- fentry strategy --- */
+/* --- fentry and kprobe strategies --- */
 
-SEC("fentry/tcp_keepalive_timer")
-int BPF_PROG(fentry_tcp_keepalive_timer, struct timer_list *timer)
-{
-	keepalive_timer_enter((__u64)timer);
-	return 0;
-}
+/* fentry_<func> and kprobe_<func>: one body at the entry of a kernel
+ * function, under each strategy that hooks functions (tracer/plan.go
+ * selects one of the two). */
+#define ON_FUNCTION_ENTRY(func, param, body)  \
+	SEC("fentry/" #func)                  \
+	int BPF_PROG(fentry_##func, param)    \
+	{                                     \
+		body;                         \
+		return 0;                     \
+	}                                     \
+	SEC("kprobe/" #func)                  \
+	int BPF_KPROBE(kprobe_##func, param)  \
+	{                                     \
+		body;                         \
+		return 0;                     \
+	}
+
+ON_FUNCTION_ENTRY(tcp_keepalive_timer, struct timer_list *timer, keepalive_timer_enter((__u64)timer))
+
+/* Owners before 6.4, by cookie. */
+ON_FUNCTION_ENTRY(tcp_recvmsg, struct sock *sk, learn_owner_by_cookie(sk))
+ON_FUNCTION_ENTRY(tcp_sendmsg, struct sock *sk, learn_owner_by_cookie(sk))
+
+/* --- fentry strategy --- */
 
 SEC("fexit/tcp_keepalive_timer")
 int BPF_PROG(fexit_tcp_keepalive_timer, struct timer_list *timer)
@@ -194,49 +214,12 @@ int BPF_PROG(fentry_tcp_set_state, struct sock *sk, int state)
 	return 0;
 }
 
-/* Owners before 6.4, by cookie. */
-SEC("fentry/tcp_recvmsg")
-int BPF_PROG(fentry_tcp_recvmsg, struct sock *sk)
-{
-	learn_owner_by_cookie(sk);
-	return 0;
-}
-
-SEC("fentry/tcp_sendmsg")
-int BPF_PROG(fentry_tcp_sendmsg, struct sock *sk)
-{
-	learn_owner_by_cookie(sk);
-	return 0;
-}
-
 /* --- kprobe strategy (state changes: tp_inet_sock_set_state) --- */
-
-SEC("kprobe/tcp_keepalive_timer")
-int BPF_KPROBE(kprobe_tcp_keepalive_timer, struct timer_list *timer)
-{
-	keepalive_timer_enter((__u64)timer);
-	return 0;
-}
 
 SEC("kretprobe/tcp_keepalive_timer")
 int BPF_KRETPROBE(kretprobe_tcp_keepalive_timer)
 {
 	keepalive_timer_exit(0);
-	return 0;
-}
-
-/* Owners before 6.4, by cookie. */
-SEC("kprobe/tcp_recvmsg")
-int BPF_KPROBE(kprobe_tcp_recvmsg, struct sock *sk)
-{
-	learn_owner_by_cookie(sk);
-	return 0;
-}
-
-SEC("kprobe/tcp_sendmsg")
-int BPF_KPROBE(kprobe_tcp_sendmsg, struct sock *sk)
-{
-	learn_owner_by_cookie(sk);
 	return 0;
 }
 

@@ -73,11 +73,11 @@ static __always_inline void fill_full(struct socket_row *r, struct tcp_sock *tp,
 		r->flags |= ROWF_ORPHAN;
 
 	read_keepalive_settings(tp, net, false, &ka);
-	if (ka.own & KEEPALIVE_OWN_IDLE)
+	if (ka.own_idle)
 		r->flags |= ROWF_OWN_IDLE;
-	if (ka.own & KEEPALIVE_OWN_INTVL)
+	if (ka.own_intvl)
 		r->flags |= ROWF_OWN_INTVL;
-	if (ka.own & KEEPALIVE_OWN_PROBES)
+	if (ka.own_probes)
 		r->flags |= ROWF_OWN_PROBES;
 	r->keepalive_idle_ms = ka.idle_ms;
 	r->keepalive_intvl_ms = ka.intvl_ms;

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -89,39 +88,14 @@ func startHelperInCgroup(t *testing.T, ns, cgDir, role string, args ...string) *
 		t.Fatal(err)
 	}
 	cmd := exec.Command("ip", "netns", "exec", ns, "sh", "-c", `read go && exec "$0"`, exe)
-	cmd.Env = append(os.Environ(), helperEnv+"="+role, helperEnv+"_ARGS="+strings.Join(args, " "))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = &testLogWriter{t: t, prefix: role + ": "}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting helper %s: %v", role, err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
 	// ip netns exec and sh both exec: the pid stays the helper's.
-	pid := cmd.Process.Pid
-	if err := os.WriteFile(filepath.Join(cgDir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-		t.Fatalf("moving helper %d into %s: %v", pid, cgDir, err)
+	p := startHelperCommand(t, cmd, exe, role, args)
+	if err := os.WriteFile(filepath.Join(cgDir, "cgroup.procs"), []byte(strconv.Itoa(p.pid)), 0); err != nil {
+		t.Fatalf("moving helper %d into %s: %v", p.pid, cgDir, err)
 	}
-	if _, err := in.Write([]byte("go\n")); err != nil {
+	if _, err := p.in.Write([]byte("go\n")); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, cmd: cmd, lines: make(chan string, 64), pid: pid, in: in, comm: filepath.Base(exe)}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-		close(p.lines)
-	}()
 	return p
 }
 

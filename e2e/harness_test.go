@@ -154,7 +154,13 @@ func startHelper(t *testing.T, ns, exe, role string, args ...string) *proc {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command("ip", "netns", "exec", ns, exe)
+	return startHelperCommand(t, exec.Command("ip", "netns", "exec", ns, exe), exe, role, args)
+}
+
+// startHelperCommand starts cmd, which ends in exec'ing exe (this binary)
+// without changing its pid, as helper role with args.
+func startHelperCommand(t *testing.T, cmd *exec.Cmd, exe, role string, args []string) *proc {
+	t.Helper()
 	cmd.Env = append(os.Environ(), helperEnv+"="+role, helperEnv+"_ARGS="+strings.Join(args, " "))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -48,13 +48,8 @@ func slowCloseServer(args []string) error {
 	if err != nil {
 		return err
 	}
-	say("listening")
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		go func(c net.Conn) {
+	return acceptEach(ln, func(c *net.TCPConn) error {
+		go func() {
 			defer c.Close()
 			if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
 				return
@@ -64,8 +59,9 @@ func slowCloseServer(args []string) error {
 				return
 			}
 			time.Sleep(2 * time.Millisecond)
-		}(conn)
-	}
+		}()
+		return nil
+	})
 }
 
 // keepaliveServer: kaserver ADDR PORT IDLE/INTVL/COUNT. Accepts, turns
@@ -75,14 +71,8 @@ func keepaliveServer(args []string) error {
 	if len(args) < 3 {
 		return fmt.Errorf("kaserver ADDR PORT IDLE/INTVL/COUNT")
 	}
-	parts := strings.Split(args[2], "/")
-	if len(parts) != 3 {
-		return fmt.Errorf("kaserver keepalive %q: want IDLE/INTVL/COUNT", args[2])
-	}
-	idle, err1 := time.ParseDuration(parts[0])
-	intvl, err2 := time.ParseDuration(parts[1])
-	count, err3 := strconv.Atoi(parts[2])
-	if err1 != nil || err2 != nil || err3 != nil {
+	ka, ok := keepaliveSpec(args[2])
+	if !ok {
 		return fmt.Errorf("kaserver keepalive %q: want IDLE/INTVL/COUNT", args[2])
 	}
 	lc := net.ListenConfig{KeepAlive: -1}
@@ -90,33 +80,23 @@ func keepaliveServer(args []string) error {
 	if err != nil {
 		return err
 	}
-	say("listening")
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		c := conn.(*net.TCPConn)
-		if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: idle, Interval: intvl, Count: count}); err != nil {
+	return acceptEach(ln, func(c *net.TCPConn) error {
+		if err := c.SetKeepAliveConfig(ka); err != nil {
 			return err
 		}
 		go func() {
 			defer c.Close()
-			sc := bufio.NewScanner(c)
-			for sc.Scan() {
-				if _, err := io.WriteString(c, "pong\n"); err != nil {
-					return
-				}
-			}
+			answerPings(c)
 		}()
-	}
+		return nil
+	})
 }
 
 // tunedClient: tclient ADDR PORT [ut=DURATION] [ka=IDLE/INTVL/COUNT].
 // Connects with TCP_USER_TIMEOUT and keepalive as given (keepalive off
-// otherwise), says "connected LPORT", then runs commands from stdin: ping
-// (a line and its answer: "got ..." or "error ..."), wait (read until the
-// connection fails or ends: "eof" or "error ..."), close, exit.
+// otherwise), says "connected LPORT", then runs client's commands from
+// stdin (ping: "got ..." or "error ..."; wait: "eof" or "error ..."),
+// naming an error by its errno (ETIMEDOUT) where it has one.
 func tunedClient(args []string) error {
 	if len(args) < 2 {
 		return fmt.Errorf("tclient ADDR PORT [ut=DURATION] [ka=IDLE/INTVL/COUNT]")
@@ -133,17 +113,11 @@ func tunedClient(args []string) error {
 			}
 			userTimeout = d
 		case "ka":
-			parts := strings.Split(val, "/")
-			if len(parts) != 3 {
+			cfg, ok := keepaliveSpec(val)
+			if !ok {
 				return fmt.Errorf("ka=%s: want IDLE/INTVL/COUNT", val)
 			}
-			idle, err1 := time.ParseDuration(parts[0])
-			intvl, err2 := time.ParseDuration(parts[1])
-			count, err3 := strconv.Atoi(parts[2])
-			if err1 != nil || err2 != nil || err3 != nil {
-				return fmt.Errorf("ka=%s: want IDLE/INTVL/COUNT", val)
-			}
-			ka = &net.KeepAliveConfig{Enable: true, Idle: idle, Interval: intvl, Count: count}
+			ka = &cfg
 		default:
 			return fmt.Errorf("unknown tclient option %q", opt)
 		}
@@ -175,37 +149,7 @@ func tunedClient(args []string) error {
 		}
 	}
 	say("connected %d", c.LocalAddr().(*net.TCPAddr).Port)
-	answers := bufio.NewReader(c)
-	cmds := bufio.NewScanner(os.Stdin)
-	for cmds.Scan() {
-		switch cmd := strings.TrimSpace(cmds.Text()); cmd {
-		case "ping":
-			if _, err := io.WriteString(c, "ping\n"); err != nil {
-				say("error %v", err)
-				continue
-			}
-			line, err := answers.ReadString('\n')
-			if err != nil {
-				say("error %v", errnoOf(err))
-				continue
-			}
-			say("got %s", strings.TrimSpace(line))
-		case "wait":
-			_, err := io.Copy(io.Discard, answers)
-			if err == nil {
-				say("eof")
-			} else {
-				say("error %v", errnoOf(err))
-			}
-		case "close":
-			say("closed %v", c.Close())
-		case "exit":
-			return nil
-		default:
-			return fmt.Errorf("unknown command %q", cmd)
-		}
-	}
-	return nil
+	return clientCommands(c, errnoOf)
 }
 
 // errnoOf names the errno under a network error (ETIMEDOUT, ECONNRESET),
@@ -257,13 +201,8 @@ func goodbyeServer(args []string) error {
 		return err
 	}
 	var out sync.Mutex
-	say("listening")
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		go func(c net.Conn) {
+	return acceptEach(ln, func(c *net.TCPConn) error {
+		go func() {
 			defer c.Close()
 			lines := bufio.NewReader(c)
 			for {
@@ -287,8 +226,9 @@ func goodbyeServer(args []string) error {
 			out.Lock()
 			say("goodbye %d", c.RemoteAddr().(*net.TCPAddr).Port)
 			out.Unlock()
-		}(conn)
-	}
+		}()
+		return nil
+	})
 }
 
 // goodbyeMessage is PostgreSQL's idle-session goodbye, cut or padded to size.

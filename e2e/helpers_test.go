@@ -141,13 +141,7 @@ func serveOn(ln net.Listener, args []string) error {
 		say("listening")
 		return srv.Serve(ln)
 	}
-	say("listening")
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		c := conn.(*net.TCPConn)
+	return acceptEach(ln, func(c *net.TCPConn) error {
 		mu.Lock()
 		conns = append(conns, c)
 		mu.Unlock()
@@ -158,22 +152,45 @@ func serveOn(ln net.Listener, args []string) error {
 			case "hold":
 				io.Copy(io.Discard, c)
 			default:
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					if _, err := io.WriteString(c, "pong\n"); err != nil {
-						break
-					}
-				}
+				answerPings(c)
 			}
 			c.Close()
 		}()
+		return nil
+	})
+}
+
+// acceptEach says "listening", then gives each connection ln accepts to
+// accepted (which starts a goroutine for what takes time) until Accept or
+// accepted fails.
+func acceptEach(ln net.Listener, accepted func(*net.TCPConn) error) error {
+	say("listening")
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		if err := accepted(conn.(*net.TCPConn)); err != nil {
+			return err
+		}
+	}
+}
+
+// answerPings answers each line c sends with "pong" until c ends or fails.
+func answerPings(c net.Conn) {
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		if _, err := io.WriteString(c, "pong\n"); err != nil {
+			return
+		}
 	}
 }
 
 // client: client ADDR PORT [IDLE INTVL COUNT]. Connects (with keepalive
-// when given), says "connected LPORT", then runs commands from stdin:
-// ping (a request and its answer), close, linger0close, wait (read until
-// the connection fails or ends).
+// when given), says "connected LPORT", then runs commands from stdin
+// (clientCommands): get (an HTTP/1.1 request and its answer), ping (a
+// line and its answer), close, linger0close, tls and h2 (a protocol's
+// first bytes), wait (read until the connection fails or ends), exit.
 func client(args []string) error {
 	if len(args) < 2 {
 		return fmt.Errorf("client ADDR PORT [IDLE INTVL COUNT]")
@@ -186,17 +203,42 @@ func client(args []string) error {
 	}
 	c := conn.(*net.TCPConn)
 	if len(args) >= 5 {
-		idle, err1 := time.ParseDuration(args[2])
-		intvl, err2 := time.ParseDuration(args[3])
-		count, err3 := strconv.Atoi(args[4])
-		if err1 != nil || err2 != nil || err3 != nil {
+		ka, ok := keepaliveConfig(args[2], args[3], args[4])
+		if !ok {
 			return fmt.Errorf("bad keepalive settings %v", args[2:5])
 		}
-		if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: idle, Interval: intvl, Count: count}); err != nil {
+		if err := c.SetKeepAliveConfig(ka); err != nil {
 			return err
 		}
 	}
 	say("connected %d", c.LocalAddr().(*net.TCPAddr).Port)
+	return clientCommands(c, error.Error)
+}
+
+// keepaliveConfig turns keepalive on with these settings (durations and
+// a count); ok is false when one does not parse.
+func keepaliveConfig(idle, intvl, count string) (_ net.KeepAliveConfig, ok bool) {
+	i, err1 := time.ParseDuration(idle)
+	v, err2 := time.ParseDuration(intvl)
+	n, err3 := strconv.Atoi(count)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return net.KeepAliveConfig{}, false
+	}
+	return net.KeepAliveConfig{Enable: true, Idle: i, Interval: v, Count: n}, true
+}
+
+// keepaliveSpec is keepaliveConfig of "IDLE/INTVL/COUNT".
+func keepaliveSpec(spec string) (net.KeepAliveConfig, bool) {
+	parts := strings.Split(spec, "/")
+	if len(parts) != 3 {
+		return net.KeepAliveConfig{}, false
+	}
+	return keepaliveConfig(parts[0], parts[1], parts[2])
+}
+
+// clientCommands runs a client's commands from stdin on c, saying what
+// came of each; describe words an error.
+func clientCommands(c *net.TCPConn, describe func(error) string) error {
 	answers := bufio.NewReader(c)
 	cmds := bufio.NewScanner(os.Stdin)
 	for cmds.Scan() {
@@ -205,12 +247,12 @@ func client(args []string) error {
 			// One HTTP/1.1 request on the kept-alive connection, as a pool
 			// that does not watch its idle connections would send it.
 			if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: katrace\r\n\r\n"); err != nil {
-				say("error %v", err)
+				say("error %s", describe(err))
 				continue
 			}
 			resp, err := http.ReadResponse(answers, nil)
 			if err != nil {
-				say("error %v", err)
+				say("error %s", describe(err))
 				continue
 			}
 			io.Copy(io.Discard, resp.Body)
@@ -218,12 +260,12 @@ func client(args []string) error {
 			say("got %s", resp.Status)
 		case "ping":
 			if _, err := io.WriteString(c, "ping\n"); err != nil {
-				say("error %v", err)
+				say("error %s", describe(err))
 				continue
 			}
 			line, err := answers.ReadString('\n')
 			if err != nil {
-				say("error %v", err)
+				say("error %s", describe(err))
 				continue
 			}
 			say("got %s", strings.TrimSpace(line))
@@ -243,11 +285,11 @@ func client(args []string) error {
 			}
 			say("closed %v", c.Close())
 		case "wait":
-			_, err := io.Copy(io.Discard, c)
+			_, err := io.Copy(io.Discard, answers)
 			if err == nil {
 				say("eof")
 			} else {
-				say("error %v", err)
+				say("error %s", describe(err))
 			}
 		case "exit":
 			return nil

@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
-
-	"github.com/katrace/katrace/tracer"
 )
 
 // fillSockSlots takes every entry of this process's sock_slots maps (the
@@ -68,35 +66,9 @@ func fillSockSlots(t *testing.T) int {
 // reset and close do too.
 func TestKeepaliveOwnerWithoutSlot(t *testing.T) {
 	requirePrivileges(t)
-	n := newNATPath(t, "drop", natForget/2)
-	s := startTrace(t, tracer.Config{})
-	if fillSockSlots(t) == 0 {
-		t.Fatal("no sock_slots map among this process's files: the tracer's maps were not found")
-	}
-	srv := startHelper(t, n.server, "", "kaserver", n.serverAddr, "18406", "3s/1s/3")
-	srv.expect("listening", startTimeout)
-	cli := startHelper(t, n.client, "", "tclient", n.serverAddr, "18406")
-	lp := atoi(t, cli.expect("connected", startTimeout))
-	cli.send("ping")
-	cli.expect("got pong", startTimeout)
-	outside := n.outsidePort(t, lp)
-	mine := and(inNetns(n.serverIno), rport(outside))
-
-	c := s.waitFor("the server's close", 1, eventTimeout, and(typeIs("close"), mine))[0]
-	probes := s.all(and(typeIs("keepalive_probe"), mine))
-	if len(probes) == 0 {
-		t.Fatalf("no keepalive probe before the reset:\n%s", s.dump())
-	}
-	for _, p := range probes {
-		if int(p.num("pid")) != srv.pid || p.str("comm") != srv.comm {
-			t.Errorf("probe attributed to %v/%v, want %d/%s: %v", p["pid"], p["comm"], srv.pid, srv.comm, p)
+	probeAnsweredByNAT(t, "18406", func() {
+		if fillSockSlots(t) == 0 {
+			t.Fatal("no sock_slots map among this process's files: the tracer's maps were not found")
 		}
-	}
-	r := s.waitFor("the NAT's reset", 1, eventTimeout, and(typeIs("reset"), mine))[0]
-	if r.str("direction") != "received" || int(r.num("pid")) != srv.pid {
-		t.Errorf("reset: %v", r)
-	}
-	if c.str("cause") != "reset_received" || int(c.num("pid")) != srv.pid {
-		t.Errorf("close: %v", c)
-	}
+	})
 }

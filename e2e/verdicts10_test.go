@@ -181,11 +181,39 @@ func TestForgottenFlowsSummary(t *testing.T) {
 // which answers with a reset. Every line of the socket names its owner.
 func TestKeepaliveProbeOwnerAndNATReset(t *testing.T) {
 	requirePrivileges(t)
+	n, s, r := probeAnsweredByNAT(t, "18404", nil)
+	if r["after_keepalive"] != true {
+		t.Errorf("reset not marked after_keepalive: %v", r)
+	}
+	checkProbeResetWording(t, s)
+	// Forgotten after idle, with keepalive on at 3 s: the summary says so.
+	s.stop()
+	for _, sum := range s.all(typeIs("summary")) {
+		if sum.str("endpoint") == n.serverAddr+":18404" {
+			if sum.num("forgotten_flows") != 1 || sum.num("forgotten_keepalive_idle_ms") != 3000 {
+				t.Errorf("summary: %v", sum)
+			}
+			return
+		}
+	}
+	t.Errorf("no summary for %s:%d:\n%s", n.serverAddr, 18404, s.dump())
+}
+
+// probeAnsweredByNAT runs a keepalive server (3s/1s/3) on port behind a
+// NAT path that forgets the idle flow, and a client that pings it once;
+// prepare, if any, runs once the trace has started. It checks that the
+// server's keepalive probes, the NAT's reset and the close all name the
+// server, and returns the path, the trace and the reset.
+func probeAnsweredByNAT(t *testing.T, port string, prepare func()) (*natPath, *session, rec) {
+	t.Helper()
 	n := newNATPath(t, "drop", natForget/2)
 	s := startTrace(t, tracer.Config{})
-	srv := startHelper(t, n.server, "", "kaserver", n.serverAddr, "18404", "3s/1s/3")
+	if prepare != nil {
+		prepare()
+	}
+	srv := startHelper(t, n.server, "", "kaserver", n.serverAddr, port, "3s/1s/3")
 	srv.expect("listening", startTimeout)
-	cli := startHelper(t, n.client, "", "tclient", n.serverAddr, "18404")
+	cli := startHelper(t, n.client, "", "tclient", n.serverAddr, port)
 	lp := atoi(t, cli.expect("connected", startTimeout))
 	cli.send("ping")
 	cli.expect("got pong", startTimeout)
@@ -205,24 +233,13 @@ func TestKeepaliveProbeOwnerAndNATReset(t *testing.T) {
 		}
 	}
 	r := s.waitFor("the NAT's reset", 1, eventTimeout, and(typeIs("reset"), mine))[0]
-	if r.str("direction") != "received" || r["after_keepalive"] != true || int(r.num("pid")) != srv.pid {
+	if r.str("direction") != "received" || int(r.num("pid")) != srv.pid {
 		t.Errorf("reset: %v", r)
 	}
 	if c.str("cause") != "reset_received" || int(c.num("pid")) != srv.pid {
 		t.Errorf("close: %v", c)
 	}
-	checkProbeResetWording(t, s)
-	// Forgotten after idle, with keepalive on at 3 s: the summary says so.
-	s.stop()
-	for _, sum := range s.all(typeIs("summary")) {
-		if sum.str("endpoint") == n.serverAddr+":18404" {
-			if sum.num("forgotten_flows") != 1 || sum.num("forgotten_keepalive_idle_ms") != 3000 {
-				t.Errorf("summary: %v", sum)
-			}
-			return
-		}
-	}
-	t.Errorf("no summary for %s:%d:\n%s", n.serverAddr, 18404, s.dump())
+	return n, s, r
 }
 
 // checkProbeResetWording (point 4): a reset answering a keepalive probe
@@ -230,7 +247,13 @@ func TestKeepaliveProbeOwnerAndNATReset(t *testing.T) {
 // or firewall that forgot the flow: both are said.
 func checkProbeResetWording(t *testing.T, s *session) {
 	t.Helper()
+	// The text output is flushed just after the JSON records the caller
+	// waited for: give it until the deadline.
 	lines := s.textLinesWith("keepalive probe", "reset")
+	for deadline := time.Now().Add(eventTimeout); len(lines) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		lines = s.textLinesWith("keepalive probe", "reset")
+	}
 	if len(lines) == 0 {
 		t.Fatalf("no text line about the reset answering a probe:\n%s", s.textOf())
 	}

@@ -380,8 +380,7 @@ func appendSummary(b []byte, r *record.Record) []byte {
 		b = appendPlural(b, r.StaleReuses, " stale reuse", " stale reuses")
 		b = append(b, ": clients keep idle connections longer than this endpoint's idle timeout"...)
 		if seen {
-			b = append(b, " (≈"...)
-			b = appendDuration(b, r.IdleMsP50)
+			b = appendLabelled(b, " (≈", r.IdleMsP50)
 			b = append(b, ')')
 		}
 		b = append(b, ": shorten the client pool's idle timeout below it"...)
@@ -398,20 +397,16 @@ func appendForgottenAdvice(b []byte, r *record.Record) []byte {
 	b = append(b, "  ⚠ "...)
 	b = strconv.AppendInt(b, int64(r.ForgottenFlows), 10)
 	b = appendPlural(b, r.ForgottenFlows, " flow", " flows")
-	b = append(b, " forgotten after ≥ "...)
-	b = appendDuration(b, r.ForgottenIdleMsMin)
+	b = appendLabelled(b, " forgotten after ≥ ", r.ForgottenIdleMsMin)
 	b = append(b, " idle (NAT, load balancer or firewall idle timeout?)"...)
 	switch {
 	case r.ForgottenKeepaliveOff > 0:
-		b = append(b, ": keepalive off → turn SO_KEEPALIVE on with TCP_KEEPIDLE below "...)
-		b = appendDuration(b, r.ForgottenIdleMsMin)
+		b = appendLabelled(b, ": keepalive off → turn SO_KEEPALIVE on with TCP_KEEPIDLE below ", r.ForgottenIdleMsMin)
 	case r.ForgottenKeepaliveIdleMs != record.Absent:
 		// The flows were forgotten although keepalive was on: its first
 		// probe came too late (or met the forgotten flow itself).
-		b = append(b, ": keepalive idle "...)
-		b = appendDuration(b, r.ForgottenKeepaliveIdleMs)
-		b = append(b, " did not keep them → lower TCP_KEEPIDLE (or net.ipv4.tcp_keepalive_time) below "...)
-		b = appendDuration(b, r.ForgottenIdleMsMin)
+		b = appendLabelled(b, ": keepalive idle ", r.ForgottenKeepaliveIdleMs)
+		b = appendLabelled(b, " did not keep them → lower TCP_KEEPIDLE (or net.ipv4.tcp_keepalive_time) below ", r.ForgottenIdleMsMin)
 	}
 	return b
 }
@@ -461,8 +456,7 @@ func appendEvent(b []byte, r *record.Record) []byte {
 			b = append(b, "idle close by us"...)
 		}
 		if r.IdleMs != record.Absent {
-			b = append(b, " after "...)
-			b = appendDuration(b, r.IdleMs)
+			b = appendLabelled(b, " after ", r.IdleMs)
 			b = append(b, " idle"...)
 		}
 		b = appendGoodbye(b, r)
@@ -484,14 +478,27 @@ func appendEvent(b []byte, r *record.Record) []byte {
 	return b
 }
 
+// appendLabelled writes label, then ms as a duration.
+func appendLabelled(b []byte, label string, ms int64) []byte {
+	return appendDuration(append(b, label...), ms)
+}
+
+// appendKnown writes label and ms as a duration, or nothing when ms is
+// Absent.
+func appendKnown(b []byte, label string, ms int64) []byte {
+	if ms == record.Absent {
+		return b
+	}
+	return appendLabelled(b, label, ms)
+}
+
 // appendAside writes " (label 1.2s)", or nothing when ms is Absent.
 func appendAside(b []byte, label string, ms int64) []byte {
 	if ms == record.Absent {
 		return b
 	}
 	b = append(b, " ("...)
-	b = append(b, label...)
-	b = appendDuration(b, ms)
+	b = appendLabelled(b, label, ms)
 	return append(b, ')')
 }
 
@@ -526,11 +533,7 @@ func appendReset(b []byte, r *record.Record) []byte {
 			}
 		}
 	}
-	if r.IdleMs != record.Absent {
-		b = append(b, ", idle "...)
-		b = appendDuration(b, r.IdleMs)
-	}
-	return b
+	return appendKnown(b, ", idle ", r.IdleMs)
 }
 
 // appendAbort says which application action aborted the connection.
@@ -589,8 +592,7 @@ func appendClose(b []byte, r *record.Record) []byte {
 		return story
 	}
 	if r.DurationMs >= 0 {
-		b = append(b, " after "...)
-		b = appendDuration(b, r.DurationMs)
+		b = appendLabelled(b, " after ", r.DurationMs)
 	}
 
 	open := false
@@ -603,8 +605,7 @@ func appendClose(b []byte, r *record.Record) []byte {
 	}
 	if r.IdleMs != record.Absent {
 		b = sep(b)
-		b = append(b, "idle "...)
-		b = appendDuration(b, r.IdleMs)
+		b = appendLabelled(b, "idle ", r.IdleMs)
 	}
 	if r.Goodbye {
 		b = sep(b)
@@ -631,14 +632,11 @@ func appendClose(b []byte, r *record.Record) []byte {
 func appendCloseStory(b []byte, r *record.Record) (_ []byte, ok bool) {
 	switch {
 	case r.Cause == record.CauseStaleReuse:
-		b = append(b, ": wrote "...)
-		b = appendDuration(b, r.ReuseGapMs)
-		b = append(b, " after the peer closed the idle connection (peer idle timeout ≈ "...)
-		b = appendDuration(b, r.PeerIdleMs)
+		b = appendLabelled(b, ": wrote ", r.ReuseGapMs)
+		b = appendLabelled(b, " after the peer closed the idle connection (peer idle timeout ≈ ", r.PeerIdleMs)
 		return append(b, "); peer reset it"...), true
 	case r.Cause == record.CauseResetAfterIdle:
-		b = append(b, ": first write after "...)
-		b = appendDuration(b, r.IdleMs)
+		b = appendLabelled(b, ": first write after ", r.IdleMs)
 		return append(b, " idle drew a reset, no FIN seen: the peer or a middlebox (NAT, load balancer) forgot the connection"...), true
 	case r.Cause == record.CauseResetReceived && r.ResetAtProbe > 0:
 		b = append(b, ": the peer answered keepalive probe "...)
@@ -649,8 +647,7 @@ func appendCloseStory(b []byte, r *record.Record) (_ []byte, ok bool) {
 	case r.Cause == record.CauseFinWait2Timeout:
 		b = append(b, ": we closed, the peer never sent its FIN (its application kept the connection open, or the FIN was lost)"...)
 		if r.DurationMs >= 0 {
-			b = append(b, "; after "...)
-			b = appendDuration(b, r.DurationMs)
+			b = appendLabelled(b, "; after ", r.DurationMs)
 		}
 		return b, true
 	}
@@ -663,26 +660,20 @@ func appendCloseStory(b []byte, r *record.Record) (_ []byte, ok bool) {
 func appendRetransmitTimeout(b []byte, r *record.Record) []byte {
 	b = append(b, ": "...)
 	if r.AfterIdle && r.IdleMs != record.Absent {
-		b = append(b, "write after "...)
-		b = appendDuration(b, r.IdleMs)
+		b = appendLabelled(b, "write after ", r.IdleMs)
 		b = append(b, " idle never acknowledged"...)
 	} else {
 		b = append(b, "data never acknowledged"...)
 	}
 	if r.UnackedMs != record.Absent {
-		b = append(b, "; gave up after "...)
-		b = appendDuration(b, r.UnackedMs)
+		b = appendLabelled(b, "; gave up after ", r.UnackedMs)
 		if r.Retransmits > 0 {
 			b = append(b, " and "...)
 			b = strconv.AppendInt(b, int64(r.Retransmits), 10)
 			b = appendPlural(b, r.Retransmits, " retransmission", " retransmissions")
 		}
 	}
-	if r.UserTimeoutMs != record.Absent {
-		b = append(b, " (TCP_USER_TIMEOUT "...)
-		b = appendDuration(b, r.UserTimeoutMs)
-		b = append(b, ')')
-	}
+	b = appendAside(b, "TCP_USER_TIMEOUT ", r.UserTimeoutMs)
 	if r.Error != "" {
 		b = append(b, " → "...)
 		b = appendSafe(b, r.Error)

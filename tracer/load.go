@@ -100,15 +100,7 @@ func attach(want Strategy, opts loadOptions) (*attachedPrograms, error) {
 }
 
 func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err error) {
-	spec, err := loadKatrace()
-	if err != nil {
-		return nil, fmt.Errorf("reading the embedded programs: %w", err)
-	}
-	kspec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return nil, fmt.Errorf("reading kernel BTF: %w", err)
-	}
-	fs, cgroupRoot, err := kernelFeatures(kspec, opts.Protocols)
+	spec, fs, cgroupRoot, err := programsAndFeatures(opts.Protocols)
 	if err != nil {
 		return nil, err
 	}
@@ -288,6 +280,25 @@ func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie bool)
 		return fmt.Errorf("setting the programs' configuration: %w", err)
 	}
 	return nil
+}
+
+// programsAndFeatures reads what a plan is made of: the embedded programs,
+// what this kernel offers them, and the cgroup v2 root the protocol labels
+// attach to ("" without protocols or cgroup v2).
+func programsAndFeatures(protocols bool) (*ebpf.CollectionSpec, features, string, error) {
+	spec, err := loadKatrace()
+	if err != nil {
+		return nil, features{}, "", fmt.Errorf("reading the embedded programs: %w", err)
+	}
+	kspec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, features{}, "", fmt.Errorf("reading kernel BTF: %w", err)
+	}
+	fs, cgroupRoot, err := kernelFeatures(kspec, protocols)
+	if err != nil {
+		return nil, features{}, "", err
+	}
+	return spec, fs, cgroupRoot, nil
 }
 
 // kernelFeatures is what the kernel offers the plan, and the cgroup v2

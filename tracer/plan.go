@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -216,15 +215,7 @@ type AttachPoint struct {
 // TracingAttachPoints lists the tracing attach points of strategy s with
 // the default options (protocol labels off) on this kernel.
 func TracingAttachPoints(s Strategy) ([]AttachPoint, error) {
-	spec, err := loadKatrace()
-	if err != nil {
-		return nil, fmt.Errorf("reading the embedded programs: %w", err)
-	}
-	kspec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return nil, fmt.Errorf("reading kernel BTF: %w", err)
-	}
-	fs, _, err := kernelFeatures(kspec, false)
+	spec, fs, _, err := programsAndFeatures(false)
 	if err != nil {
 		return nil, err
 	}

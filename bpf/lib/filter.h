@@ -5,6 +5,22 @@
 #define __KATRACE_LIB_FILTER_H__
 
 #include "lib/globals.h"
+#include "lib/ring.h"
+
+/* Whether match holds for entry i of a filter list, for one of its first
+ * count entries (max: the list's size, which bounds the loop for the
+ * verifier). */
+#define any_filter_entry(i, max, count, match)          \
+	({                                              \
+		bool hit = false;                       \
+		for (__u32 i = 0; i < (max); i++) {     \
+			if (i >= (count))               \
+				break;                  \
+			if (match)                      \
+				hit = true;             \
+		}                                       \
+		hit;                                    \
+	})
 
 static __always_inline bool addr_in_cidr(const __u8 *addr, __u8 family, __u32 i)
 {
@@ -58,30 +74,14 @@ static __always_inline bool event_wanted(struct event *e, bool owner_ctx)
 		return false;
 	if (cfg.filter_cgroup_count && !e->in_filtered_cgroup)
 		return false;
-	if (cfg.filter_port_count) {
-		bool hit = false;
-
-		for (__u32 i = 0; i < KATRACE_MAX_PORTS; i++) {
-			if (i >= cfg.filter_port_count)
-				break;
-			if (e->sport == cfg.filter_ports[i] || e->dport == cfg.filter_ports[i])
-				hit = true;
-		}
-		if (!hit)
-			return false;
-	}
-	if (cfg.filter_cidr_count) {
-		bool hit = false;
-
-		for (__u32 i = 0; i < KATRACE_MAX_CIDRS; i++) {
-			if (i >= cfg.filter_cidr_count)
-				break;
-			if (addr_in_cidr(e->saddr, e->family, i) || addr_in_cidr(e->daddr, e->family, i))
-				hit = true;
-		}
-		if (!hit)
-			return false;
-	}
+	if (cfg.filter_port_count &&
+	    !any_filter_entry(i, KATRACE_MAX_PORTS, cfg.filter_port_count,
+			      e->sport == cfg.filter_ports[i] || e->dport == cfg.filter_ports[i]))
+		return false;
+	if (cfg.filter_cidr_count &&
+	    !any_filter_entry(i, KATRACE_MAX_CIDRS, cfg.filter_cidr_count,
+			      addr_in_cidr(e->saddr, e->family, i) || addr_in_cidr(e->daddr, e->family, i)))
+		return false;
 	if (cfg.filter_by_owner) {
 		__u32 ino = e->sock_ino;
 		__u8 one = 1;
@@ -102,6 +102,16 @@ static __always_inline bool event_wanted(struct event *e, bool owner_ctx)
 			return false;
 	}
 	return true;
+}
+
+/* Submit e if the filters want it (not in its owner's syscall), else give
+ * its scratch slot back. */
+static __always_inline void submit_if_wanted(struct event *e)
+{
+	if (event_wanted(e, false))
+		submit_event(e);
+	else
+		discard_event(e);
 }
 
 #endif /* __KATRACE_LIB_FILTER_H__ */

@@ -124,11 +124,7 @@ static __always_inline void keepalive_timer_exit(__u64 timer)
 	e->probe_rtt_ms = rtt_ms;
 	e->flags |= EVF_IN_KEEPALIVE_TIMER;
 	fill_owner_from_map(e, true);
-	if (!event_wanted(e, false)) {
-		discard_event(e);
-		return;
-	}
-	submit_event(e);
+	submit_if_wanted(e);
 }
 
 #endif /* __KATRACE_LIB_KEEPALIVE_H__ */

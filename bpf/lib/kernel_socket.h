@@ -80,19 +80,15 @@ static __always_inline __u8 read_addresses(struct sock_common *skc, bool direct,
 	return 6;
 }
 
-enum keepalive_own {
-	KEEPALIVE_OWN_IDLE = 1 << 0,
-	KEEPALIVE_OWN_INTVL = 1 << 1,
-	KEEPALIVE_OWN_PROBES = 1 << 2,
-};
-
 struct keepalive_settings {
 	__u32 idle_ms;
 	__u32 intvl_ms;
 	__u8 probes;
-	/* enum keepalive_own: which the socket sets itself (TCP_KEEPIDLE,
-	 * TCP_KEEPINTVL, TCP_KEEPCNT) rather than inherit from its netns. */
-	__u8 own;
+	/* Which of them the socket sets itself (TCP_KEEPIDLE, TCP_KEEPINTVL,
+	 * TCP_KEEPCNT) rather than inherit from its netns. */
+	bool own_idle;
+	bool own_intvl;
+	bool own_probes;
 };
 
 /* The keepalive settings in effect: the socket's own, else (0 on the
@@ -104,18 +100,14 @@ static __always_inline void read_keepalive_settings(struct tcp_sock *tp, struct 
 	__u32 intvl = RD(direct, tp, keepalive_intvl);
 	__u8 probes = RD(direct, tp, keepalive_probes);
 
-	ks->own = 0;
-	if (idle)
-		ks->own |= KEEPALIVE_OWN_IDLE;
-	else
+	ks->own_idle = idle;
+	ks->own_intvl = intvl;
+	ks->own_probes = probes;
+	if (!idle)
 		idle = RD(direct, net, ipv4.sysctl_tcp_keepalive_time);
-	if (intvl)
-		ks->own |= KEEPALIVE_OWN_INTVL;
-	else
+	if (!intvl)
 		intvl = RD(direct, net, ipv4.sysctl_tcp_keepalive_intvl);
-	if (probes)
-		ks->own |= KEEPALIVE_OWN_PROBES;
-	else
+	if (!probes)
 		probes = RD(direct, net, ipv4.sysctl_tcp_keepalive_probes);
 	ks->idle_ms = jiffies_to_ms(idle);
 	ks->intvl_ms = jiffies_to_ms(intvl);

@@ -34,22 +34,29 @@ static __always_inline __u32 sock_inode_direct(struct sock *sk)
 	return inode->i_ino;
 }
 
-/* A keepalive socket without a slot (another socket holds it): its owner
- * goes to the owners map by cookie, where the keepalive timer finds it
- * (the timer has a plain pointer and cannot reach socket storage). Other
- * slot-less sockets pay one flag test. */
-static __always_inline void share_keepalive_owner(struct sock *sk, __u64 cookie, __u32 pid)
+/* The current task (pid) as the owner of the socket with this cookie, in
+ * the owners map. Known already: a lookup and a compare. */
+static __always_inline void map_owner(__u64 cookie, __u32 pid)
 {
 	struct owner *known, fresh = {};
 
-	if (!cookie || !(sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN)))
-		return;
 	known = bpf_map_lookup_elem(&owners, &cookie);
 	if (known && known->pid == pid)
 		return;
 	fresh.pid = pid;
 	bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
 	bpf_map_update_elem(&owners, &cookie, &fresh, BPF_ANY);
+}
+
+/* A keepalive socket without a slot (another socket holds it): its owner
+ * goes to the owners map by cookie, where the keepalive timer finds it
+ * (the timer has a plain pointer and cannot reach socket storage). Other
+ * slot-less sockets pay one flag test. */
+static __always_inline void share_keepalive_owner(struct sock *sk, __u64 cookie, __u32 pid)
+{
+	if (!cookie || !(sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN)))
+		return;
+	map_owner(cookie, pid);
 }
 
 /* Remember the current task as sk's owner, from its owner's syscalls only
@@ -98,17 +105,9 @@ static __always_inline void learn_owner(struct sock *sk)
 static __always_inline void learn_owner_by_cookie(struct sock *sk)
 {
 	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
-	struct owner *known, fresh = {};
 
-	if (!cookie)
-		return;
-	known = bpf_map_lookup_elem(&owners, &cookie);
-	if (known && known->pid == pid)
-		return;
-	fresh.pid = pid;
-	bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
-	bpf_map_update_elem(&owners, &cookie, &fresh, BPF_ANY);
+	if (cookie)
+		map_owner(cookie, bpf_get_current_pid_tgid() >> 32);
 }
 
 /* any_kernel: look even where owners_by_cookie is off (the keepalive

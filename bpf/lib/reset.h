@@ -52,11 +52,7 @@ static __always_inline void handle_reset(struct sock *sk, __u8 kind, __u32 reaso
 	if (!full) {
 		e->flags |= EVF_TIMEWAIT;
 		fill_timewait_socket(e, sk);
-		if (!event_wanted(e, false)) {
-			discard_event(e);
-			return;
-		}
-		submit_event(e);
+		submit_if_wanted(e);
 		return;
 	}
 	submit_sock_event(e, sk, info, owned_by_user(sk));

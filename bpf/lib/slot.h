@@ -19,25 +19,24 @@ static __always_inline __u64 sock_cookie(struct sock *sk)
 	return cookie ? cookie : bpf_get_socket_cookie(sk);
 }
 
+/* The slot the cookie maps to, whoever holds it; NULL for no cookie. */
 static __always_inline struct sock_slot *slot_at(__u64 cookie)
 {
-	/* Cookies come in per-CPU batches of 4096: mix the batch in. */
-	__u32 idx = (__u32)(cookie ^ (cookie >> 14)) & (KATRACE_SOCK_SLOTS - 1);
+	__u32 idx;
 
+	if (!cookie)
+		return NULL;
+	/* Cookies come in per-CPU batches of 4096: mix the batch in. */
+	idx = (__u32)(cookie ^ (cookie >> 14)) & (KATRACE_SOCK_SLOTS - 1);
 	return bpf_map_lookup_elem(&sock_slots, &idx);
 }
 
 /* The socket's slot if it still holds it, else NULL. */
 static __always_inline struct sock_slot *slot_of(__u64 cookie)
 {
-	struct sock_slot *s;
+	struct sock_slot *s = slot_at(cookie);
 
-	if (!cookie)
-		return NULL;
-	s = slot_at(cookie);
-	if (!s || s->cookie != cookie)
-		return NULL;
-	return s;
+	return s && s->cookie == cookie ? s : NULL;
 }
 
 /* The socket's slot: its own, or a free one it takes. A slot held by
@@ -46,29 +45,16 @@ static __always_inline struct sock_slot *slot_of(__u64 cookie)
  * and go, and a socket that finds its slot taken goes without. */
 static __always_inline struct sock_slot *claim_slot(__u64 cookie)
 {
-	struct sock_slot *s;
+	struct sock_slot *s = slot_at(cookie);
 
-	if (!cookie)
-		return NULL;
-	s = slot_at(cookie);
-	if (!s)
-		return NULL;
-	if (s->cookie == cookie)
+	if (!s || s->cookie == cookie)
 		return s;
-	/* Plain stores: two sockets taking one free slot at once leave it to
-	 * one of them, and readers check the cookie. */
+	/* Plain stores, the cookie last: two sockets taking one free slot at
+	 * once leave it to one of them, and readers check the cookie. */
 	if (s->cookie)
 		return NULL;
+	__builtin_memset(s, 0, sizeof(*s));
 	s->cookie = cookie;
-	s->start_jiffies = 0;
-	s->fin_jiffies = 0;
-	s->fin_idle_ms = 0;
-	s->write_seq_at_fin = 0;
-	s->pid = 0;
-	s->role = 0;
-	s->established = 0;
-	s->fin_side = 0;
-	s->comm[0] = 0;
 	return s;
 }
 

@@ -55,11 +55,7 @@ static __always_inline void timewait_timer_expire(__u64 timer)
 	e->old_state = substate;
 	e->flags |= EVF_TIMEWAIT;
 	fill_timewait_socket_by_probe_read(e, (struct sock *)tw);
-	if (!event_wanted(e, false)) {
-		discard_event(e);
-		return;
-	}
-	submit_event(e);
+	submit_if_wanted(e);
 }
 
 #endif /* __KATRACE_LIB_TIMEWAIT_H__ */
