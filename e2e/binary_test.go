@@ -125,6 +125,15 @@ func startKatrace(t *testing.T, argv []string, args ...string) *daemon {
 		close(d.exited)
 	}()
 	t.Cleanup(func() {
+		if t.Failed() {
+			// Where each of katrace's goroutines stood when the test gave
+			// up: a stalled pipeline shows here.
+			_ = d.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-d.exited:
+			case <-time.After(3 * time.Second):
+			}
+		}
 		d.cmd.Process.Kill()
 		<-d.exited
 		if t.Failed() {

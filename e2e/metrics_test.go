@@ -176,7 +176,8 @@ func TestMetricsMatchStream(t *testing.T) {
 		return err == nil && strings.Contains(text, "katrace_build_info{"), fmt.Sprint(err)
 	})
 
-	_, _ = keepaliveTimeout(t, p, "18292")
+	_, lp := keepaliveTimeout(t, p, "18292")
+	witnessKeepalive(t, p, lp)
 
 	// The files and the counters catch up with each other once the
 	// printer flushed; then every type must agree.

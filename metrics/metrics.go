@@ -142,6 +142,7 @@ type Sink struct {
 	events    [16]prometheus.Counter // by record.Type
 	eventsVec *prometheus.CounterVec
 	lost      prometheus.Counter
+	missed    prometheus.Counter
 	buildInfo *prometheus.GaugeVec
 
 	key seriesKey // scratch, reused per record
@@ -210,6 +211,11 @@ func New(o Options) (*Sink, error) {
 		Help: "Kernel events dropped because the ring buffer was full (the sum of lost records).",
 	})
 	s.registry.MustRegister(s.lost)
+	s.missed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "katrace_program_runs_missed_total",
+		Help: "Kernel program runs skipped because the program was already running on that CPU; their events are missing (the sum of lost records' missed_runs).",
+	})
+	s.registry.MustRegister(s.missed)
 	s.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "katrace_build_info",
 		Help: "Always 1: katrace's version, the attach strategy in use and the kernel release.",
@@ -268,6 +274,7 @@ func (s *Sink) Write(r *record.Record) error {
 		return nil
 	case record.TypeLost:
 		s.lost.Add(float64(r.Count))
+		s.missed.Add(float64(r.MissedRuns))
 		return nil
 	}
 	if !r.Type.HasSocket() {

@@ -76,7 +76,7 @@ func keepaliveTimeoutStory() []*record.Record {
 	rstRecv.Direction = record.DirectionReceived // reason not known
 	lost := &record.Record{}
 	lost.Reset()
-	lost.Type, lost.Count = record.TypeLost, 17
+	lost.Type, lost.Count, lost.MissedRuns = record.TypeLost, 17, 2
 	end := &record.Record{}
 	end.Reset()
 	end.Type = record.TypeEnd
@@ -125,6 +125,9 @@ katrace_stale_reuses_total 1
 # HELP katrace_events_lost_total Kernel events dropped because the ring buffer was full (the sum of lost records).
 # TYPE katrace_events_lost_total counter
 katrace_events_lost_total 17
+# HELP katrace_program_runs_missed_total Kernel program runs skipped because the program was already running on that CPU; their events are missing (the sum of lost records' missed_runs).
+# TYPE katrace_program_runs_missed_total counter
+katrace_program_runs_missed_total 2
 # HELP katrace_build_info Always 1: katrace's version, the attach strategy in use and the kernel release.
 # TYPE katrace_build_info gauge
 katrace_build_info{kernel="6.18.0",mode="tracepoint",version="v1.2.3"} 1
@@ -132,7 +135,8 @@ katrace_build_info{kernel="6.18.0",mode="tracepoint",version="v1.2.3"} 1
 	names := []string{
 		"katrace_connection_closes_total", "katrace_resets_total", "katrace_keepalive_probes_total",
 		"katrace_keepalive_acks_total", "katrace_keepalive_timeouts_total", "katrace_idle_closes_total",
-		"katrace_stale_reuses_total", "katrace_events_lost_total", "katrace_build_info",
+		"katrace_stale_reuses_total", "katrace_events_lost_total", "katrace_program_runs_missed_total",
+		"katrace_build_info",
 	}
 	if err := testutil.GatherAndCompare(s.Registry(), strings.NewReader(want), names...); err != nil {
 		t.Error(err)

@@ -268,6 +268,19 @@ func goldenCases() []goldenCase {
 		`{"time":"2025-03-14T03:41:10.118000000Z","type":"lost","count":1}`,
 		`03:41:10.118  !! lost 1 event: the ring buffer was full (raise --ring-size)`)
 
+	r = newRecord(record.TypeLost, at(8000))
+	r.MissedRuns = 2
+	add("lost/missed_runs", r,
+		`{"time":"2025-03-14T03:41:10.118000000Z","type":"lost","count":0,"missed_runs":2}`,
+		`03:41:10.118  !! the kernel skipped 2 program runs (already running on that CPU): their events are missing`)
+
+	r = newRecord(record.TypeLost, at(8000))
+	r.Count, r.MissedRuns = 3, 1
+	add("lost/both", r,
+		`{"time":"2025-03-14T03:41:10.118000000Z","type":"lost","count":3,"missed_runs":1}`,
+		"03:41:10.118  !! lost 3 events: the ring buffer was full (raise --ring-size)\n"+
+			"03:41:10.118  !! the kernel skipped 1 program run (already running on that CPU): their events are missing")
+
 	r = newRecord(record.TypeSummary, at(9000))
 	r.Endpoint, r.IdleClosesRemote, r.IdleMsP50, r.IdleMsP90, r.StaleReuses = "10.213.0.2:18081", 12, 1000, 1010, 3
 	add("summary/stale_reuses", r,
@@ -303,5 +316,11 @@ func goldenCases() []goldenCase {
 	add("end", r,
 		`{"time":"2025-03-14T03:41:11.118000000Z","type":"end","events":24,"lost":1}`,
 		`03:41:11.118  stopped: 24 events, 1 lost`)
+
+	r = newRecord(record.TypeEnd, at(9000))
+	r.Events, r.Lost, r.MissedRuns = 24, 0, 5
+	add("end/missed_runs", r,
+		`{"time":"2025-03-14T03:41:11.118000000Z","type":"end","events":24,"lost":0,"missed_runs":5}`,
+		`03:41:11.118  stopped: 24 events, 0 lost, 5 program runs skipped`)
 	return cs
 }

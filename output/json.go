@@ -138,9 +138,15 @@ func appendJSON(b []byte, r *record.Record) []byte {
 		b = appendWorkloadJSON(b, &r.EndpointWorkload)
 	case record.TypeLost:
 		b = jsonUint(b, "count", r.Count)
+		if r.MissedRuns > 0 {
+			b = jsonUint(b, "missed_runs", r.MissedRuns)
+		}
 	case record.TypeEnd:
 		b = jsonUint(b, "events", r.Events)
 		b = jsonUint(b, "lost", r.Lost)
+		if r.MissedRuns > 0 {
+			b = jsonUint(b, "missed_runs", r.MissedRuns)
+		}
 	}
 	return append(b, '}', '\n')
 }

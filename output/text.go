@@ -117,16 +117,32 @@ func (t *Text) Write(r *record.Record) error {
 	case record.TypeLost:
 		b = t.appendHeader(b)
 		b = t.appendClock(b, r.Time)
-		b = append(b, "!! lost "...)
-		b = appendCount(b, r.Count, " event", " events")
-		b = append(b, ": the ring buffer was full (raise --ring-size)\n"...)
+		if r.Count > 0 {
+			b = append(b, "!! lost "...)
+			b = appendCount(b, r.Count, " event", " events")
+			b = append(b, ": the ring buffer was full (raise --ring-size)\n"...)
+		}
+		if r.MissedRuns > 0 {
+			if r.Count > 0 {
+				b = t.appendClock(b, r.Time)
+			}
+			b = append(b, "!! the kernel skipped "...)
+			b = appendCount(b, r.MissedRuns, " program run", " program runs")
+			b = append(b, " (already running on that CPU): their events are missing\n"...)
+		}
 	case record.TypeEnd:
 		b = t.appendHeader(b)
 		b = t.appendClock(b, r.Time)
 		b = append(b, "stopped: "...)
 		b = appendCount(b, r.Events, " event, ", " events, ")
 		b = strconv.AppendUint(b, r.Lost, 10)
-		b = append(b, " lost\n"...)
+		b = append(b, " lost"...)
+		if r.MissedRuns > 0 {
+			b = append(b, ", "...)
+			b = appendCount(b, r.MissedRuns, " program run", " program runs")
+			b = append(b, " skipped"...)
+		}
+		b = append(b, '\n')
 	default:
 		if !t.containerCol && r.Sock.Workload.Known() {
 			t.containerCol = true

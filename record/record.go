@@ -263,6 +263,9 @@ type Record struct {
 	Count  uint64
 	Events uint64
 	Lost   uint64
+	// MissedRuns counts the program runs the kernel skipped (a program
+	// already running on that CPU): their events are missing.
+	MissedRuns uint64
 }
 
 // Reset clears r for reuse, keeping no values from the previous event.

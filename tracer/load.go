@@ -54,6 +54,8 @@ type attachedPrograms struct {
 	strategy Strategy
 	coll     *ebpf.Collection
 	links    []link.Link
+	// progs are the attached programs (not the iterators run at start).
+	progs []*ebpf.Program
 	// kernelResetReason says the kernel names why it sent a reset.
 	kernelResetReason bool
 	// timewaitExpiry says a timewait socket's FIN_WAIT2 timeout is reported.
@@ -126,19 +128,30 @@ func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err erro
 	}()
 	var iterators []*ebpf.Program
 	for _, p := range plan {
-		prog := coll.Programs[p.program]
 		if p.attach == runIterator {
-			iterators = append(iterators, prog)
+			iterators = append(iterators, coll.Programs[p.program])
+		}
+	}
+	// Twice: before the probes, so that a keepalive timer that runs while
+	// they attach finds its socket's cookie already made (the timer path
+	// can read one, not make one); after them, for the sockets made in
+	// between. From then on every new socket is seen by the probes.
+	timerFn := coll.Variables[katraceVarKeepaliveTimerFn]
+	if err := primeCookies(iterators, timerFn); err != nil {
+		return nil, err
+	}
+	for _, p := range plan {
+		if p.attach == runIterator {
 			continue
 		}
-		lk, err := attachPlanned(p, prog, cgroupRoot)
+		lk, err := attachPlanned(p, coll.Programs[p.program], cgroupRoot)
 		if err != nil {
 			return nil, fmt.Errorf("attaching %s: %w", p.program, kernel.Explain(err))
 		}
 		l.links = append(l.links, lk)
+		l.progs = append(l.progs, coll.Programs[p.program])
 	}
-	// Every probe is in place: sockets made from now on are seen.
-	if err := primeCookies(iterators, coll.Variables[katraceVarKeepaliveTimerFn]); err != nil {
+	if err := primeCookies(iterators, timerFn); err != nil {
 		return nil, err
 	}
 	l.timewaitExpiry = watchTimewaitTimer(coll.Variables[katraceVarTwTimerFn])

@@ -96,6 +96,7 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 		sink:    sink,
 		corr:    corr,
 		lostMap: l.coll.Maps["lost_events"],
+		progs:   l.progs,
 	}
 	if byOwner {
 		p.ownedMap = l.coll.Maps["owned_inodes"]
@@ -135,12 +136,13 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
 	}
-	if n := p.pollLost(time.Now()); n > 0 {
+	if n, missed := p.pollLost(time.Now()); n > 0 || missed > 0 {
 		// Reported before the summary, like every other loss.
 		rec.Reset()
 		rec.Time = time.Now()
 		rec.Type = record.TypeLost
 		rec.Count = n
+		rec.MissedRuns = missed
 		if err := sink.Write(&rec); err != nil {
 			return err
 		}
@@ -154,6 +156,7 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 	rec.Type = record.TypeEnd
 	rec.Events = corr.Events()
 	rec.Lost = p.lostTotal
+	rec.MissedRuns = p.missedTotal
 	if err := sink.Write(&rec); err != nil {
 		return err
 	}
@@ -168,14 +171,17 @@ type pump struct {
 	lostMap   *ebpf.Map
 	lostTotal uint64
 	lostBuf   []uint64
-	lastLost  time.Time
-	lastFlush time.Time
-	lastSeed  time.Time
-	ownedMap  *ebpf.Map
-	owners    *ownerIndex
-	raw       ringbuf.Record
-	ev        katraceEvent
-	rec       record.Record
+	// progs are the attached programs, whose runs the kernel may skip.
+	progs       []*ebpf.Program
+	missedTotal uint64
+	lastLost    time.Time
+	lastFlush   time.Time
+	lastSeed    time.Time
+	ownedMap    *ebpf.Map
+	owners      *ownerIndex
+	raw         ringbuf.Record
+	ev          katraceEvent
+	rec         record.Record
 }
 
 func (p *pump) run(ctx context.Context) error {
@@ -254,34 +260,47 @@ func (p *pump) tick() error {
 	return p.sink.Flush()
 }
 
-// pollLost reads the kernel's count of events it could not deliver and
-// returns how many are new.
-func (p *pump) pollLost(now time.Time) uint64 {
+// pollLost reads the kernel's count of events it could not deliver (the
+// ring buffer was full) and of program runs it skipped, and returns how
+// many of each are new. The kernel skips a run when the program is already
+// running on that CPU: a softirq (a timer, a packet) that interrupts the
+// program in a syscall and reaches the same attach point. The events of a
+// skipped run are missing, and nothing else would say so.
+func (p *pump) pollLost(now time.Time) (lost, missed uint64) {
 	p.lastLost = now
-	if err := p.lostMap.Lookup(uint32(0), &p.lostBuf); err != nil {
-		return 0
+	if err := p.lostMap.Lookup(uint32(0), &p.lostBuf); err == nil {
+		var total uint64
+		for _, v := range p.lostBuf {
+			total += v
+		}
+		if total > p.lostTotal {
+			lost = total - p.lostTotal
+			p.lostTotal = total
+		}
 	}
 	var total uint64
-	for _, v := range p.lostBuf {
-		total += v
+	for _, prog := range p.progs {
+		if st, err := prog.Stats(); err == nil {
+			total += st.RecursionMisses
+		}
 	}
-	if total <= p.lostTotal {
-		return 0
+	if total > p.missedTotal {
+		missed = total - p.missedTotal
+		p.missedTotal = total
 	}
-	fresh := total - p.lostTotal
-	p.lostTotal = total
-	return fresh
+	return lost, missed
 }
 
 func (p *pump) reportLost(now time.Time) error {
-	fresh := p.pollLost(now)
-	if fresh == 0 {
+	lost, missed := p.pollLost(now)
+	if lost == 0 && missed == 0 {
 		return nil
 	}
 	p.rec.Reset()
 	p.rec.Time = now
 	p.rec.Type = record.TypeLost
-	p.rec.Count = fresh
+	p.rec.Count = lost
+	p.rec.MissedRuns = missed
 	return p.sink.Write(&p.rec)
 }
 

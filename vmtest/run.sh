@@ -367,8 +367,27 @@ else
 	set --
 	while IFS= read -r arg; do set -- "$@" "$arg"; done </vmtest/args
 	cd /tmp
-	KATRACE_TEST_PRIVILEGED=1 /katrace.test -test.v "$@"
-	status=$?
+	{ KATRACE_TEST_PRIVILEGED=1 /katrace.test -test.v "$@"; echo $? >/tmp/vmtest-rc; } 2>&1 | tee /tmp/vmtest-run.log
+	status=$(cat /tmp/vmtest-rc)
+	# Under TCG a guest runs ~20x slower than the host and timing races show
+	# up that the host never sees. A few failed tests run once more, alone:
+	# passing then is reported as flaky (the host reads the FLAKY line), a
+	# second failure stands. A failure in many tests is a real one: no rerun.
+	failed=$(sed -n 's/^--- FAIL: \([^ ]*\) .*/\1/p' /tmp/vmtest-run.log)
+	nfailed=$(echo "$failed" | grep -c .)
+	if [ "$status" != 0 ] && [ "$nfailed" -ge 1 ] && [ "$nfailed" -le 3 ]; then
+		pattern=$(echo "$failed" | tr '\n' '|' | sed 's/|$//')
+		echo "vmtest: failed: $pattern; running them once more"
+		KATRACE_TEST_PRIVILEGED=1 /katrace.test -test.v "$@" -test.run "^($pattern)\$"
+		if [ $? = 0 ]; then
+			echo "vmtest: FLAKY: $pattern failed, then passed alone"
+			status=0
+		else
+			echo "vmtest: FAILED AGAIN: $pattern"
+		fi
+	elif [ "$status" != 0 ]; then
+		echo "vmtest: failed: $(echo "$failed" | tr '\n' ' ')"
+	fi
 fi
 echo "vmtest: test binary exited with status $status"
 [ -n "$status_dev" ] && echo "$status" >"$status_dev"
@@ -420,7 +439,7 @@ for r in "${runs[@]}"; do
 		-kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" \
 		-append "console=$console loglevel=4 panic=-1 oops=panic random.trust_cpu=on KATRACE_TEST_ATTACH=$s KATRACE_VMTEST_NO_KCONFIG=$no_kconfig" \
 		</dev/null 2>&1 |
-		sed -u "s/\r\$//; s/^/[$label] /"
+		sed -u "s/\r\$//; s/^/[$label] /" | tee "$work/console-${r/:/-}.log"
 	qemu_rc=${PIPESTATUS[0]}
 	set -e
 	took=$((SECONDS - start))
@@ -431,8 +450,10 @@ for r in "${runs[@]}"; do
 		result="FAIL (guest gave no exit status: panic or crash; qemu exit $qemu_rc, ${took}s)"
 	elif ((status == 0)); then
 		result="PASS (${took}s)"
+		flaky=$(sed -n 's/.*vmtest: FLAKY: \([^ ]*\) .*/\1/p' "$work/console-${r/:/-}.log" | tail -n1)
+		[[ -z $flaky ]] || result="PASS (${took}s; flaky: ${flaky//|/ } failed once, passed on a rerun)"
 	else
-		result="FAIL (exit $status, ${took}s)"
+		result="FAIL (exit $status, ${took}s; failed: $(sed -n 's/.*\] --- FAIL: \([^ ]*\) .*/\1/p' "$work/console-${r/:/-}.log" | sort -u | tr '\n' ' '))"
 	fi
 	[[ $result == PASS* ]] || failed=1
 	summary+=("vmtest: $label $result")
