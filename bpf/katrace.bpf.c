@@ -101,7 +101,10 @@ int BPF_PROG(tp_inet_sk_error_report, const struct sock *sk)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 {
-	learn_owner(sk);
+	if (ret > 0 && !(flags & MSG_PEEK))
+		learn_owner_reading(sk);
+	else
+		learn_owner(sk);
 	return 0;
 }
 
@@ -112,14 +115,15 @@ int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 	return 0;
 }
 
-/* Before 6.4 under the tracepoint strategy (no owner tracepoints, no
- * function hooks): tcp_rcv_space_adjust runs in the owner's recvmsg, with
- * the socket locked by it. */
+/* Before 6.4 (no owner tracepoints): tcp_rcv_space_adjust runs in the
+ * owner's recvmsg once data was copied, with the socket locked by it.
+ * Under every strategy it marks the read (the goodbye guard); under the
+ * tracepoint strategy, which hooks no function, it also names the owner. */
 SEC("tp_btf/tcp_rcv_space_adjust")
 int BPF_PROG(tp_tcp_rcv_space_adjust, struct sock *sk)
 {
 	if (owned_by_user(sk))
-		learn_owner(sk);
+		learn_owner_reading(sk);
 	return 0;
 }
 

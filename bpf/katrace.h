@@ -295,10 +295,15 @@ struct sock_slot {
 	__u32 write_seq_at_fin;
 	/* The process that last used the socket in a system call. */
 	__u32 pid;
+	/* Our write_seq when the owner last read data (read_seen set): equal
+	 * to write_seq at a FIN, the owner had read an answer to its last
+	 * write before the silence; a client still waiting for a slow answer
+	 * has not. */
+	__u32 write_seq_at_read;
 	__u8 role;
 	__u8 established;
 	__u8 fin_side;
-	__u8 pad;
+	__u8 read_seen;
 	char comm[KATRACE_COMM_LEN];
 };
 

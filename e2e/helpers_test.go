@@ -269,6 +269,10 @@ func clientCommands(c *net.TCPConn, describe func(error) string) error {
 				continue
 			}
 			say("got %s", strings.TrimSpace(line))
+		case "send":
+			// A request whose answer is left unread until "wait".
+			_, err := io.WriteString(c, "ping\n")
+			say("sent %v", err)
 		case "close":
 			say("closed %v", c.Close())
 		case "tls", "h2":

@@ -380,18 +380,45 @@ func TestSlowAnswerThenCloseIsNoGoodbye(t *testing.T) {
 	cli.send("close")
 	sc := s.waitFor("the server's close", 1, eventTimeout, and(typeIs("close"), inNetns(p.serverIno), rport(lp)))[0]
 	cc := s.waitFor("the client's close", 1, eventTimeout, and(typeIs("close"), inNetns(p.clientIno), lport(lp)))[0]
-	// The server's side is certain: the slow answer cleared the kernel's
-	// pingpong mode. The client's is not (issue 10 stays open for it): it
-	// calls the answer a goodbye when the answer and the FIN arrive before
-	// it reads, as on a loaded host; only the server's side is asserted.
+	// The server's side: the slow answer cleared the kernel's pingpong
+	// mode. The client's: it read nothing after its request.
 	if sc.str("cause") != "close_local" {
 		t.Errorf("server's close %v; want close_local", sc)
 	}
 	if cc.str("cause") != "close_remote" {
-		t.Logf("client's close %v: the client-side goodbye guard raced", cc)
+		t.Errorf("client's close %v; want close_remote", cc)
 	}
-	if idle := s.all(and(typeIs("idle_close"), inNetns(p.serverIno), rport(lp))); len(idle) > 0 {
+	if idle := append(s.all(and(typeIs("idle_close"), inNetns(p.serverIno), rport(lp))),
+		s.all(and(typeIs("idle_close"), inNetns(p.clientIno), lport(lp)))...); len(idle) > 0 {
 		t.Errorf("a slow answer before a close is no idle close: %v", idle)
+	}
+}
+
+// TestUnreadSlowAnswerThenCloseIsNoGoodbye: the same server, and a client
+// that does not read while it waits, so the slow answer and the FIN are
+// both unread at the FIN, as when a loaded client is slow to run: the
+// client never read after its request, so the answer is no goodbye.
+func TestUnreadSlowAnswerThenCloseIsNoGoodbye(t *testing.T) {
+	requirePrivileges(t)
+	p := newPair(t)
+	s := startTrace(t, tracer.Config{IdleThreshold: 500 * time.Millisecond, All: true})
+	startHelper(t, p.server, "", "slowclose", p.serverAddr, "18412", "1500ms").expect("listening", startTimeout)
+	cli := startHelper(t, p.client, "", "tclient", p.serverAddr, "18412")
+	lp := atoi(t, cli.expect("connected", startTimeout))
+	cli.send("send")
+	if got := cli.expect("sent", startTimeout); got != "<nil>" {
+		t.Fatalf("client: sent %s", got)
+	}
+	s.waitFor("the server's close", 1, eventTimeout, and(typeIs("close"), inNetns(p.serverIno), rport(lp)))
+	cli.send("wait")
+	cli.expect("eof", startTimeout)
+	cli.send("close")
+	cc := s.waitFor("the client's close", 1, eventTimeout, and(typeIs("close"), inNetns(p.clientIno), lport(lp)))[0]
+	if cc.str("cause") != "close_remote" {
+		t.Errorf("client's close %v; want close_remote", cc)
+	}
+	if idle := s.all(and(typeIs("idle_close"), inNetns(p.clientIno), lport(lp))); len(idle) > 0 {
+		t.Errorf("an unread slow answer before the FIN is no goodbye: %v", idle)
 	}
 }
 

@@ -198,18 +198,20 @@ const (
 )
 
 type katraceSockSlot struct {
-	_             structs.HostLayout
-	Cookie        uint64
-	StartJiffies  uint64
-	FinJiffies    uint64
-	FinIdleMs     uint32
-	WriteSeqAtFin uint32
-	Pid           uint32
-	Role          uint8
-	Established   uint8
-	FinSide       uint8
-	Pad           uint8
-	Comm          [16]int8
+	_              structs.HostLayout
+	Cookie         uint64
+	StartJiffies   uint64
+	FinJiffies     uint64
+	FinIdleMs      uint32
+	WriteSeqAtFin  uint32
+	Pid            uint32
+	WriteSeqAtRead uint32
+	Role           uint8
+	Established    uint8
+	FinSide        uint8
+	ReadSeen       uint8
+	Comm           [16]int8
+	_              [4]byte
 }
 
 type katraceTimerRun struct {

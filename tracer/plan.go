@@ -35,8 +35,8 @@ const (
 	featureOwnerTracepoints
 	// No owner tracepoints: owners by cookie, from tcp_recvmsg/tcp_sendmsg.
 	featureOwnersByCookie
-	// No owner tracepoints: owners from the tcp_rcv_space_adjust
-	// tracepoint, which runs in the owner's recvmsg.
+	// No owner tracepoints: the owner's reads from the
+	// tcp_rcv_space_adjust tracepoint, which runs in its recvmsg.
 	featureOwnersFromReads
 	// --proto and a cgroup v2 mount.
 	featureProtocols
@@ -114,9 +114,9 @@ var attachPlan = []plannedProgram{
 	// watches it under the tracepoint strategy).
 	{program: katraceProgTpTimewaitTimerExpire, attach: attachTracing, strategies: fentryKprobe},
 
-	// Owners before 6.4: from the owner's reads under the tracepoint
-	// strategy...
-	{program: katraceProgTpTcpRcvSpaceAdjust, attach: attachTracing, strategies: onlyTracepoint, needs: featureOwnersFromReads},
+	// Before 6.4, the owner's reads (the goodbye guard), and under the
+	// tracepoint strategy its owner...
+	{program: katraceProgTpTcpRcvSpaceAdjust, attach: attachTracing, needs: featureOwnersFromReads},
 	// ...and where the strategy hooks functions, by cookie.
 	{program: katraceProgFentryTcpRecvmsg, attach: attachTracing, strategies: onlyFentry, needs: featureOwnersByCookie},
 	{program: katraceProgFentryTcpSendmsg, attach: attachTracing, strategies: onlyFentry, needs: featureOwnersByCookie},

@@ -62,7 +62,7 @@ static __always_inline void share_keepalive_owner(struct sock *sk, __u64 cookie,
 /* Remember the current task as sk's owner, from its owner's syscalls only
  * (a timer or softirq runs on whatever task the CPU had). Known already:
  * a lookup and two compares. */
-static __always_inline void remember_slot_owner(struct sock *sk)
+static __always_inline struct sock_slot *remember_slot_owner(struct sock *sk)
 {
 	__u64 cookie = sock_cookie(sk);
 	struct sock_slot *s = claim_slot(cookie);
@@ -70,12 +70,13 @@ static __always_inline void remember_slot_owner(struct sock *sk)
 
 	if (!s) {
 		share_keepalive_owner(sk, cookie, pid);
-		return;
+		return NULL;
 	}
 	if (s->pid == pid)
-		return;
+		return s;
 	s->pid = pid;
 	bpf_get_current_comm(s->comm, sizeof(s->comm));
+	return s;
 }
 
 /* The same into a socket's storage, which outlives its file: the owner of
@@ -98,6 +99,26 @@ static __always_inline void learn_owner(struct sock *sk)
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return;
 	remember_slot_owner(sk);
+}
+
+/* recvmsg's flags (include/linux/socket.h). */
+#define MSG_PEEK 2
+
+/* The same from a read that returned data: our write_seq then is kept
+ * for the goodbye guard (goodbye_idle). */
+static __always_inline void learn_owner_reading(struct sock *sk)
+{
+	struct sock_slot *s;
+	struct tcp_sock *tp;
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return;
+	s = remember_slot_owner(sk);
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!s || !tp)
+		return;
+	s->write_seq_at_read = tp->write_seq;
+	s->read_seen = 1;
 }
 
 /* Before 6.4: the same, from tcp_recvmsg/tcp_sendmsg, by cookie (kprobe

@@ -55,8 +55,8 @@ static __always_inline struct sock_info *create_info(struct sock *sk, __u64 cook
  * the silence before the goodbye, or min(since_send, since_recv) when the
  * FIN followed no goodbye; sets *goodbye_bytes to the goodbye's size
  * (GOODBYE_SIZE_UNKNOWN when gone). */
-static __always_inline __u32 goodbye_idle(struct tcp_sock *tp, bool local, __u32 since_send,
-					  __u32 since_recv, __u32 *goodbye_bytes)
+static __always_inline __u32 goodbye_idle(struct tcp_sock *tp, struct sock_slot *slot, bool local,
+					  __u32 since_send, __u32 since_recv, __u32 *goodbye_bytes)
 {
 	__u32 recent = local ? since_send : since_recv;
 	__u32 quiet = local ? since_recv : since_send;
@@ -83,6 +83,13 @@ static __always_inline __u32 goodbye_idle(struct tcp_sock *tp, bool local, __u32
 		 * an answer reads it at once. Unread counts the FIN too. */
 		bytes = tp->rcv_nxt - tp->copied_seq;
 		if (bytes <= 1)
+			return min_u32(since_send, since_recv);
+		/* A client still waiting for a slow answer may not have read it
+		 * yet either when the FIN follows at once: require that the
+		 * owner read data after its last write (its last request was
+		 * answered before the silence). Unknown (no read seen since
+		 * katrace started, or no slot): no goodbye. */
+		if (!slot || !slot->read_seen || slot->write_seq_at_read != tp->write_seq)
 			return min_u32(since_send, since_recv);
 		bytes--;
 	}
@@ -156,7 +163,7 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 			bool idle_fin;
 
 			if (old == TCP_ESTABLISHED && idle < cfg.idle_threshold_ms)
-				idle = goodbye_idle(tp, side == FIN_LOCAL, since_send, since_recv,
+				idle = goodbye_idle(tp, slot, side == FIN_LOCAL, since_send, since_recv,
 						    &goodbye_bytes);
 			idle_fin = idle >= cfg.idle_threshold_ms && old == TCP_ESTABLISHED;
 
