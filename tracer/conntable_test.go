@@ -3,6 +3,7 @@ package tracer
 import (
 	"net/netip"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/katrace/katrace/record"
@@ -80,5 +81,55 @@ func TestInternWorkloadShares(t *testing.T) {
 	w1.Cgroup = "/changed"
 	if p1.Cgroup != "/system.slice/a.service" {
 		t.Error("the interned copy follows the caller's value")
+	}
+}
+
+// What a socket remembers comes back in its later records: the owner, the
+// protocol label and request count (timer events carry none, PROTO_OTHER
+// names none), the local tuple the kernel cleared by CLOSE, for IPv6 too.
+func TestRememberedSocketFields(t *testing.T) {
+	s := sock{cookie: 7, start: 1e12, pid: 4242, comm: "client"}
+	laddr := netip.MustParseAddr("fd00:213::1")
+	v6 := func(e katraceEvent) katraceEvent {
+		e.Family = 6
+		e.Saddr = laddr.As16()
+		e.Daddr = netip.MustParseAddr("fd00:213::2").As16()
+		return e
+	}
+	first := s.owned(v6(s.ev(evState, 0, tcpEstablished)))
+	first.OldState = tcpSynSent
+	first.Proto, first.Requests = protoHTTP1, 3
+	other := v6(s.ev(evState, 10, tcpFinWait1))
+	other.OldState = tcpEstablished
+	other.Proto = uint8(katraceProtoPROTO_OTHER)
+	closing := v6(s.ev(evClose, 20, tcpClose))
+	closing.OldState = tcpFinWait1
+	closing.Sport = 0
+	closing.Saddr = [16]byte{}
+	sink := feed(t, CorrelatorConfig{IdleThreshold: time.Second, States: true, AllCloses: true}, first, other, closing)
+	if len(sink.recs) != 3 {
+		t.Fatalf("records %v", sink.types())
+	}
+	for i, r := range sink.recs {
+		sk := r.Sock
+		if sk.PID != 4242 || sk.Comm != "client" || sk.Proto != "http/1.x" || sk.Requests != 3 ||
+			sk.LAddr != laddr || sk.LPort != 40750 || !sk.IPv6 {
+			t.Errorf("record %d (%s): %+v", i, r.Type, sk)
+		}
+	}
+
+	// A label without requests replaces the remembered one.
+	s4 := sock{cookie: 8, start: 1e12, pid: 4243, comm: "other"}
+	http := s4.owned(s4.ev(evState, 0, tcpEstablished))
+	http.OldState = tcpSynSent
+	http.Proto, http.Requests = protoHTTP1, 3
+	tls := s4.ev(evState, 5, tcpEstablished)
+	tls.Proto, tls.Requests = uint8(katraceProtoPROTO_TLS), 9
+	timer := s4.ev(evKeepalive, 10, tcpEstablished)
+	timer.ProbesAfter = 1
+	sink = feed(t, CorrelatorConfig{IdleThreshold: time.Second, States: true}, http, tls, timer)
+	r := sink.last(record.TypeKeepaliveProbe)
+	if r == nil || r.Sock.Proto != "tls" || r.Sock.Requests != record.Absent || r.Sock.LAddr != netip.MustParseAddr("10.213.0.1") || r.Sock.PID != 4243 {
+		t.Fatalf("after a tls label: %+v", r)
 	}
 }
