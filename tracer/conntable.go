@@ -1,20 +1,65 @@
 package tracer
 
-import "github.com/katrace/katrace/record"
+import (
+	"net/netip"
 
-// conn is what katrace remembers about one socket between its events.
+	"github.com/katrace/katrace/record"
+)
+
+// conn is what katrace remembers about one socket between its events. It
+// is kept to 80 bytes (one allocation size class, no rounding up) because
+// a host can have hundreds of thousands of sockets: strings and the
+// workload are shared, not copied, and the rest is stored as the kernel
+// gave it (the record's Socket is rebuilt from it when needed).
 type conn struct {
 	cookie     uint64
-	sock       record.Socket
-	lastNs     uint64
-	probesSent int
-	// timeoutReported: the keepalive_timeout record is out (the kernel
-	// reports the error and the CLOSE in either order, by version).
-	timeoutReported bool
-	// resetReason is the reason of the last reset sent, for the close.
-	resetReason string
-
 	prev, next *conn // recency list, most recent first
+	// comm is the owner's name, an interned string (commString).
+	comm string
+	// workload is an interned copy shared by every socket of the same
+	// cgroup (internWorkload), nil when none was seen.
+	workload *record.Workload
+	// lAddr is the local address: IPv4 in its first 4 bytes when
+	// flags&connLAddr4, else IPv6; set with lPort.
+	lAddr    [16]byte
+	pid      uint32
+	requests uint32 // HTTP/1.x requests seen, meaningful when proto is protoHTTP1
+	// probesSent counts the keepalive probes seen sent.
+	probesSent uint32
+	lPort      uint16
+	// proto is the index of the last protocol label in protoNames, 0 for none.
+	proto uint8
+	flags connFlags
+}
+
+type connFlags uint8
+
+const (
+	// connLAddr4: lAddr holds an IPv4 address.
+	connLAddr4 connFlags = 1 << iota
+	// connTimeoutReported: the keepalive_timeout record is out (the kernel
+	// reports the error and the CLOSE in either order, by version).
+	connTimeoutReported
+)
+
+func (cn *conn) localAddr() netip.Addr {
+	if cn.flags&connLAddr4 != 0 {
+		return netip.AddrFrom4([4]byte(cn.lAddr[:4]))
+	}
+	return netip.AddrFrom16(cn.lAddr)
+}
+
+func (cn *conn) setLocal(a netip.Addr, port uint16) {
+	cn.lPort = port
+	if a.Is4() {
+		cn.flags |= connLAddr4
+		v4 := a.As4()
+		cn.lAddr = [16]byte{}
+		copy(cn.lAddr[:], v4[:])
+		return
+	}
+	cn.flags &^= connLAddr4
+	cn.lAddr = a.As16()
 }
 
 // connTable remembers sockets by cookie, at most max at once: when full,
@@ -37,31 +82,30 @@ func newConnTable(max int) connTable {
 // len is the number of sockets remembered now.
 func (t *connTable) len() int { return len(t.byCookie) }
 
-// find returns the socket's memory, or nil, marking it active at ns.
-func (t *connTable) find(cookie uint64, ns uint64) *conn {
+// find returns the socket's memory, or nil, marking it the most recently
+// active.
+func (t *connTable) find(cookie uint64) *conn {
 	cn := t.byCookie[cookie]
 	if cn != nil {
-		t.touch(cn, ns)
+		t.touch(cn)
 	}
 	return cn
 }
 
-// add remembers a socket not remembered yet, active at ns.
-func (t *connTable) add(cookie uint64, ns uint64) *conn {
+// add remembers a socket not remembered yet, as the most recently active.
+func (t *connTable) add(cookie uint64) *conn {
 	if len(t.byCookie) >= t.max {
 		t.evict()
 	}
 	var cn *conn
 	if n := len(t.free); n > 0 {
 		cn = t.free[n-1]
+		t.free[n-1] = nil
 		t.free = t.free[:n-1]
-		*cn = conn{}
 	} else {
 		cn = &conn{}
 	}
 	cn.cookie = cookie
-	cn.sock.Requests = record.Absent
-	cn.lastNs = ns
 	t.byCookie[cookie] = cn
 	t.pushFront(cn)
 	return cn
@@ -71,11 +115,13 @@ func (t *connTable) add(cookie uint64, ns uint64) *conn {
 func (t *connTable) forget(cn *conn) {
 	t.unlink(cn)
 	delete(t.byCookie, cn.cookie)
+	// Drop what it points to now: a free entry must not keep a workload
+	// or a name alive.
+	*cn = conn{}
 	t.free = append(t.free, cn)
 }
 
-func (t *connTable) touch(cn *conn, ns uint64) {
-	cn.lastNs = ns
+func (t *connTable) touch(cn *conn) {
 	if t.head == cn {
 		return
 	}

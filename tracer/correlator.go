@@ -51,6 +51,33 @@ type Correlator struct {
 	summary summary
 	// comms caches process names, so that records do not allocate them.
 	comms map[[16]int8]string
+	// workloads interns the workloads sockets remember, so that each
+	// socket keeps a pointer, not a copy of six strings; lastWorkload is
+	// the one interned last (most events come from the same cgroups).
+	workloads    map[record.Workload]*record.Workload
+	lastWorkload *record.Workload
+}
+
+// maxWorkloads bounds the workload interning table; when it is full it
+// starts over (sockets keep the copies they point to).
+const maxWorkloads = 4096
+
+// internWorkload returns a shared, never modified copy of w.
+func (c *Correlator) internWorkload(w *record.Workload) *record.Workload {
+	if p := c.lastWorkload; p != nil && *p == *w {
+		return p
+	}
+	p, ok := c.workloads[*w]
+	if !ok {
+		if len(c.workloads) >= maxWorkloads {
+			clear(c.workloads)
+		}
+		p = new(record.Workload)
+		*p = *w
+		c.workloads[*w] = p
+	}
+	c.lastWorkload = p
+	return p
 }
 
 // abortWait is how long a possible abort's close waits for its reset,
@@ -63,7 +90,13 @@ func NewCorrelator(cfg CorrelatorConfig, sink record.Sink) *Correlator {
 	if cfg.MaxSockets <= 0 {
 		cfg.MaxSockets = 65536
 	}
-	return &Correlator{cfg: cfg, sink: sink, conns: newConnTable(cfg.MaxSockets), comms: make(map[[16]int8]string)}
+	return &Correlator{
+		cfg:       cfg,
+		sink:      sink,
+		conns:     newConnTable(cfg.MaxSockets),
+		comms:     make(map[[16]int8]string),
+		workloads: make(map[record.Workload]*record.Workload),
+	}
 }
 
 // Tracked is the number of sockets remembered now.
@@ -115,13 +148,13 @@ func (c *Correlator) Handle(e *katraceEvent) error {
 
 // lookup returns the socket's memory, creating it when create is set.
 func (c *Correlator) lookup(e *katraceEvent, create bool) *conn {
-	if cn := c.conns.find(e.Cookie, e.TsNs); cn != nil {
+	if cn := c.conns.find(e.Cookie); cn != nil {
 		return cn
 	}
 	if !create || e.Cookie == 0 {
 		return nil
 	}
-	return c.conns.add(e.Cookie, e.TsNs)
+	return c.conns.add(e.Cookie)
 }
 
 // begin starts a record of type t about e's socket.
@@ -191,10 +224,10 @@ func (c *Correlator) onError(e *katraceEvent) error {
 		return nil
 	}
 	if cn != nil {
-		if cn.timeoutReported {
+		if cn.flags&connTimeoutReported != 0 {
 			return nil
 		}
-		cn.timeoutReported = true
+		cn.flags |= connTimeoutReported
 	}
 	return c.keepaliveTimeout(e, cn)
 }
@@ -216,9 +249,6 @@ func (c *Correlator) onReset(e *katraceEvent) error {
 	reason, source := "", ""
 	if e.Kind == evResetSent {
 		reason, source = resetReason(e)
-		if cn != nil {
-			cn.resetReason = reason
-		}
 		// The keepalive timeout's own RST is part of that verdict.
 		if e.Flags&flagInKeepaliveTimer != 0 && !c.cfg.AllCloses {
 			return nil
@@ -321,7 +351,7 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 	cn := c.lookup(e, handoff)
 	c.lastClosed = e.Cookie
 	cause := closeCause(e, c.cfg.IdleThreshold)
-	if cause == record.CauseKeepaliveTimeout && (cn == nil || !cn.timeoutReported) {
+	if cause == record.CauseKeepaliveTimeout && (cn == nil || cn.flags&connTimeoutReported == 0) {
 		if err := c.keepaliveTimeout(e, cn); err != nil {
 			return err
 		}
@@ -346,7 +376,7 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 		r.IdleMs = int64(e.FinIdleMs)
 	}
 	if cn != nil {
-		r.ProbesSent = cn.probesSent
+		r.ProbesSent = int(cn.probesSent)
 	}
 	if e.Flags&flagInKeepaliveTimer != 0 && int(e.ProbesBefore) > r.ProbesSent {
 		r.ProbesSent = int(e.ProbesBefore)
@@ -405,7 +435,7 @@ func (c *Correlator) onTimewaitExpiry(e *katraceEvent) error {
 	r.Cause = cause
 	r.DurationMs = durationMs(e)
 	if cn != nil {
-		r.ProbesSent = cn.probesSent
+		r.ProbesSent = int(cn.probesSent)
 		c.conns.forget(cn)
 	}
 	return c.sink.Write(r)

@@ -27,26 +27,27 @@ func (c *Correlator) fillSocket(e *katraceEvent, cn *conn) {
 		s.LAddr = netip.AddrFrom4([4]byte(e.Saddr[:4]))
 		s.RAddr = netip.AddrFrom4([4]byte(e.Daddr[:4]))
 	}
-	s.Requests = record.Absent
-	if e.Proto != 0 && int(e.Proto) < len(protoNames) {
-		s.Proto = protoNames[e.Proto]
-		if e.Proto == protoHTTP1 {
-			s.Requests = int(e.Requests)
-		}
+	proto, requests := uint8(0), uint32(0)
+	if e.Proto != 0 && int(e.Proto) < len(protoNames) && protoNames[e.Proto] != "" {
+		proto, requests = e.Proto, e.Requests
 	}
-
 	if cn != nil {
 		// Timer events carry no label: keep the one seen before.
-		if s.Proto == "" {
-			s.Proto, s.Requests = cn.sock.Proto, cn.sock.Requests
+		if proto == 0 {
+			proto, requests = cn.proto, cn.requests
 		}
-		cn.sock.Proto, cn.sock.Requests = s.Proto, s.Requests
+		cn.proto, cn.requests = proto, requests
 		// By CLOSE the kernel may have cleared the local port of an active
 		// closer: keep the tuple seen earlier.
-		if s.LPort == 0 && cn.sock.LPort != 0 {
-			s.LAddr, s.LPort = cn.sock.LAddr, cn.sock.LPort
+		if s.LPort == 0 && cn.lPort != 0 {
+			s.LAddr, s.LPort = cn.localAddr(), cn.lPort
 		}
-		cn.sock.LAddr, cn.sock.LPort = s.LAddr, s.LPort
+		cn.setLocal(s.LAddr, s.LPort)
+	}
+	s.Proto = protoNames[proto]
+	s.Requests = record.Absent
+	if proto == protoHTTP1 {
+		s.Requests = int(requests)
 	}
 	s.ServiceLocal = serviceIsLocal(e.Role, s.LPort, s.RPort)
 	c.fillWorkload(e, cn)
@@ -56,15 +57,15 @@ func (c *Correlator) fillSocket(e *katraceEvent, cn *conn) {
 		s.PID = e.Pid
 		s.Comm = c.commString(e, cn)
 		if cn != nil {
-			cn.sock.PID, cn.sock.Comm = s.PID, s.Comm
+			cn.pid, cn.comm = s.PID, s.Comm
 		}
-	case cn != nil && cn.sock.PID != 0:
-		s.PID, s.Comm = cn.sock.PID, cn.sock.Comm
+	case cn != nil && cn.pid != 0:
+		s.PID, s.Comm = cn.pid, cn.comm
 	case e.SockIno != 0 && c.cfg.Owner != nil:
 		if pid, comm, ok := c.cfg.Owner(e.SockIno); ok {
 			s.PID, s.Comm = pid, comm
 			if cn != nil {
-				cn.sock.PID, cn.sock.Comm = pid, comm
+				cn.pid, cn.comm = pid, comm
 			}
 		}
 	}
@@ -80,10 +81,15 @@ func (c *Correlator) fillWorkload(e *katraceEvent, cn *conn) {
 		}
 	}
 	if cn != nil {
-		if s.Workload.Cgroup == "" {
-			s.Workload = cn.sock.Workload
-		} else {
-			cn.sock.Workload = s.Workload
+		switch {
+		case s.Workload.Cgroup != "":
+			if cn.workload == nil || *cn.workload != s.Workload {
+				cn.workload = c.internWorkload(&s.Workload)
+			}
+		case cn.workload != nil:
+			s.Workload = *cn.workload
+		default:
+			s.Workload = record.Workload{}
 		}
 	}
 }
@@ -95,16 +101,16 @@ func (c *Correlator) commString(e *katraceEvent, cn *conn) string {
 	for n < len(e.Comm) && e.Comm[n] != 0 {
 		n++
 	}
-	if cn != nil && cn.sock.PID == e.Pid && len(cn.sock.Comm) == n {
+	if cn != nil && cn.pid == e.Pid && len(cn.comm) == n {
 		same := true
 		for i := 0; i < n; i++ {
-			if cn.sock.Comm[i] != byte(e.Comm[i]) {
+			if cn.comm[i] != byte(e.Comm[i]) {
 				same = false
 				break
 			}
 		}
 		if same {
-			return cn.sock.Comm
+			return cn.comm
 		}
 	}
 	if s, ok := c.comms[e.Comm]; ok {

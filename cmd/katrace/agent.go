@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -156,12 +157,18 @@ func trace(ctx context.Context, c *cli.Context, s traceSettings) (err error) {
 			defer forgetGoneWorkloads(m, s.workload.resolver.Mount())()
 		}
 	}
+	started := func() {}
 	if s.dur > 0 {
-		var started func()
 		var stop context.CancelFunc
 		ctx, started, stop = durationFromStart(ctx, s.dur)
 		defer stop()
-		s.tracer.Attached = func(tracer.Strategy) { started() }
+	}
+	s.tracer.Attached = func(tracer.Strategy) {
+		started()
+		// Loading the programs parsed the kernel's BTF: megabytes of
+		// garbage that stay resident until later collections let the
+		// scavenger return them; katrace's RSS should be what it uses.
+		debug.FreeOSMemory()
 	}
 	var sink record.Sink = teeSink(sinks)
 	if len(sinks) == 1 {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,38 @@ func vmKB(pid int, field string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
+
+// settledRSS waits until pid's VmRSS stays within settleKB for
+// settleSamples samples in a row (2 s) and returns the last one. Right
+// after a burst of work the Go runtime still holds pages the collector
+// freed; its scavenger returns them over the next seconds, so a figure
+// read at a fixed moment measures the timing, not the memory.
+func settledRSS(pid int) (int64, error) {
+	const (
+		every         = 250 * time.Millisecond
+		settleSamples = 8
+		settleKB      = 64
+	)
+	deadline := time.Now().Add(30 * time.Second)
+	var recent []int64
+	for {
+		r, err := vmKB(pid, "VmRSS")
+		if err != nil {
+			return 0, err
+		}
+		recent = append(recent, r)
+		if len(recent) > settleSamples {
+			recent = recent[1:]
+		}
+		if len(recent) == settleSamples && slices.Max(recent)-slices.Min(recent) <= settleKB {
+			return r, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("katrace's VmRSS did not settle in 30 s: last %v KiB", recent)
+		}
+		time.Sleep(every)
+	}
 }
 
 // holder is an idleconns process holding one end of idle connections.
@@ -71,7 +104,8 @@ func (h *holder) stop() {
 // runMemory opens o.conns idle loopback connections while katrace runs with
 // --all --states, so that the correlator remembers both ends of each (a
 // socket is tracked from its first event, and --states gives every socket
-// events as it connects), and reads katrace's VmRSS before and after. The
+// events as it connects), and reads katrace's settled VmRSS before and
+// after. The
 // ends are held by idleconns processes, a server and a client per batch
 // that fits the file descriptor limit.
 func runMemory(t *table, o options) {
@@ -83,8 +117,7 @@ func runMemory(t *table, o options) {
 		return
 	}
 	defer p.stop()
-	time.Sleep(500 * time.Millisecond)
-	base, err := vmKB(p.pid(), "VmRSS")
+	base, err := settledRSS(p.pid())
 	if err != nil {
 		fail(err)
 		return
@@ -127,18 +160,12 @@ func runMemory(t *table, o options) {
 		}
 		opened += n
 	}
-	// Wait for katrace to have taken every event: its RSS stops moving.
-	var rss int64
-	for i := 0; i < 40; i++ {
-		time.Sleep(250 * time.Millisecond)
-		r, err := vmKB(p.pid(), "VmRSS")
-		if err != nil {
-			break
-		}
-		if r == rss && i >= 4 {
-			break
-		}
-		rss = r
+	// Wait for katrace to have taken every event and for the Go runtime to
+	// have returned what those collections freed.
+	rss, err := settledRSS(p.pid())
+	if err != nil {
+		fail(err)
+		return
 	}
 	hwm, _ := vmKB(p.pid(), "VmHWM")
 	sockets := int64(2 * opened)
