@@ -110,6 +110,7 @@ static __always_inline void learn_owner_reading(struct sock *sk)
 {
 	struct sock_slot *s;
 	struct tcp_sock *tp;
+	__u32 write_seq;
 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return;
@@ -117,7 +118,12 @@ static __always_inline void learn_owner_reading(struct sock *sk)
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!s || !tp)
 		return;
-	s->write_seq_at_read = tp->write_seq;
+	/* Stores only when it changed: a slot line written on every read
+	 * would bounce between the CPUs that read and that run softirq. */
+	write_seq = tp->write_seq;
+	if (s->read_seen && s->write_seq_at_read == write_seq)
+		return;
+	s->write_seq_at_read = write_seq;
 	s->read_seen = 1;
 }
 
