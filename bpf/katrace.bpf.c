@@ -97,21 +97,19 @@ int BPF_PROG(tp_inet_sk_error_report, const struct sock *sk)
 	return 0;
 }
 
-/* Owners of accepted sockets, from their reads and writes (6.4+). */
+/* Owners of accepted sockets, and whether the owner last read or wrote
+ * (the goodbye guard), from its reads and writes (6.4+). */
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 {
-	if (ret > 0 && !(flags & MSG_PEEK))
-		learn_owner_reading(sk);
-	else
-		learn_owner(sk);
+	learn_owner_and_order(sk, true, ret, flags);
 	return 0;
 }
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 {
-	learn_owner(sk);
+	learn_owner_and_order(sk, false, ret, flags);
 	return 0;
 }
 

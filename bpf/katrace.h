@@ -277,6 +277,17 @@ struct timer_run {
 	__u8 pad[5];
 };
 
+/* The owner's last read against its last write, for the goodbye guard. */
+enum read_order {
+	READ_ORDER_UNKNOWN = 0,
+	/* Read after its last write (6.4+: the read and write tracepoints). */
+	READ_AFTER_WRITE = 1,
+	/* Wrote after its last read. */
+	WRITE_AFTER_READ = 2,
+	/* Read when write_seq was write_seq_at_read (before 6.4). */
+	READ_AT_WRITE_SEQ = 3,
+};
+
 /* What katrace keeps about every socket without allocating: one entry of
  * the sock_slots array, chosen by the socket's cookie (lib/slot.h), held
  * from the socket's first state change (or syscall) to its CLOSE. cookie
@@ -295,15 +306,16 @@ struct sock_slot {
 	__u32 write_seq_at_fin;
 	/* The process that last used the socket in a system call. */
 	__u32 pid;
-	/* Our write_seq when the owner last read data (read_seen set): equal
-	 * to write_seq at a FIN, the owner had read an answer to its last
-	 * write before the silence; a client still waiting for a slow answer
-	 * has not. */
+	/* Whether the owner read data after its last write (enum
+	 * read_order): at a FIN, it had read an answer to its last request
+	 * before the silence; a client still waiting for a slow answer has
+	 * not. Before 6.4 (no write hook) our write_seq at the last read
+	 * tells the same. */
 	__u32 write_seq_at_read;
 	__u8 role;
 	__u8 established;
 	__u8 fin_side;
-	__u8 read_seen;
+	__u8 read_order;
 	char comm[KATRACE_COMM_LEN];
 };
 

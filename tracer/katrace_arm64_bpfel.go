@@ -209,7 +209,7 @@ type katraceSockSlot struct {
 	Role           uint8
 	Established    uint8
 	FinSide        uint8
-	ReadSeen       uint8
+	ReadOrder      uint8
 	Comm           [16]int8
 	_              [4]byte
 }

@@ -91,21 +91,30 @@ static __always_inline void remember_owner(struct sock_info *info)
 	bpf_get_current_comm(info->owner_comm, sizeof(info->owner_comm));
 }
 
-/* The owner's own reads and writes name the owner of sockets it accepted
- * (sock_recv_length/sock_send_length, 6.4+): a socket whose owner is
- * known pays a lookup and two compares. */
-static __always_inline void learn_owner(struct sock *sk)
-{
-	if (sk->sk_protocol != IPPROTO_TCP)
-		return;
-	remember_slot_owner(sk);
-}
-
 /* recvmsg's flags (include/linux/socket.h). */
 #define MSG_PEEK 2
 
-/* The same from a read that returned data: our write_seq then is kept
- * for the goodbye guard (goodbye_idle). */
+/* The owner's read (ret bytes, flags) or write on sk (6.4+ tracepoints):
+ * its owner, and for the goodbye guard whether it last read or wrote. A
+ * byte stored only when it changes: a slot line written on every call
+ * would bounce between the CPUs that read and that run softirq. */
+static __always_inline void learn_owner_and_order(struct sock *sk, bool read, int ret, int flags)
+{
+	struct sock_slot *s;
+	__u8 order;
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return;
+	s = remember_slot_owner(sk);
+	if (!s || ret <= 0 || (read && (flags & MSG_PEEK)))
+		return;
+	order = read ? READ_AFTER_WRITE : WRITE_AFTER_READ;
+	if (s->read_order != order)
+		s->read_order = order;
+}
+
+/* Before 6.4, from tcp_rcv_space_adjust (data was read): the owner, and
+ * our write_seq then (there is no write hook to order against). */
 static __always_inline void learn_owner_reading(struct sock *sk)
 {
 	struct sock_slot *s;
@@ -118,13 +127,11 @@ static __always_inline void learn_owner_reading(struct sock *sk)
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!s || !tp)
 		return;
-	/* Stores only when it changed: a slot line written on every read
-	 * would bounce between the CPUs that read and that run softirq. */
 	write_seq = tp->write_seq;
-	if (s->read_seen && s->write_seq_at_read == write_seq)
+	if (s->read_order == READ_AT_WRITE_SEQ && s->write_seq_at_read == write_seq)
 		return;
 	s->write_seq_at_read = write_seq;
-	s->read_seen = 1;
+	s->read_order = READ_AT_WRITE_SEQ;
 }
 
 /* Before 6.4: the same, from tcp_recvmsg/tcp_sendmsg, by cookie (kprobe

@@ -89,7 +89,8 @@ static __always_inline __u32 goodbye_idle(struct tcp_sock *tp, struct sock_slot 
 		 * owner read data after its last write (its last request was
 		 * answered before the silence). Unknown (no read seen since
 		 * katrace started, or no slot): no goodbye. */
-		if (!slot || !slot->read_seen || slot->write_seq_at_read != tp->write_seq)
+		if (!slot || !(slot->read_order == READ_AFTER_WRITE ||
+			       (slot->read_order == READ_AT_WRITE_SEQ && slot->write_seq_at_read == tp->write_seq)))
 			return min_u32(since_send, since_recv);
 		bytes--;
 	}
