@@ -360,17 +360,25 @@ func TestGoodbyeThenClose(t *testing.T) {
 	t.Errorf("no summary for %s:18406:\n%s", p.serverAddr, s.dump())
 }
 
+// slowCloseConnection traces (idle threshold 500 ms, --all) a client's
+// connection to a slowclose server on port that answers after 1.5 s and
+// closes 2 ms later; it returns the client and its local port.
+func slowCloseConnection(t *testing.T, port string) (*pair, *session, *proc, int) {
+	t.Helper()
+	requirePrivileges(t)
+	p := newPair(t)
+	s := startTrace(t, tracer.Config{IdleThreshold: 500 * time.Millisecond, All: true})
+	startHelper(t, p.server, "", "slowclose", p.serverAddr, port, "1500ms").expect("listening", startTimeout)
+	cli := startHelper(t, p.client, "", "tclient", p.serverAddr, port)
+	return p, s, cli, atoi(t, cli.expect("connected", startTimeout))
+}
+
 // TestSlowAnswerThenCloseIsNoGoodbye (point 3's false positive): a server
 // that answers a request after 1.5 s and closes 2 ms later sends a short
 // write after a silence and then its FIN, like a goodbye; but the request
 // was still waiting, so neither end's close is an idle close.
 func TestSlowAnswerThenCloseIsNoGoodbye(t *testing.T) {
-	requirePrivileges(t)
-	p := newPair(t)
-	s := startTrace(t, tracer.Config{IdleThreshold: 500 * time.Millisecond, All: true})
-	startHelper(t, p.server, "", "slowclose", p.serverAddr, "18409", "1500ms").expect("listening", startTimeout)
-	cli := startHelper(t, p.client, "", "tclient", p.serverAddr, "18409")
-	lp := atoi(t, cli.expect("connected", startTimeout))
+	p, s, cli, lp := slowCloseConnection(t, "18409")
 	cli.send("ping")
 	if got := cli.expect("got", 10*time.Second); got != "answer" {
 		t.Fatalf("client got %q, want the slow answer", got)
@@ -399,12 +407,7 @@ func TestSlowAnswerThenCloseIsNoGoodbye(t *testing.T) {
 // both unread at the FIN, as when a loaded client is slow to run: the
 // client never read after its request, so the answer is no goodbye.
 func TestUnreadSlowAnswerThenCloseIsNoGoodbye(t *testing.T) {
-	requirePrivileges(t)
-	p := newPair(t)
-	s := startTrace(t, tracer.Config{IdleThreshold: 500 * time.Millisecond, All: true})
-	startHelper(t, p.server, "", "slowclose", p.serverAddr, "18412", "1500ms").expect("listening", startTimeout)
-	cli := startHelper(t, p.client, "", "tclient", p.serverAddr, "18412")
-	lp := atoi(t, cli.expect("connected", startTimeout))
+	p, s, cli, lp := slowCloseConnection(t, "18412")
 	cli.send("send")
 	if got := cli.expect("sent", startTimeout); got != "<nil>" {
 		t.Fatalf("client: sent %s", got)
