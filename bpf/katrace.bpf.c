@@ -39,6 +39,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 /* Force the types Go reads into BTF, so that bpf2go -type generates them
  * (tracer/gen.go). */
 const struct event *unused_event __attribute__((unused));
+const struct state_event *unused_state_event __attribute__((unused));
 const enum event_kind *unused_event_kind __attribute__((unused));
 const enum event_flags *unused_event_flags __attribute__((unused));
 const enum fin_side *unused_fin_side __attribute__((unused));

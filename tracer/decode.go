@@ -6,14 +6,22 @@ import (
 	"unsafe"
 )
 
-// eventSize is the size of struct event (bpf/katrace.h).
-const eventSize = int(unsafe.Sizeof(katraceEvent{}))
+// eventSize and stateEventSize are the sizes of struct event and struct
+// state_event (bpf/katrace.h): a sample's size says which one it is.
+const (
+	eventSize      = int(unsafe.Sizeof(katraceEvent{}))
+	stateEventSize = int(unsafe.Sizeof(katraceStateEvent{}))
+)
 
 var errShortEvent = errors.New("event shorter than struct event")
 
 // decodeEvent reads one struct event at the fixed offsets of the type
 // bpf2go generated from bpf/katrace.h, without reflection or allocation.
 func decodeEvent(b []byte, e *katraceEvent) error {
+	if len(b) == stateEventSize {
+		decodeStateEvent(b, e)
+		return nil
+	}
 	if len(b) < eventSize {
 		return errShortEvent
 	}
@@ -70,4 +78,33 @@ func decodeEvent(b []byte, e *katraceEvent) error {
 	e.Retransmits = b[unsafe.Offsetof(e.Retransmits)]
 	copy(e.Pad3[:], b[unsafe.Offsetof(e.Pad3):])
 	return nil
+}
+
+// decodeStateEvent reads a struct state_event into e: a state change
+// (EV_STATE) whose other fields are zero.
+func decodeStateEvent(b []byte, e *katraceEvent) {
+	var s katraceStateEvent
+	ne := binary.NativeEndian
+	*e = katraceEvent{Kind: evState}
+	e.TsNs = ne.Uint64(b[unsafe.Offsetof(s.TsNs):])
+	e.Cookie = ne.Uint64(b[unsafe.Offsetof(s.Cookie):])
+	e.CgroupId = ne.Uint64(b[unsafe.Offsetof(s.CgroupId):])
+	e.Pid = ne.Uint32(b[unsafe.Offsetof(s.Pid):])
+	e.Netns = ne.Uint32(b[unsafe.Offsetof(s.Netns):])
+	e.SockIno = ne.Uint32(b[unsafe.Offsetof(s.SockIno):])
+	e.Requests = ne.Uint32(b[unsafe.Offsetof(s.Requests):])
+	copy(e.Saddr[:], b[unsafe.Offsetof(s.Saddr):])
+	copy(e.Daddr[:], b[unsafe.Offsetof(s.Daddr):])
+	e.Sport = ne.Uint16(b[unsafe.Offsetof(s.Sport):])
+	e.Dport = ne.Uint16(b[unsafe.Offsetof(s.Dport):])
+	e.Flags = ne.Uint16(b[unsafe.Offsetof(s.Flags):])
+	e.Family = b[unsafe.Offsetof(s.Family)]
+	e.State = b[unsafe.Offsetof(s.State)]
+	e.OldState = b[unsafe.Offsetof(s.OldState)]
+	e.Role = b[unsafe.Offsetof(s.Role)]
+	e.Proto = b[unsafe.Offsetof(s.Proto)]
+	e.InFilteredCgroup = b[unsafe.Offsetof(s.InFilteredCgroup)]
+	for i := range e.Comm {
+		e.Comm[i] = int8(b[unsafe.Offsetof(s.Comm)+uintptr(i)])
+	}
 }

@@ -22,12 +22,41 @@ func encodeEvent(t testing.TB, e *katraceEvent) []byte {
 // patternedEvent is a struct event whose every byte is distinct and
 // non-zero: a field decodeEvent forgets, or reads at another field's
 // offset, shows.
-func patternedEvent() []byte {
-	b := make([]byte, eventSize)
+func patternedEvent() []byte { return patterned(eventSize) }
+
+func patterned(size int) []byte {
+	b := make([]byte, size)
 	for i := range b {
 		b[i] = byte(i%255 + 1)
 	}
 	return b
+}
+
+// checkStateEvent says whether e is what decodeEvent should make of the
+// struct state_event raw: its fields under their struct event names, kind
+// EV_STATE, every other field zero.
+func checkStateEvent(t *testing.T, raw []byte, e *katraceEvent) {
+	t.Helper()
+	var s katraceStateEvent
+	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &s); err != nil {
+		t.Fatal(err)
+	}
+	want := katraceEvent{Kind: evState}
+	sv, wv := reflect.ValueOf(s), reflect.ValueOf(&want).Elem()
+	for i := range sv.NumField() {
+		name := sv.Type().Field(i).Name
+		if name == "_" || name == "Pad" {
+			continue
+		}
+		f := wv.FieldByName(name)
+		if !f.IsValid() {
+			t.Fatalf("struct state_event's %s is not a struct event field", name)
+		}
+		f.Set(sv.Field(i))
+	}
+	if *e != want {
+		t.Fatalf("decoded\n%+v\nwant\n%+v", *e, want)
+	}
 }
 
 func TestEventLayout(t *testing.T) {
@@ -40,6 +69,41 @@ func TestEventLayout(t *testing.T) {
 	}
 	if got := encodeEvent(t, &e); !bytes.Equal(got, raw) {
 		t.Fatalf("struct event has bytes no field covers:\n%v\nwant\n%v", got, raw)
+	}
+}
+
+func TestStateEventLayout(t *testing.T) {
+	raw := patterned(stateEventSize)
+	var s katraceStateEvent
+	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &s); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.NativeEndian, &s); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), raw) {
+		t.Fatal("struct state_event has bytes no field covers")
+	}
+	if stateEventSize >= eventSize {
+		t.Fatalf("struct state_event (%d bytes) is no smaller than struct event (%d)", stateEventSize, eventSize)
+	}
+}
+
+// TestDecodeStateEvent: a sample of struct state_event's size is a state
+// change, every field under its struct event name.
+func TestDecodeStateEvent(t *testing.T) {
+	raw := patterned(stateEventSize)
+	e := katraceEvent{BytesSent: 99, Kind: evClose}
+	if err := decodeEvent(raw, &e); err != nil {
+		t.Fatal(err)
+	}
+	checkStateEvent(t, raw, &e)
+	if e.Cookie == 0 || e.Sport == 0 || e.Comm[0] == 0 || e.CgroupId == 0 {
+		t.Fatalf("fields decoded as zero from non-zero bytes: %+v", e)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = decodeEvent(raw, &e) }); n != 0 {
+		t.Fatalf("decoding a state event allocates %v times", n)
 	}
 }
 
@@ -119,8 +183,18 @@ func FuzzDecode(f *testing.F) {
 		f.Add(raw)
 	}
 	f.Add(encodeEvent(f, &katraceEvent{Kind: evKeepalive, ProbesAfter: 1, Family: 6}))
+	f.Add(patterned(stateEventSize))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var e katraceEvent
+		if len(b) == stateEventSize {
+			if err := decodeEvent(b, &e); err != nil {
+				t.Fatalf("refused a state event: %v", err)
+			}
+			checkStateEvent(t, b, &e)
+			c := NewCorrelator(CorrelatorConfig{AllCloses: true, States: true}, &memSink{})
+			_ = c.Handle(&e)
+			return
+		}
 		if err := decodeEvent(b, &e); err != nil {
 			if len(b) >= eventSize {
 				t.Fatalf("refused %d bytes: %v", len(b), err)

@@ -214,6 +214,30 @@ type katraceSockSlot struct {
 	_              [4]byte
 }
 
+type katraceStateEvent struct {
+	_                structs.HostLayout
+	TsNs             uint64
+	Cookie           uint64
+	CgroupId         uint64
+	Pid              uint32
+	Netns            uint32
+	SockIno          uint32
+	Requests         uint32
+	Saddr            [16]uint8
+	Daddr            [16]uint8
+	Sport            uint16
+	Dport            uint16
+	Flags            uint16
+	Family           uint8
+	State            uint8
+	OldState         uint8
+	Role             uint8
+	Proto            uint8
+	InFilteredCgroup uint8
+	Comm             [16]int8
+	Pad              [4]uint8
+}
+
 type katraceTimerRun struct {
 	_            structs.HostLayout
 	Timer        uint64
@@ -271,6 +295,7 @@ const (
 	katraceVarUnusedFinSide               = "unused_fin_side"
 	katraceVarUnusedProto                 = "unused_proto"
 	katraceVarUnusedSockRole              = "unused_sock_role"
+	katraceVarUnusedStateEvent            = "unused_state_event"
 )
 
 // loadKatrace returns the embedded CollectionSpec for katrace.
@@ -369,6 +394,7 @@ type katraceVariableSpecs struct {
 	UnusedFinSide     *ebpf.VariableSpec `ebpf:"unused_fin_side"`
 	UnusedProto       *ebpf.VariableSpec `ebpf:"unused_proto"`
 	UnusedSockRole    *ebpf.VariableSpec `ebpf:"unused_sock_role"`
+	UnusedStateEvent  *ebpf.VariableSpec `ebpf:"unused_state_event"`
 }
 
 // katraceObjects contains all objects after they have been loaded into the kernel.
@@ -430,6 +456,7 @@ type katraceVariables struct {
 	UnusedFinSide     *ebpf.Variable `ebpf:"unused_fin_side"`
 	UnusedProto       *ebpf.Variable `ebpf:"unused_proto"`
 	UnusedSockRole    *ebpf.Variable `ebpf:"unused_sock_role"`
+	UnusedStateEvent  *ebpf.Variable `ebpf:"unused_state_event"`
 }
 
 // katracePrograms contains all programs after they have been loaded into the kernel.

@@ -65,44 +65,51 @@ static __always_inline bool current_is_filtered_owner(void)
 	return owner_is_filtered(bpf_get_current_pid_tgid() >> 32, comm);
 }
 
-/* owner_ctx says the current task holds the socket (its syscall). */
-static __always_inline bool event_wanted(struct event *e, bool owner_ctx)
-{
-	if (cfg.filter_netns && e->netns != cfg.filter_netns)
-		return false;
-	if (cfg.filter_keepalive_only && !(e->flags & EVF_KEEPOPEN))
-		return false;
-	if (cfg.filter_cgroup_count && !e->in_filtered_cgroup)
-		return false;
-	if (cfg.filter_port_count &&
-	    !any_filter_entry(i, KATRACE_MAX_PORTS, cfg.filter_port_count,
-			      e->sport == cfg.filter_ports[i] || e->dport == cfg.filter_ports[i]))
-		return false;
-	if (cfg.filter_cidr_count &&
-	    !any_filter_entry(i, KATRACE_MAX_CIDRS, cfg.filter_cidr_count,
-			      addr_in_cidr(e->saddr, e->family, i) || addr_in_cidr(e->daddr, e->family, i)))
-		return false;
-	if (cfg.filter_by_owner) {
-		__u32 ino = e->sock_ino;
-		__u8 one = 1;
-
-		/* In the owner's own syscall, the owner is the current task. */
-		if (owner_ctx) {
-			if (!current_is_filtered_owner())
-				return false;
-			if (ino)
-				bpf_map_update_elem(&owned_inodes, &ino, &one, BPF_ANY);
-			return true;
-		}
-		/* Elsewhere, the owner remembered in the socket's storage... */
-		if (e->flags & EVF_OWNER)
-			return owner_is_filtered(e->pid, e->comm);
-		/* ...or the sockets userspace found in the owner's /proc fds. */
-		if (!ino || !bpf_map_lookup_elem(&owned_inodes, &ino))
-			return false;
+/* Whether the filters want an event about a socket (struct event or struct
+ * state_event, whose socket fields have the same names); owner_ctx says the
+ * current task holds the socket (its syscall). */
+#define DEFINE_WANTED(name, event_type)                                                              \
+	static __always_inline bool name(event_type *e, bool owner_ctx)                              \
+	{                                                                                            \
+		if (cfg.filter_netns && e->netns != cfg.filter_netns)                                \
+			return false;                                                                \
+		if (cfg.filter_keepalive_only && !(e->flags & EVF_KEEPOPEN))                         \
+			return false;                                                                \
+		if (cfg.filter_cgroup_count && !e->in_filtered_cgroup)                               \
+			return false;                                                                \
+		if (cfg.filter_port_count &&                                                         \
+		    !any_filter_entry(i, KATRACE_MAX_PORTS, cfg.filter_port_count,                   \
+				      e->sport == cfg.filter_ports[i] || e->dport == cfg.filter_ports[i])) \
+			return false;                                                                \
+		if (cfg.filter_cidr_count &&                                                         \
+		    !any_filter_entry(i, KATRACE_MAX_CIDRS, cfg.filter_cidr_count,                   \
+				      addr_in_cidr(e->saddr, e->family, i) ||                        \
+					      addr_in_cidr(e->daddr, e->family, i)))                 \
+			return false;                                                                \
+		if (cfg.filter_by_owner) {                                                           \
+			__u32 ino = e->sock_ino;                                                     \
+			__u8 one = 1;                                                                \
+                                                                                                     \
+			/* In the owner's own syscall, the owner is the current task. */             \
+			if (owner_ctx) {                                                             \
+				if (!current_is_filtered_owner())                                    \
+					return false;                                                \
+				if (ino)                                                             \
+					bpf_map_update_elem(&owned_inodes, &ino, &one, BPF_ANY);     \
+				return true;                                                         \
+			}                                                                            \
+			/* Elsewhere, the owner remembered in the socket's storage... */             \
+			if (e->flags & EVF_OWNER)                                                    \
+				return owner_is_filtered(e->pid, e->comm);                           \
+			/* ...or the sockets userspace found in the owner's /proc fds. */            \
+			if (!ino || !bpf_map_lookup_elem(&owned_inodes, &ino))                       \
+				return false;                                                        \
+		}                                                                                    \
+		return true;                                                                         \
 	}
-	return true;
-}
+
+DEFINE_WANTED(event_wanted, struct event)
+DEFINE_WANTED(state_event_wanted, struct state_event)
 
 /* Submit e if the filters want it (not in its owner's syscall), else give
  * its scratch slot back. */

@@ -53,25 +53,33 @@ static __always_inline void discard_event(struct event *e)
 	release_event();
 }
 
-static __always_inline void submit_event(struct event *e)
+/* Copies size bytes at data into the ring, counting a sample that finds no
+ * room as lost; s is this CPU's scratch. */
+static __always_inline void ring_output(struct scratch *s, void *data, __u64 size)
 {
 	/* Wake the reader only once this CPU has sent another
 	 * cfg.wakeup_bytes: a wakeup per event costs an inter-processor
 	 * interrupt per event, and asking the ring for its backlog reads the
 	 * consumer's position, a cache line the reader keeps writing. */
-	__u32 zero = 0;
-	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
 	if (s) {
-		s->unwoken += sizeof(*e) + 8;
+		s->unwoken += size + 8;
 		if (s->unwoken >= cfg.wakeup_bytes) {
 			s->unwoken = 0;
 			flags = BPF_RB_FORCE_WAKEUP;
 		}
 	}
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags))
+	if (bpf_ringbuf_output(&events, data, size, flags))
 		count_lost();
+}
+
+static __always_inline void submit_event(struct event *e)
+{
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+
+	ring_output(s, e, sizeof(*e));
 	if (s && s->depth > 0)
 		s->depth--;
 }

@@ -33,10 +33,10 @@ static __always_inline bool cgroup_wanted(struct cgroup *cg)
 	return false;
 }
 
-/* The socket's cgroup, read from the socket itself (never the current
+/* The socket's cgroup id, read from the socket itself (never the current
  * task: timers and softirq run on anybody's), and whether the cgroup
  * filter keeps it. */
-static __always_inline void fill_cgroup(struct event *e, struct sock *sk, bool direct)
+static __always_inline void read_cgroup(struct sock *sk, bool direct, __u64 *id, __u8 *in_filtered)
 {
 	struct cgroup *cg;
 
@@ -50,12 +50,17 @@ static __always_inline void fill_cgroup(struct event *e, struct sock *sk, bool d
 		struct kernfs_node *kn = cg->kn;
 
 		if (kn)
-			e->cgroup_id = kn->id;
+			*id = kn->id;
 	} else {
-		e->cgroup_id = BPF_CORE_READ(cg, kn, id);
+		*id = BPF_CORE_READ(cg, kn, id);
 	}
 	if (cfg.filter_cgroup_count && cgroup_wanted(cg))
-		e->in_filtered_cgroup = 1;
+		*in_filtered = 1;
+}
+
+static __always_inline void fill_cgroup(struct event *e, struct sock *sk, bool direct)
+{
+	read_cgroup(sk, direct, &e->cgroup_id, &e->in_filtered_cgroup);
 }
 
 /* Use the fill_*_socket wrappers below: with_counters and direct are

@@ -26,6 +26,65 @@ static __always_inline void report_transition(struct sock *sk, __u8 kind, int ol
 	submit_sock_event(e, sk, info, owner_ctx);
 }
 
+/* A state change with --states, as a struct state_event built on the
+ * stack: the socket's identity, owner and labels, none of its counters. */
+static __always_inline void report_state_change(struct sock *sk, int old, int new, struct sock_info *info,
+						bool owner_ctx)
+{
+	struct sock_common *skc = &sk->__sk_common;
+	struct state_event se = {};
+	struct sock_slot *slot;
+	struct scratch *s;
+	bool v4_mapped;
+	__u32 zero = 0;
+
+	se.ts_ns = bpf_ktime_get_ns();
+	se.cookie = sock_cookie(sk);
+	se.state = new;
+	se.old_state = old;
+	se.sport = skc->skc_num;
+	se.dport = bpf_ntohs(skc->skc_dport);
+	if (!se.sport) {
+		/* At CLOSE the port is left only in inet_sport (lib/sock.h). */
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+
+		if (tp)
+			se.sport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
+	}
+	se.family = read_addresses(skc, true, se.saddr, se.daddr, &v4_mapped);
+	if (v4_mapped)
+		se.flags |= EVF_V4_MAPPED;
+	se.netns = skc->skc_net.net->ns.inum;
+	if (skc->skc_flags & (1UL << SOCK_KEEPOPEN))
+		se.flags |= EVF_KEEPOPEN;
+	se.sock_ino = sock_inode_direct(sk);
+	read_cgroup(sk, true, &se.cgroup_id, &se.in_filtered_cgroup);
+	slot = slot_of(se.cookie);
+	if (slot)
+		se.role = slot->role;
+	if (owner_ctx) {
+		se.flags |= EVF_OWNER | EVF_OWNER_CONTEXT;
+		se.pid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(se.comm, sizeof(se.comm));
+	} else if (info && info->owner_pid) {
+		se.flags |= EVF_OWNER;
+		se.pid = info->owner_pid;
+		__builtin_memcpy(se.comm, info->owner_comm, sizeof(se.comm));
+	} else if (slot && slot->pid) {
+		se.flags |= EVF_OWNER;
+		se.pid = slot->pid;
+		__builtin_memcpy(se.comm, slot->comm, sizeof(se.comm));
+	}
+	if (info) {
+		se.proto = info->proto;
+		se.requests = info->requests;
+	}
+	if (!state_event_wanted(&se, owner_ctx))
+		return;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	ring_output(s, &se, sizeof(se));
+}
+
 /* A new socket storage for a socket something is reported about, with
  * the owner its slot remembers: the storage cannot be taken over, and
  * outlives the file (an orphan's close still names its owner). */
@@ -191,7 +250,7 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 	}
 
 	if (cfg.emit_states)
-		report_transition(sk, EV_STATE, old, new, bpf_ktime_get_ns(), info, owner_ctx);
+		report_state_change(sk, old, new, info, owner_ctx);
 
 	if (new == TCP_CLOSE) {
 		struct timer_run *run = current_timer_run((__u64)sk);
