@@ -346,6 +346,10 @@ struct sock_slot {
 	__u8 fin_side;
 	__u8 read_order;
 	char comm[KATRACE_COMM_LEN];
+	/* The socket's netns inode, once an event needed it: the line it is
+	 * on in struct net also holds the netns refcount, which every new
+	 * socket writes. */
+	__u32 netns;
 };
 
 /* The process that last read or wrote a socket, by cookie (kernels

@@ -183,6 +183,7 @@ struct sock {
 	u8 sk_shutdown;
 	unsigned long sk_lingertime;
 	struct sock_cgroup_data sk_cgrp_data;
+	struct bpf_local_storage *sk_bpf_storage;
 };
 
 struct inet_sock {

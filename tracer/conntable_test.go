@@ -107,7 +107,8 @@ func TestRememberedSocketFields(t *testing.T) {
 	closing.Sport = 0
 	closing.Saddr = [16]byte{}
 	sink := feed(t, CorrelatorConfig{IdleThreshold: time.Second, States: true, AllCloses: true}, first, other, closing)
-	if len(sink.recs) != 3 {
+	// The close event is also the change to CLOSE: state, state, state, close.
+	if len(sink.recs) != 4 {
 		t.Fatalf("records %v", sink.types())
 	}
 	for i, r := range sink.recs {

@@ -139,6 +139,13 @@ func (c *Correlator) Handle(e *katraceEvent) error {
 	case evKeepalive:
 		return c.onKeepalive(e)
 	case evClose:
+		// With --states, the close event is also the change to CLOSE
+		// (the kernel sends one sample for both).
+		if c.cfg.States {
+			if err := c.onState(e); err != nil {
+				return err
+			}
+		}
 		return c.onClose(e)
 	case evTimewaitExpiry:
 		return c.onTimewaitExpiry(e)

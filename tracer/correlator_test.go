@@ -270,8 +270,12 @@ func TestDefaultViewShowsOnlyWhatExplainsAnEnd(t *testing.T) {
 		t.Fatalf("default view printed %v", sink.types())
 	}
 	sink := feed(t, CorrelatorConfig{IdleThreshold: time.Second, AllCloses: true, States: true}, evs...)
-	if got := fmt.Sprint(sink.types()); got != "[state close]" {
+	// The close event is also the change to CLOSE, written before the close.
+	if got := fmt.Sprint(sink.types()); got != "[state state close]" {
 		t.Fatalf("--all --states printed %s", got)
+	}
+	if r := sink.recs[1]; r.OldState != "FIN_WAIT2" || r.NewState != "CLOSE" || r.Sock.Cookie != 14 {
+		t.Fatalf("the change to CLOSE: %+v", r)
 	}
 }
 

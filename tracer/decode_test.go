@@ -19,6 +19,24 @@ func encodeEvent(t testing.TB, e *katraceEvent) []byte {
 	return buf.Bytes()
 }
 
+// encodeStateEvent is e's state change as the kernel sends it, a struct
+// state_event.
+func encodeStateEvent(t testing.TB, e *katraceEvent) []byte {
+	t.Helper()
+	s := katraceStateEvent{
+		TsNs: e.TsNs, Cookie: e.Cookie, CgroupId: e.CgroupId, Pid: e.Pid, Netns: e.Netns,
+		SockIno: e.SockIno, Requests: e.Requests, Saddr: e.Saddr, Daddr: e.Daddr,
+		Sport: e.Sport, Dport: e.Dport, Flags: e.Flags, Family: e.Family, State: e.State,
+		OldState: e.OldState, Role: e.Role, Proto: e.Proto, InFilteredCgroup: e.InFilteredCgroup,
+		Comm: e.Comm,
+	}
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.NativeEndian, &s); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
 // patternedEvent is a struct event whose every byte is distinct and
 // non-zero: a field decodeEvent forgets, or reads at another field's
 // offset, shows.

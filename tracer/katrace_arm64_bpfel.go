@@ -211,7 +211,7 @@ type katraceSockSlot struct {
 	FinSide        uint8
 	ReadOrder      uint8
 	Comm           [16]int8
-	_              [4]byte
+	Netns          uint32
 }
 
 type katraceStateEvent struct {

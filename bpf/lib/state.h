@@ -54,18 +54,27 @@ static __always_inline void report_state_change(struct sock *sk, int old, int ne
 	se.family = read_addresses(skc, true, se.saddr, se.daddr, &v4_mapped);
 	if (v4_mapped)
 		se.flags |= EVF_V4_MAPPED;
-	se.netns = skc->skc_net.net->ns.inum;
 	if (skc->skc_flags & (1UL << SOCK_KEEPOPEN))
 		se.flags |= EVF_KEEPOPEN;
-	se.sock_ino = sock_inode_direct(sk);
 	read_cgroup(sk, true, &se.cgroup_id, &se.in_filtered_cgroup);
 	slot = slot_of(se.cookie);
+	if (slot && slot->netns) {
+		se.netns = slot->netns;
+	} else {
+		se.netns = skc->skc_net.net->ns.inum;
+		if (slot)
+			slot->netns = se.netns;
+	}
 	if (slot)
 		se.role = slot->role;
 	if (owner_ctx) {
 		se.flags |= EVF_OWNER | EVF_OWNER_CONTEXT;
 		se.pid = bpf_get_current_pid_tgid() >> 32;
-		bpf_get_current_comm(se.comm, sizeof(se.comm));
+		/* The owner's syscall has just named it in the slot. */
+		if (slot && slot->pid == se.pid)
+			__builtin_memcpy(se.comm, slot->comm, sizeof(se.comm));
+		else
+			bpf_get_current_comm(se.comm, sizeof(se.comm));
 	} else if (info && info->owner_pid) {
 		se.flags |= EVF_OWNER;
 		se.pid = info->owner_pid;
@@ -79,6 +88,9 @@ static __always_inline void report_state_change(struct sock *sk, int old, int ne
 		se.proto = info->proto;
 		se.requests = info->requests;
 	}
+	/* What finds an owner otherwise: the owner filter and /proc. */
+	if (!(se.flags & EVF_OWNER) || cfg.filter_by_owner)
+		se.sock_ino = sock_inode_direct(sk);
 	if (!state_event_wanted(&se, owner_ctx))
 		return;
 	s = bpf_map_lookup_elem(&scratch, &zero);
@@ -204,7 +216,9 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 
 	if (!first_fin && new != TCP_CLOSE && !cfg.emit_states)
 		return;
-	info = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
+	/* Most sockets have no storage: no helper call to learn it. */
+	if (!bpf_core_field_exists(sk->sk_bpf_storage) || sk->sk_bpf_storage)
+		info = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
 	if (info && owner_ctx)
 		remember_owner(info);
 
@@ -249,7 +263,7 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		}
 	}
 
-	if (cfg.emit_states)
+	if (cfg.emit_states && new != TCP_CLOSE)
 		report_state_change(sk, old, new, info, owner_ctx);
 
 	if (new == TCP_CLOSE) {
@@ -276,8 +290,12 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 				wanted = true;
 			}
 		}
+		/* With --states, a close event is the change to CLOSE too (one
+		 * sample instead of two: userspace writes both records). */
 		if (wanted)
 			report_transition(sk, EV_CLOSE, old, new, bpf_ktime_get_ns(), info, owner_ctx);
+		else if (cfg.emit_states)
+			report_state_change(sk, old, new, info, owner_ctx);
 		cookie = sock_cookie(sk);
 		/* A keepalive socket without a slot left its owner in the owners
 		 * map (share_keepalive_owner). */
