@@ -85,12 +85,18 @@ func CheckPrerequisites() error { return kernel.Prerequisites() }
 // attach loads and attaches the programs of one strategy (auto: the first
 // that works, in the order of Strategies).
 func attach(want Strategy, opts loadOptions) (*attachedPrograms, error) {
+	// Read once: parsing the programs and asking kernel BTF what it offers
+	// cost ~20 ms, which auto would pay per strategy it tries.
+	spec, fs, cgroupRoot, err := programsAndFeatures(opts.Protocols)
+	if err != nil {
+		return nil, err
+	}
 	if want != StrategyAuto {
-		return attachStrategy(want, opts)
+		return attachStrategy(want, opts, spec, fs, cgroupRoot)
 	}
 	var reasons []string
 	for _, s := range Strategies {
-		l, err := attachStrategy(s, opts)
+		l, err := attachStrategy(s, opts, spec.Copy(), fs, cgroupRoot)
 		if err == nil {
 			return l, nil
 		}
@@ -99,11 +105,10 @@ func attach(want Strategy, opts loadOptions) (*attachedPrograms, error) {
 	return nil, fmt.Errorf("no attach strategy works here (%s)", strings.Join(reasons, "; "))
 }
 
-func attachStrategy(s Strategy, opts loadOptions) (_ *attachedPrograms, err error) {
-	spec, fs, cgroupRoot, err := programsAndFeatures(opts.Protocols)
-	if err != nil {
-		return nil, err
-	}
+// attachStrategy loads and attaches one strategy's programs from spec,
+// which it changes.
+func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs features,
+	cgroupRoot string) (_ *attachedPrograms, err error) {
 	reason := fs.kernelResetReason
 	plan := planFor(s, fs)
 	if err := preflight(spec, plan, s); err != nil {
@@ -356,7 +361,7 @@ func Probe(s Strategy) error {
 	if s == StrategyAuto {
 		return fmt.Errorf("probe a concrete strategy, not %s", s)
 	}
-	l, err := attachStrategy(s, loadOptions{RingSize: uint32(os.Getpagesize()), IdleThresholdMs: 1000})
+	l, err := attach(s, loadOptions{RingSize: uint32(os.Getpagesize()), IdleThresholdMs: 1000})
 	if err != nil {
 		return err
 	}

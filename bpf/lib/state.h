@@ -186,6 +186,7 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 	struct sock_slot *slot;
 	bool owner_ctx;
 	bool first_fin = (new == TCP_FIN_WAIT1 || new == TCP_CLOSE_WAIT);
+	bool close_event = false;
 	__u64 cookie;
 
 	if (old == new || old == TCP_LISTEN || new == TCP_LISTEN)
@@ -263,9 +264,6 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		}
 	}
 
-	if (cfg.emit_states && new != TCP_CLOSE)
-		report_state_change(sk, old, new, info, owner_ctx);
-
 	if (new == TCP_CLOSE) {
 		struct timer_run *run = current_timer_run((__u64)sk);
 		/* A close in the owner's syscall from a state that needs a reset is
@@ -290,12 +288,18 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 				wanted = true;
 			}
 		}
-		/* With --states, a close event is the change to CLOSE too (one
-		 * sample instead of two: userspace writes both records). */
-		if (wanted)
+		close_event = wanted;
+	}
+
+	/* With --states, a close event is the change to CLOSE too (one sample
+	 * instead of two: userspace writes both records). One call site: the
+	 * verifier walks this code once. */
+	if (cfg.emit_states && !close_event)
+		report_state_change(sk, old, new, info, owner_ctx);
+
+	if (new == TCP_CLOSE) {
+		if (close_event)
 			report_transition(sk, EV_CLOSE, old, new, bpf_ktime_get_ns(), info, owner_ctx);
-		else if (cfg.emit_states)
-			report_state_change(sk, old, new, info, owner_ctx);
 		cookie = sock_cookie(sk);
 		/* A keepalive socket without a slot left its owner in the owners
 		 * map (share_keepalive_owner). */
