@@ -123,7 +123,7 @@ static __always_inline void keepalive_timer_exit(__u64 timer)
 	e->acked_probes = acked;
 	e->probe_rtt_ms = rtt_ms;
 	e->flags |= EVF_IN_KEEPALIVE_TIMER;
-	fill_owner_from_map(e, true);
+	fill_owner(e, NULL, false, true);
 	submit_if_wanted(e);
 }
 

@@ -144,27 +144,59 @@ static __always_inline void learn_owner_by_cookie(struct sock *sk)
 		map_owner(cookie, bpf_get_current_pid_tgid() >> 32);
 }
 
-/* any_kernel: look even where owners_by_cookie is off (the keepalive
- * timer path, for the owners share_keepalive_owner put there). */
-static __always_inline void fill_owner_from_map(struct event *e, bool any_kernel)
+/* The owner an event names, in one order for every event layout: the
+ * task in whose syscall the event runs; else what the socket's slot keeps
+ * from its owner's syscalls; else its storage (an orphan whose slot was
+ * taken over); else the owners map by cookie, where owners are kept there
+ * (before 6.4 under kprobes) or any_kernel asks (the keepalive timer, for
+ * what share_keepalive_owner put there). Writes pid and comm and returns
+ * the EVF_OWNER flags, 0 for no owner (pid and comm left alone). */
+static __always_inline __u16 pick_owner(__u64 cookie, struct sock_info *info, bool owner_ctx, bool any_kernel,
+					__u32 *pid, char *comm)
 {
-	/* On the stack: older verifiers refuse map keys in ring buffer memory. */
-	__u64 cookie = e->cookie;
+	struct sock_slot *slot = slot_of(cookie);
 	struct owner *o;
+	/* On the stack: older verifiers refuse map keys in ring buffer memory. */
+	__u64 key = cookie;
 
-	if (!(any_kernel || cfg.owners_by_cookie) || (e->flags & EVF_OWNER) || !cookie)
-		return;
-	o = bpf_map_lookup_elem(&owners, &cookie);
-	if (!o)
-		return;
-	e->flags |= EVF_OWNER;
-	e->pid = o->pid;
-	__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
+	if (owner_ctx) {
+		*pid = bpf_get_current_pid_tgid() >> 32;
+		/* The owner's syscall has usually just named it in the slot. */
+		if (slot && slot->pid == *pid)
+			__builtin_memcpy(comm, slot->comm, KATRACE_COMM_LEN);
+		else
+			bpf_get_current_comm(comm, KATRACE_COMM_LEN);
+		return EVF_OWNER | EVF_OWNER_CONTEXT;
+	}
+	if (slot && slot->pid) {
+		*pid = slot->pid;
+		__builtin_memcpy(comm, slot->comm, KATRACE_COMM_LEN);
+		/* Given back and taken meanwhile: what was read may be another's. */
+		if (slot->cookie == cookie)
+			return EVF_OWNER;
+	}
+	if (info && info->owner_pid) {
+		*pid = info->owner_pid;
+		__builtin_memcpy(comm, info->owner_comm, KATRACE_COMM_LEN);
+		return EVF_OWNER;
+	}
+	if ((any_kernel || cfg.owners_by_cookie) && key) {
+		o = bpf_map_lookup_elem(&owners, &key);
+		if (o) {
+			*pid = o->pid;
+			__builtin_memcpy(comm, o->comm, KATRACE_COMM_LEN);
+			return EVF_OWNER;
+		}
+	}
+	*pid = 0;
+	comm[0] = 0;
+	return 0;
 }
 
-static __always_inline void fill_owner_by_cookie(struct event *e)
+/* e's owner (e->cookie set, no owner yet). */
+static __always_inline void fill_owner(struct event *e, struct sock_info *info, bool owner_ctx, bool any_kernel)
 {
-	fill_owner_from_map(e, false);
+	e->flags |= pick_owner(e->cookie, info, owner_ctx, any_kernel, &e->pid, e->comm);
 }
 
 #endif /* __KATRACE_LIB_OWNER_H__ */

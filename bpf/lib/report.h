@@ -24,12 +24,7 @@ static __always_inline void submit_sock_event(struct event *e, struct sock *sk,
 			e->written_after_fin = tp->write_seq - info->write_seq_at_fin;
 	}
 	fill_fin_facts(e);
-	if (owner_ctx) {
-		e->flags |= EVF_OWNER | EVF_OWNER_CONTEXT;
-		e->pid = bpf_get_current_pid_tgid() >> 32;
-		bpf_get_current_comm(e->comm, sizeof(e->comm));
-	}
-	fill_owner_by_cookie(e);
+	fill_owner(e, info, owner_ctx, false);
 	if (run) {
 		e->flags |= EVF_IN_KEEPALIVE_TIMER;
 		e->state_before_timer = run->state_before;

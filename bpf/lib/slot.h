@@ -88,11 +88,6 @@ static __always_inline void fill_from_slot(struct event *e, __u32 write_seq, __u
 
 	if (!s)
 		return;
-	if (!(e->flags & EVF_OWNER) && s->pid) {
-		e->flags |= EVF_OWNER;
-		e->pid = s->pid;
-		__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
-	}
 	if (s->start_jiffies) {
 		e->flags |= EVF_START_KNOWN;
 		e->start_ns = ns_at_jiffies(e, now_jiffies, s->start_jiffies);
@@ -111,9 +106,7 @@ static __always_inline void fill_from_slot(struct event *e, __u32 write_seq, __u
 	if (s->cookie == cookie)
 		return;
 	/* Given back and taken meanwhile: what was read may be another's. */
-	e->flags &= ~(EVF_OWNER | EVF_START_KNOWN | EVF_ESTABLISHED);
-	e->pid = 0;
-	e->comm[0] = 0;
+	e->flags &= ~(EVF_START_KNOWN | EVF_ESTABLISHED);
 	e->start_ns = 0;
 	e->role = 0;
 	e->fin_side = 0;

@@ -8,6 +8,23 @@
 #include "lib/kernel_socket.h"
 #include "lib/owner.h"
 
+/* The socket's netns inode, read from net once and then kept in its slot:
+ * the inode shares a line of struct net with the netns refcount, which
+ * every new socket writes, so under churn a read is a miss on a line
+ * another CPU holds. */
+static __always_inline __u32 slot_netns(__u64 cookie, struct net *net, bool direct)
+{
+	struct sock_slot *s = slot_of(cookie);
+	__u32 inum;
+
+	if (s && s->netns)
+		return s->netns;
+	inum = RD(direct, net, ns.inum);
+	if (s)
+		s->netns = inum;
+	return inum;
+}
+
 /* Whether cg is one of the filter's cgroups or below one: its ancestor at
  * the filter's level is that cgroup. */
 static __always_inline bool cgroup_wanted(struct cgroup *cg)
@@ -77,7 +94,8 @@ static __always_inline void fill_socket_fields(struct event *e, struct sock *sk,
 	e->family = read_addresses(skc, direct, e->saddr, e->daddr, &v4_mapped);
 	if (v4_mapped)
 		e->flags |= EVF_V4_MAPPED;
-	e->netns = RD(direct, net, ns.inum);
+	/* A timewait socket has given its slot back. */
+	e->netns = with_counters ? slot_netns(e->cookie, net, direct) : RD(direct, net, ns.inum);
 	if (!with_counters)
 		return;
 
@@ -160,11 +178,6 @@ static __always_inline void fill_info(struct event *e, struct sock_info *info)
 {
 	if (!info)
 		return;
-	if (info->owner_pid && !(e->flags & EVF_OWNER)) {
-		e->flags |= EVF_OWNER;
-		e->pid = info->owner_pid;
-		__builtin_memcpy(e->comm, info->owner_comm, sizeof(e->comm));
-	}
 	e->proto = info->proto;
 	e->requests = info->requests;
 	if (info->fin_side) {

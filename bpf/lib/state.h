@@ -57,33 +57,11 @@ static __always_inline void report_state_change(struct sock *sk, int old, int ne
 	if (skc->skc_flags & (1UL << SOCK_KEEPOPEN))
 		se.flags |= EVF_KEEPOPEN;
 	read_cgroup(sk, true, &se.cgroup_id, &se.in_filtered_cgroup);
+	se.netns = slot_netns(se.cookie, skc->skc_net.net, true);
 	slot = slot_of(se.cookie);
-	if (slot && slot->netns) {
-		se.netns = slot->netns;
-	} else {
-		se.netns = skc->skc_net.net->ns.inum;
-		if (slot)
-			slot->netns = se.netns;
-	}
 	if (slot)
 		se.role = slot->role;
-	if (owner_ctx) {
-		se.flags |= EVF_OWNER | EVF_OWNER_CONTEXT;
-		se.pid = bpf_get_current_pid_tgid() >> 32;
-		/* The owner's syscall has just named it in the slot. */
-		if (slot && slot->pid == se.pid)
-			__builtin_memcpy(se.comm, slot->comm, sizeof(se.comm));
-		else
-			bpf_get_current_comm(se.comm, sizeof(se.comm));
-	} else if (info && info->owner_pid) {
-		se.flags |= EVF_OWNER;
-		se.pid = info->owner_pid;
-		__builtin_memcpy(se.comm, info->owner_comm, sizeof(se.comm));
-	} else if (slot && slot->pid) {
-		se.flags |= EVF_OWNER;
-		se.pid = slot->pid;
-		__builtin_memcpy(se.comm, slot->comm, sizeof(se.comm));
-	}
+	se.flags |= pick_owner(se.cookie, info, owner_ctx, false, &se.pid, se.comm);
 	if (info) {
 		se.proto = info->proto;
 		se.requests = info->requests;

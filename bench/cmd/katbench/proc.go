@@ -129,10 +129,13 @@ type churnResult struct {
 	PerSec float64 `json:"conns_per_sec"`
 }
 
+// churnWarmup runs before each churn's measured time (and is traced too).
+const churnWarmup = 300 * time.Millisecond
+
 func runChurn(o options) (churnResult, error) {
 	var r churnResult
 	out, err := exec.Command(o.churn, "-json", "-clients", fmt.Sprint(o.clients),
-		"-duration", o.dur.String(), "-warmup", "300ms").Output()
+		"-duration", o.dur.String(), "-warmup", churnWarmup.String()).Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			return r, fmt.Errorf("churn: %v: %s", err, ee.Stderr)
