@@ -86,17 +86,19 @@ func CheckPrerequisites() error { return kernel.Prerequisites() }
 // that works, in the order of Strategies).
 func attach(want Strategy, opts loadOptions) (*attachedPrograms, error) {
 	// Read once: parsing the programs and asking kernel BTF what it offers
-	// cost ~20 ms, which auto would pay per strategy it tries.
-	spec, fs, cgroupRoot, err := programsAndFeatures(opts.Protocols)
+	// cost ~20 ms, which auto would pay per strategy it tries; every load
+	// relocates against the kernel BTF decoded once (cache).
+	cache := btf.NewCache()
+	spec, fs, cgroupRoot, err := programsAndFeatures(opts.Protocols, cache)
 	if err != nil {
 		return nil, err
 	}
 	if want != StrategyAuto {
-		return attachStrategy(want, opts, spec, fs, cgroupRoot)
+		return attachStrategy(want, opts, spec, fs, cgroupRoot, cache)
 	}
 	var reasons []string
 	for _, s := range Strategies {
-		l, err := attachStrategy(s, opts, spec.Copy(), fs, cgroupRoot)
+		l, err := attachStrategy(s, opts, spec.Copy(), fs, cgroupRoot, cache)
 		if err == nil {
 			return l, nil
 		}
@@ -108,10 +110,10 @@ func attach(want Strategy, opts loadOptions) (*attachedPrograms, error) {
 // attachStrategy loads and attaches one strategy's programs from spec,
 // which it changes.
 func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs features,
-	cgroupRoot string) (_ *attachedPrograms, err error) {
+	cgroupRoot string, cache *btf.Cache) (_ *attachedPrograms, err error) {
 	reason := fs.kernelResetReason
 	plan := planFor(s, fs)
-	if err := preflight(spec, plan, s); err != nil {
+	if err := preflight(spec, plan, s, cache); err != nil {
 		return nil, err
 	}
 	if err := keepOnly(spec, plan); err != nil {
@@ -121,7 +123,7 @@ func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs 
 		return nil, err
 	}
 
-	coll, err := ebpf.NewCollection(spec)
+	coll, err := loadCollection(spec, cache)
 	if err != nil {
 		return nil, fmt.Errorf("loading programs: %w", kernel.Explain(err))
 	}
@@ -167,7 +169,7 @@ func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs 
 // uses (its keepalive timer entry) before the whole plan: a strategy this
 // kernel cannot run fails here in milliseconds, not after verifying every
 // program (--attach auto tries fentry and kprobe first).
-func preflight(spec *ebpf.CollectionSpec, plan []plannedProgram, s Strategy) error {
+func preflight(spec *ebpf.CollectionSpec, plan []plannedProgram, s Strategy, cache *btf.Cache) error {
 	var own []plannedProgram
 	for _, p := range plan {
 		if p.program == preflightProgram[s] {
@@ -200,7 +202,7 @@ func preflight(spec *ebpf.CollectionSpec, plan []plannedProgram, s Strategy) err
 			delete(small.Maps, name)
 		}
 	}
-	coll, err := ebpf.NewCollection(small)
+	coll, err := ebpf.NewCollectionWithOptions(small, ebpf.CollectionOptions{Cache: cache})
 	if err != nil {
 		return fmt.Errorf("loading programs: %w", kernel.Explain(err))
 	}
@@ -290,12 +292,12 @@ func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie bool)
 // programsAndFeatures reads what a plan is made of: the embedded programs,
 // what this kernel offers them, and the cgroup v2 root the protocol labels
 // attach to ("" without protocols or cgroup v2).
-func programsAndFeatures(protocols bool) (*ebpf.CollectionSpec, features, string, error) {
+func programsAndFeatures(protocols bool, cache *btf.Cache) (*ebpf.CollectionSpec, features, string, error) {
 	spec, err := loadKatrace()
 	if err != nil {
 		return nil, features{}, "", fmt.Errorf("reading the embedded programs: %w", err)
 	}
-	kspec, err := btf.LoadKernelSpec()
+	kspec, err := cache.Kernel()
 	if err != nil {
 		return nil, features{}, "", fmt.Errorf("reading kernel BTF: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -215,7 +216,7 @@ type AttachPoint struct {
 // TracingAttachPoints lists the tracing attach points of strategy s with
 // the default options (protocol labels off) on this kernel.
 func TracingAttachPoints(s Strategy) ([]AttachPoint, error) {
-	spec, fs, _, err := programsAndFeatures(false)
+	spec, fs, _, err := programsAndFeatures(false, btf.NewCache())
 	if err != nil {
 		return nil, err
 	}
