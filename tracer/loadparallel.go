@@ -107,4 +107,3 @@ func loadGroups(spec *ebpf.CollectionSpec, n int) [][]string {
 	}
 	return groups
 }
-
