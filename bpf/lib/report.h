@@ -15,6 +15,11 @@ static __always_inline void submit_sock_event(struct event *e, struct sock *sk,
 {
 	struct timer_run *run = current_timer_run((__u64)sk);
 
+	sk = plain_tcp_sock(sk);
+	if (!sk) {
+		discard_event(e);
+		return;
+	}
 	fill_full_socket(e, sk, info);
 	fill_info(e, info);
 	if (info && info->fin_side == FIN_REMOTE) {
