@@ -15,7 +15,7 @@
  * it does not. The paths that fill an event read many pointers (the
  * netns, cgroup and file behind a socket) and are walked many times: the
  * state change program verifies in a fraction of the time. The helper
- * call (~10 ns) is paid per event sent, not per state change. */
+ * call is paid per full event sent, not per state change. */
 static __always_inline struct sock *plain_tcp_sock(struct sock *sk)
 {
 	return (struct sock *)bpf_skc_to_tcp_sock(sk);
@@ -113,12 +113,12 @@ static __always_inline void fill_socket_fields(struct event *e, struct sock *sk,
 		return;
 
 	unsigned long flags = RD(direct, sk, __sk_common.skc_flags);
-	struct tcp_sock *tp = direct ? bpf_skc_to_tcp_sock(sk) : (struct tcp_sock *)sk;
+	/* A full socket's sk is a tcp_sock already: plain_tcp_sock's (direct)
+	 * or the keepalive timer's. */
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
 
 	if (flags & (1UL << SOCK_KEEPOPEN))
 		e->flags |= EVF_KEEPOPEN;
-	if (!tp)
-		return;
 	/* At CLOSE the kernel has given the local port back (inet_num is 0)
 	 * unless it was bound; the port stays in inet_sport. */
 	if (!e->sport)
@@ -169,8 +169,8 @@ static __always_inline void fill_timewait_socket(struct event *e, struct sock *s
 	fill_socket_fields(e, sk, false, true, NULL);
 }
 
-/* A full TCP socket given as a BTF pointer (tp_btf, fentry); info its
- * storage, if any. */
+/* A full TCP socket as plain_tcp_sock gives it; info its storage, if
+ * any. */
 static __always_inline void fill_full_socket(struct event *e, struct sock *sk, struct sock_info *info)
 {
 	fill_socket_fields(e, sk, true, true, info);

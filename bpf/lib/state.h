@@ -31,19 +31,12 @@ static __always_inline void report_transition(struct sock *sk, __u8 kind, int ol
 static __always_inline void report_state_change(struct sock *sk, int old, int new, struct sock_info *info,
 						bool owner_ctx)
 {
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-	struct sock_common *skc;
+	struct sock_common *skc = &sk->__sk_common;
 	struct state_event se = {};
 	struct sock_slot *slot;
 	struct scratch *s;
 	bool v4_mapped;
 	__u32 zero = 0;
-
-	/* A plain pointer (plain_tcp_sock). */
-	if (!tp)
-		return;
-	sk = (struct sock *)tp;
-	skc = &sk->__sk_common;
 
 	se.ts_ns = bpf_ktime_get_ns();
 	se.cookie = sock_cookie(sk);
@@ -51,9 +44,13 @@ static __always_inline void report_state_change(struct sock *sk, int old, int ne
 	se.old_state = old;
 	se.sport = skc->skc_num;
 	se.dport = bpf_ntohs(skc->skc_dport);
-	/* At CLOSE the port is left only in inet_sport (lib/sock.h). */
-	if (!se.sport)
-		se.sport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
+	if (!se.sport) {
+		/* At CLOSE the port is left only in inet_sport (lib/sock.h). */
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+
+		if (tp)
+			se.sport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
+	}
 	se.family = read_addresses(skc, true, se.saddr, se.daddr, &v4_mapped);
 	if (v4_mapped)
 		se.flags |= EVF_V4_MAPPED;
