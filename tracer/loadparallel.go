@@ -1,7 +1,6 @@
 package tracer
 
 import (
-	"errors"
 	"runtime"
 	"sort"
 	"sync"
@@ -68,8 +67,12 @@ func loadCollection(spec *ebpf.CollectionSpec, cache *btf.Cache) (_ *ebpf.Collec
 			coll.Programs[name] = p
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	// One error, not one per group: a missing capability fails them all
+	// alike, and the user reads one line.
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
 	}
 	return coll, nil
 }
