@@ -95,11 +95,15 @@ func newPair(t *testing.T) *pair {
 	t.Helper()
 	n := int(netSeq.Add(1)) + 100
 	id := fmt.Sprintf("kt%d-%d", os.Getpid()%100000, n)
+	// Each pair has namespaces of its own, so addresses may repeat across
+	// pairs; they stay valid however many pairs one run makes (go test
+	// -count).
+	octet, group := n%254+1, n%10000
 	p := &pair{
 		client: id + "c", server: id + "s",
 		clientDev: "v" + id + "c", serverDev: "v" + id + "s",
-		clientAddr: fmt.Sprintf("10.213.%d.1", n), serverAddr: fmt.Sprintf("10.213.%d.2", n),
-		client6: fmt.Sprintf("fd00:213:%d::1", n), server6: fmt.Sprintf("fd00:213:%d::2", n),
+		clientAddr: fmt.Sprintf("10.213.%d.1", octet), serverAddr: fmt.Sprintf("10.213.%d.2", octet),
+		client6: fmt.Sprintf("fd00:213:%d::1", group), server6: fmt.Sprintf("fd00:213:%d::2", group),
 	}
 	t.Cleanup(func() {
 		exec.Command("ip", "netns", "del", p.client).Run()
