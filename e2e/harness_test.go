@@ -91,19 +91,22 @@ type pair struct {
 	clientIno, serverIno   uint32
 }
 
+// subnetOctet is the /24 in 10.213.0.0/16 (and the /64 in fd00:213::/32)
+// of the network made n-th: namespaces are each test's own, so addresses
+// may repeat across tests, and they stay valid however many networks one
+// run makes (go test -count).
+func subnetOctet(n int) int { return n%254 + 1 }
+
 func newPair(t *testing.T) *pair {
 	t.Helper()
 	n := int(netSeq.Add(1)) + 100
 	id := fmt.Sprintf("kt%d-%d", os.Getpid()%100000, n)
-	// Each pair has namespaces of its own, so addresses may repeat across
-	// pairs; they stay valid however many pairs one run makes (go test
-	// -count).
-	octet, group := n%254+1, n%10000
+	octet := subnetOctet(n)
 	p := &pair{
 		client: id + "c", server: id + "s",
 		clientDev: "v" + id + "c", serverDev: "v" + id + "s",
 		clientAddr: fmt.Sprintf("10.213.%d.1", octet), serverAddr: fmt.Sprintf("10.213.%d.2", octet),
-		client6: fmt.Sprintf("fd00:213:%d::1", group), server6: fmt.Sprintf("fd00:213:%d::2", group),
+		client6: fmt.Sprintf("fd00:213:%d::1", octet), server6: fmt.Sprintf("fd00:213:%d::2", octet),
 	}
 	t.Cleanup(func() {
 		exec.Command("ip", "netns", "del", p.client).Run()

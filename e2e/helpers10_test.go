@@ -269,8 +269,9 @@ func newNATPath(t *testing.T, forgotten string, ctTimeout time.Duration) *natPat
 	if verdict == "" {
 		t.Fatalf("newNATPath: forgotten flows are dropped or reset, not %q", forgotten)
 	}
-	in, out := int(netSeq.Add(1))+100, int(netSeq.Add(1))+100
-	id := fmt.Sprintf("kt%d-%d", os.Getpid()%100000, in)
+	seq := int(netSeq.Add(1)) + 100
+	in, out := subnetOctet(seq), subnetOctet(int(netSeq.Add(1))+100)
+	id := fmt.Sprintf("kt%d-%d", os.Getpid()%100000, seq)
 	n := &natPath{
 		client: id + "c", router: id + "r", server: id + "s",
 		clientAddr: fmt.Sprintf("10.213.%d.1", in), routerInside: fmt.Sprintf("10.213.%d.2", in),
