@@ -143,6 +143,7 @@ type Sink struct {
 	eventsVec *prometheus.CounterVec
 	lost      prometheus.Counter
 	missed    prometheus.Counter
+	unseen    prometheus.Counter
 	buildInfo *prometheus.GaugeVec
 
 	key seriesKey // scratch, reused per record
@@ -216,6 +217,11 @@ func New(o Options) (*Sink, error) {
 		Help: "Kernel program runs skipped because the program was already running on that CPU; their events are missing (the sum of lost records' missed_runs).",
 	})
 	s.registry.MustRegister(s.missed)
+	s.unseen = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "katrace_keepalive_probes_unseen_total",
+		Help: "Keepalive probes the kernel counted as sent in timer runs katrace did not see (the sum of keepalive_probe and keepalive_timeout records' unseen_probes).",
+	})
+	s.registry.MustRegister(s.unseen)
 	s.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "katrace_build_info",
 		Help: "Always 1: katrace's version, the attach strategy in use and the kernel release.",
@@ -284,10 +290,12 @@ func (s *Sink) Write(r *record.Record) error {
 	switch r.Type {
 	case record.TypeKeepaliveProbe:
 		s.probes.counter(&s.key, "", "").Inc()
+		s.unseen.Add(float64(r.UnseenProbes))
 	case record.TypeKeepaliveAck:
 		s.acks.counter(&s.key, "", "").Inc()
 	case record.TypeKeepaliveTimeout:
 		s.timeouts.counter(&s.key, "", "").Inc()
+		s.unseen.Add(float64(r.UnseenProbes))
 	case record.TypeIdleClose:
 		side := orUnknown(r.Side)
 		s.idleCloses.counter(&s.key, side, "").Inc()

@@ -51,9 +51,13 @@ func keepaliveTimeoutStory() []*record.Record {
 	start.Reset()
 	start.Type, start.Mode, start.Kernel, start.Version = record.TypeStart, "tracepoint", "6.18.0", "v1.2.3"
 	out = append(out, start)
-	for i := 1; i <= 3; i++ {
+	// Probe 2's timer run went unseen.
+	for _, i := range []int{1, 3} {
 		p := sockRec(record.TypeKeepaliveProbe, "10.0.0.1", 40000, "10.0.0.2", 443)
 		p.Probe, p.MaxProbes = i, 3
+		if i == 3 {
+			p.UnseenProbes = 1
+		}
 		out = append(out, p)
 	}
 	to := sockRec(record.TypeKeepaliveTimeout, "10.0.0.1", 40000, "10.0.0.2", 443)
@@ -108,7 +112,7 @@ katrace_resets_total{direction="received",reason="unknown"} 1
 katrace_resets_total{direction="sent",reason="TCP_KEEPALIVE_TIMEOUT"} 1
 # HELP katrace_keepalive_probes_total Keepalive probes sent and not answered yet (keepalive_probe records).
 # TYPE katrace_keepalive_probes_total counter
-katrace_keepalive_probes_total 3
+katrace_keepalive_probes_total 2
 # HELP katrace_keepalive_acks_total Keepalive probes answered (keepalive_ack records).
 # TYPE katrace_keepalive_acks_total counter
 katrace_keepalive_acks_total 1
@@ -128,6 +132,9 @@ katrace_events_lost_total 17
 # HELP katrace_program_runs_missed_total Kernel program runs skipped because the program was already running on that CPU; their events are missing (the sum of lost records' missed_runs).
 # TYPE katrace_program_runs_missed_total counter
 katrace_program_runs_missed_total 2
+# HELP katrace_keepalive_probes_unseen_total Keepalive probes the kernel counted as sent in timer runs katrace did not see (the sum of keepalive_probe and keepalive_timeout records' unseen_probes).
+# TYPE katrace_keepalive_probes_unseen_total counter
+katrace_keepalive_probes_unseen_total 1
 # HELP katrace_build_info Always 1: katrace's version, the attach strategy in use and the kernel release.
 # TYPE katrace_build_info gauge
 katrace_build_info{kernel="6.18.0",mode="tracepoint",version="v1.2.3"} 1
@@ -136,14 +143,14 @@ katrace_build_info{kernel="6.18.0",mode="tracepoint",version="v1.2.3"} 1
 		"katrace_connection_closes_total", "katrace_resets_total", "katrace_keepalive_probes_total",
 		"katrace_keepalive_acks_total", "katrace_keepalive_timeouts_total", "katrace_idle_closes_total",
 		"katrace_stale_reuses_total", "katrace_events_lost_total", "katrace_program_runs_missed_total",
-		"katrace_build_info",
+		"katrace_keepalive_probes_unseen_total", "katrace_build_info",
 	}
 	if err := testutil.GatherAndCompare(s.Registry(), strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}
 
 	for typ, n := range map[string]float64{
-		"start": 1, "keepalive_probe": 3, "keepalive_timeout": 1, "reset": 2, "close": 3,
+		"start": 1, "keepalive_probe": 2, "keepalive_timeout": 1, "reset": 2, "close": 3,
 		"idle_close": 1, "keepalive_ack": 1, "lost": 1, "end": 1, "state": 0, "summary": 0,
 	} {
 		if got := testutil.ToFloat64(s.eventsVec.WithLabelValues(typ)); got != n {

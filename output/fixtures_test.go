@@ -90,6 +90,18 @@ func goldenCases() []goldenCase {
 		`{"time":"2025-03-14T03:41:03.142000000Z","type":"keepalive_probe","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","probe":2,"max_probes":3,"interval_ms":1000,"keepalive_interval_ms":1000,"keepalive_idle_ms":1000}`,
 		`03:41:03.142  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            keepalive probe 2/3 unanswered`)
 
+	r = sockRecord(record.TypeKeepaliveProbe, at(2048))
+	r.Probe, r.MaxProbes, r.IntervalMs, r.KeepaliveIdleMs, r.UnseenProbes = 3, 3, 1000, 1000, 1
+	add("keepalive_probe/one_unseen", r,
+		`{"time":"2025-03-14T03:41:04.166000000Z","type":"keepalive_probe","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","probe":3,"max_probes":3,"interval_ms":1000,"keepalive_interval_ms":1000,"keepalive_idle_ms":1000,"unseen_probes":1}`,
+		`03:41:04.166  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            keepalive probe 3/3 unanswered (probe 2 not seen)`)
+
+	r = sockRecord(record.TypeKeepaliveProbe, at(3072))
+	r.Probe, r.MaxProbes, r.IntervalMs, r.KeepaliveIdleMs, r.UnseenProbes = 4, 9, 1000, 1000, 2
+	add("keepalive_probe/two_unseen", r,
+		`{"time":"2025-03-14T03:41:05.190000000Z","type":"keepalive_probe","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","probe":4,"max_probes":9,"interval_ms":1000,"keepalive_interval_ms":1000,"keepalive_idle_ms":1000,"unseen_probes":2}`,
+		`03:41:05.190  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            keepalive probe 4/9 unanswered (probes 2-3 not seen)`)
+
 	r = sockRecord(record.TypeKeepaliveAck, at(1036))
 	r.Probe, r.RTTMs = 1, 12
 	add("keepalive_ack", r,
@@ -107,6 +119,12 @@ func goldenCases() []goldenCase {
 	add("keepalive_timeout", r,
 		`{"time":"2025-03-14T03:41:05.190000000Z","type":"keepalive_timeout","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","probes":3,"max_probes":3,"error":"ETIMEDOUT"}`,
 		`03:41:05.190  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            keepalive timeout: peer silent after 3 probes → ETIMEDOUT`)
+
+	r = sockRecord(record.TypeKeepaliveTimeout, at(3072))
+	r.Probes, r.MaxProbes, r.Error, r.UnseenProbes = 3, 3, "ETIMEDOUT", 1
+	add("keepalive_timeout/last_probe_unseen", r,
+		`{"time":"2025-03-14T03:41:05.190000000Z","type":"keepalive_timeout","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","probes":3,"max_probes":3,"error":"ETIMEDOUT","unseen_probes":1}`,
+		`03:41:05.190  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            keepalive timeout: peer silent after 3 probes → ETIMEDOUT (probe 3 not seen)`)
 
 	r = sockRecord(record.TypeClose, at(3072))
 	r.Sock.State = "CLOSE"

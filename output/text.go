@@ -433,6 +433,7 @@ func appendEvent(b []byte, r *record.Record) []byte {
 		if r.Probe == 1 {
 			b = appendAside(b, "idle ", r.IdleMs)
 		}
+		b = appendUnseenProbes(b, r.Probe-r.UnseenProbes, r.Probe-1)
 
 	case record.TypeKeepaliveAck:
 		b = append(b, "keepalive probe "...)
@@ -448,6 +449,7 @@ func appendEvent(b []byte, r *record.Record) []byte {
 			b = append(b, " → "...)
 			b = appendSafe(b, r.Error)
 		}
+		b = appendUnseenProbes(b, r.Probes-r.UnseenProbes+1, r.Probes)
 
 	case record.TypeIdleClose:
 		if r.Side == record.SideRemote {
@@ -490,6 +492,24 @@ func appendKnown(b []byte, label string, ms int64) []byte {
 		return b
 	}
 	return appendLabelled(b, label, ms)
+}
+
+// appendUnseenProbes writes " (probe 2 not seen)" or " (probes 1-2 not
+// seen)": probes the kernel counts as sent in timer runs katrace did not
+// see. Nothing when last < first.
+func appendUnseenProbes(b []byte, first, last int) []byte {
+	if last < first {
+		return b
+	}
+	if first == last {
+		b = append(b, " (probe "...)
+	} else {
+		b = append(b, " (probes "...)
+		b = strconv.AppendInt(b, int64(first), 10)
+		b = append(b, '-')
+	}
+	b = strconv.AppendInt(b, int64(last), 10)
+	return append(b, " not seen)"...)
 }
 
 // appendAside writes " (label 1.2s)", or nothing when ms is Absent.

@@ -186,6 +186,12 @@ type Record struct {
 	KeepaliveIdleMs int64
 	RTTMs           int64 // Absent when unknown
 	Error           string
+	// UnseenProbes is, for keepalive_probe and keepalive_timeout, how many
+	// probes just before this record's one (for a timeout, the last ones)
+	// the kernel sent in timer runs katrace did not see, from the kernel's
+	// own count of unanswered probes. 0 when none, or when katrace cannot
+	// tell (tracer.Correlator.unseenProbes).
+	UnseenProbes int
 
 	// idle_close, reset, close, keepalive_probe
 	IdleMs int64 // Absent when unknown

@@ -24,12 +24,29 @@ type conn struct {
 	lAddr    [16]byte
 	pid      uint32
 	requests uint32 // HTTP/1.x requests seen, meaningful when proto is protoHTTP1
-	// probesSent counts the keepalive probes seen sent.
-	probesSent uint32
-	lPort      uint16
+	// probes packs two keepalive counts in the 80-byte size class: the
+	// probes sent, seen or inferred (low 24 bits, saturating), and the
+	// kernel's count of unanswered probes after the last timer run seen
+	// (high 8 bits; 0 for none, or no run seen).
+	probes uint32
+	lPort  uint16
 	// proto is the index of the last protocol label in protoNames, 0 for none.
 	proto uint8
 	flags connFlags
+}
+
+const probesSentMax = 1<<24 - 1
+
+func (cn *conn) probesSent() uint32 { return cn.probes & probesSentMax }
+
+func (cn *conn) addProbesSent(n uint32) {
+	cn.probes = cn.probes&^probesSentMax | min(cn.probesSent()+n, probesSentMax)
+}
+
+func (cn *conn) lastProbe() uint8 { return uint8(cn.probes >> 24) }
+
+func (cn *conn) setLastProbe(p uint8) {
+	cn.probes = cn.probes&probesSentMax | uint32(p)<<24
 }
 
 type connFlags uint8

@@ -134,3 +134,17 @@ func TestRememberedSocketFields(t *testing.T) {
 		t.Fatalf("after a tls label: %+v", r)
 	}
 }
+
+func TestConnProbeCounts(t *testing.T) {
+	var cn conn
+	cn.setLastProbe(3)
+	cn.addProbesSent(2)
+	if cn.probesSent() != 2 || cn.lastProbe() != 3 {
+		t.Fatalf("sent %d last %d, want 2 3", cn.probesSent(), cn.lastProbe())
+	}
+	cn.addProbesSent(probesSentMax)
+	cn.setLastProbe(255)
+	if cn.probesSent() != probesSentMax || cn.lastProbe() != 255 {
+		t.Fatalf("sent %d last %d, want %d (saturated) 255", cn.probesSent(), cn.lastProbe(), probesSentMax)
+	}
+}

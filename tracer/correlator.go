@@ -29,6 +29,9 @@ type CorrelatorConfig struct {
 	// TimewaitExpiry: the kernel reports a timewait socket's FIN_WAIT2
 	// timeout, so a socket handed to one is remembered until then.
 	TimewaitExpiry bool
+	// WatchingSinceNs is when every program was attached (the kernel's
+	// monotonic clock); 0 when unknown.
+	WatchingSinceNs uint64
 }
 
 // Correlator turns kernel events into records, per socket.
@@ -39,6 +42,9 @@ type Correlator struct {
 	rec   record.Record
 
 	events uint64
+	// lastEvictionNs is when a socket was last forgotten to make room: what
+	// katrace saw of a socket before then may be forgotten.
+	lastEvictionNs uint64
 	// lastClosed is the cookie of the last socket closed: events the kernel
 	// sends after CLOSE (an error report) must not bring it back.
 	lastClosed uint64
@@ -161,7 +167,12 @@ func (c *Correlator) lookup(e *katraceEvent, create bool) *conn {
 	if !create || e.Cookie == 0 {
 		return nil
 	}
-	return c.conns.add(e.Cookie)
+	evicted := c.conns.evicted
+	cn := c.conns.add(e.Cookie)
+	if c.conns.evicted != evicted {
+		c.lastEvictionNs = e.TsNs
+	}
+	return cn
 }
 
 // begin starts a record of type t about e's socket.
@@ -205,13 +216,19 @@ func (c *Correlator) onKeepalive(e *katraceEvent) error {
 		if err := c.sink.Write(r); err != nil {
 			return err
 		}
+		if cn != nil && e.ProbesAfter <= e.ProbesBefore {
+			cn.setLastProbe(e.ProbesAfter)
+		}
 	}
 	if e.ProbesAfter > e.ProbesBefore {
+		unseen := c.unseenProbes(cn, e)
 		if cn != nil {
-			cn.probesSent++
+			cn.addProbesSent(1 + uint32(unseen))
+			cn.setLastProbe(e.ProbesAfter)
 		}
 		r := c.begin(e, cn, record.TypeKeepaliveProbe)
 		r.Probe = int(e.ProbesAfter)
+		r.UnseenProbes = unseen
 		r.MaxProbes = int(e.KeepaliveProbes)
 		r.IntervalMs = int64(e.KeepaliveIntvlMs)
 		r.KeepaliveIdleMs = int64(e.KeepaliveIdleMs)
@@ -230,6 +247,12 @@ func (c *Correlator) onError(e *katraceEvent) error {
 		// Other errors are told in the close record's cause.
 		return nil
 	}
+	if cn == nil && e.State == tcpClose {
+		// The close came first (6.10+: tcp_done_with_error) and told the
+		// timeout already; lastClosed misses it when another socket closed
+		// in between, as when several time out in one timer tick.
+		return nil
+	}
 	if cn != nil {
 		if cn.flags&connTimeoutReported != 0 {
 			return nil
@@ -239,8 +262,42 @@ func (c *Correlator) onError(e *katraceEvent) error {
 	return c.keepaliveTimeout(e, cn)
 }
 
+// unseenProbes is how many of the keepalive probes the kernel counts as
+// sent before e's timer run katrace did not see sent: runs no program ran
+// for (on some hosts the kernel runs timers where no BPF program sees
+// them: the README's known issue). The kernel's count (ProbesBefore) holds
+// the probes sent since the peer's last ACK, which zeroes it: past the
+// last probe seen, or, with none seen, all of them when katrace was
+// already watching at that ACK and has forgotten no socket since.
+// Otherwise 0: katrace may have started after they went out, or seen them
+// and forgotten the socket.
+func (c *Correlator) unseenProbes(cn *conn, e *katraceEvent) int {
+	before := e.ProbesBefore
+	if cn != nil && cn.lastProbe() > 0 {
+		if before > cn.lastProbe() {
+			return int(before - cn.lastProbe())
+		}
+		return 0
+	}
+	if before == 0 || c.cfg.WatchingSinceNs == 0 {
+		return 0
+	}
+	// since_ack_ms has jiffy resolution: a margin of a few ticks.
+	const margin = 20 * uint64(time.Millisecond)
+	sinceAckNs := uint64(e.SinceAckMs) * uint64(time.Millisecond)
+	if e.TsNs < sinceAckNs || e.TsNs-sinceAckNs < max(c.cfg.WatchingSinceNs, c.lastEvictionNs)+margin {
+		return 0
+	}
+	return int(before)
+}
+
 func (c *Correlator) keepaliveTimeout(e *katraceEvent, cn *conn) error {
 	r := c.begin(e, cn, record.TypeKeepaliveTimeout)
+	r.UnseenProbes = c.unseenProbes(cn, e)
+	if cn != nil {
+		cn.addProbesSent(uint32(r.UnseenProbes))
+		cn.setLastProbe(e.ProbesBefore)
+	}
 	r.Probes = int(e.ProbesBefore)
 	r.MaxProbes = int(e.KeepaliveProbes)
 	r.Error = errnoName(e.SkErr)
@@ -383,7 +440,7 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 		r.IdleMs = int64(e.FinIdleMs)
 	}
 	if cn != nil {
-		r.ProbesSent = int(cn.probesSent)
+		r.ProbesSent = int(cn.probesSent())
 	}
 	if e.Flags&flagInKeepaliveTimer != 0 && int(e.ProbesBefore) > r.ProbesSent {
 		r.ProbesSent = int(e.ProbesBefore)
@@ -442,7 +499,7 @@ func (c *Correlator) onTimewaitExpiry(e *katraceEvent) error {
 	r.Cause = cause
 	r.DurationMs = durationMs(e)
 	if cn != nil {
-		r.ProbesSent = int(cn.probesSent)
+		r.ProbesSent = int(cn.probesSent())
 		c.conns.forget(cn)
 	}
 	return c.sink.Write(r)

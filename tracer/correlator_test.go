@@ -144,6 +144,148 @@ func TestKeepaliveTimeoutBothKernelOrders(t *testing.T) {
 	}
 }
 
+// A keepalive timer run the programs never saw (on the test machine, runs
+// the kernel makes on top of the VM's init process): the next run's probe
+// count says how many probes were sent unseen.
+func TestUnseenKeepaliveProbes(t *testing.T) {
+	s := sock{cookie: 12, start: 1e12, pid: 4121, comm: "python3"}
+	timeout := inTimer(s.owned(s.ev(evClose, 4000, tcpClose)), 3, tcpEstablished)
+	timeout.Flags &^= flagOwnerContext
+	timeout.OldState = tcpEstablished
+	timeout.SkErr = int32(unix.ETIMEDOUT)
+	timeout.SinceSendMs, timeout.SinceRecvMs = 4000, 4000
+
+	cases := []struct {
+		name                string
+		evs                 []katraceEvent
+		probes, unseen      string
+		timeoutUnseen, sent int
+	}{
+		{"every run seen", []katraceEvent{probe(s, 1000, 0, 1), probe(s, 2000, 1, 2), probe(s, 3000, 2, 3), timeout},
+			"[1 2 3]", "[0 0 0]", 0, 3},
+		{"probe 2 unseen", []katraceEvent{probe(s, 1000, 0, 1), probe(s, 3000, 2, 3), timeout},
+			"[1 3]", "[0 1]", 0, 3},
+		{"probe 3 unseen", []katraceEvent{probe(s, 1000, 0, 1), probe(s, 2000, 1, 2), timeout},
+			"[1 2]", "[0 0]", 1, 3},
+		// Nothing earlier to compare with: katrace may have started after
+		// probe 1 went out.
+		{"probe 1 unseen", []katraceEvent{probe(s, 2000, 1, 2), probe(s, 3000, 2, 3), timeout},
+			"[2 3]", "[0 0]", 0, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sink := feed(t, defaults, c.evs...)
+			var probes, unseen []int
+			for _, r := range sink.recs {
+				if r.Type == record.TypeKeepaliveProbe {
+					probes = append(probes, r.Probe)
+					unseen = append(unseen, r.UnseenProbes)
+				}
+			}
+			if fmt.Sprint(probes) != c.probes || fmt.Sprint(unseen) != c.unseen {
+				t.Errorf("probes %v unseen %v, want %s %s", probes, unseen, c.probes, c.unseen)
+			}
+			if to := sink.last(record.TypeKeepaliveTimeout); to.Probes != 3 || to.UnseenProbes != c.timeoutUnseen {
+				t.Errorf("timeout: probes %d unseen %d, want 3 %d", to.Probes, to.UnseenProbes, c.timeoutUnseen)
+			}
+			if cl := sink.last(record.TypeClose); cl.ProbesSent != c.sent {
+				t.Errorf("close: probes_sent %d, want %d", cl.ProbesSent, c.sent)
+			}
+		})
+	}
+
+	// With none of the probes seen, the peer's last ACK (which zeroes the
+	// kernel's count) says whether katrace was watching when they went out.
+	acked := func(e katraceEvent) katraceEvent { e.SinceAckMs = uint32((e.TsNs - s.start) / ms); return e }
+	quiet := acked(timeout)
+	for _, c := range []struct {
+		name                           string
+		watchingSince                  uint64
+		evs                            []katraceEvent
+		unseen                         string
+		timeoutUnseen, timeoutLastSeen int
+	}{
+		{"probe 1 unseen, watching since before the last ACK", s.start - uint64(time.Second),
+			[]katraceEvent{acked(probe(s, 2000, 1, 2)), acked(probe(s, 3000, 2, 3)), quiet}, "[1 0]", 0, 3},
+		{"probe 1 unseen, katrace started after the last ACK", s.start + 1500*ms,
+			[]katraceEvent{acked(probe(s, 2000, 1, 2)), acked(probe(s, 3000, 2, 3)), quiet}, "[0 0]", 0, 3},
+		{"no probe seen, only the timeout", s.start - uint64(time.Second),
+			[]katraceEvent{quiet}, "[]", 3, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := defaults
+			cfg.WatchingSinceNs = c.watchingSince
+			sink := feed(t, cfg, c.evs...)
+			var unseen []int
+			for _, r := range sink.recs {
+				if r.Type == record.TypeKeepaliveProbe {
+					unseen = append(unseen, r.UnseenProbes)
+				}
+			}
+			if fmt.Sprint(unseen) != c.unseen {
+				t.Errorf("unseen %v, want %s", unseen, c.unseen)
+			}
+			if to := sink.last(record.TypeKeepaliveTimeout); to.UnseenProbes != c.timeoutUnseen {
+				t.Errorf("timeout: unseen %d, want %d", to.UnseenProbes, c.timeoutUnseen)
+			}
+			if cl := sink.last(record.TypeClose); cl.ProbesSent != c.timeoutLastSeen {
+				t.Errorf("close: probes_sent %d, want %d", cl.ProbesSent, c.timeoutLastSeen)
+			}
+		})
+	}
+
+	// A socket forgotten to make room may have had its earlier probes seen.
+	t.Run("socket forgotten in between", func(t *testing.T) {
+		other := sock{cookie: 13, start: 1e12}
+		cfg := defaults
+		cfg.WatchingSinceNs = s.start - uint64(time.Second)
+		cfg.MaxSockets = 1
+		sink := feed(t, cfg, acked(probe(s, 1000, 0, 1)), acked(probe(other, 1500, 0, 1)), acked(probe(s, 2000, 1, 2)))
+		if p := sink.last(record.TypeKeepaliveProbe); p.Probe != 2 || p.UnseenProbes != 0 {
+			t.Errorf("probe %d after the socket was forgotten: unseen %d, want 0", p.Probe, p.UnseenProbes)
+		}
+	})
+
+	// An answered sequence starts over: a new run of probes after the
+	// answer is not a jump past the old one.
+	ack := probe(s, 5000, 0, 1)
+	ack.AckedProbes = 2
+	sink := feed(t, defaults, probe(s, 1000, 0, 1), probe(s, 2000, 1, 2), ack, probe(s, 6000, 1, 2))
+	for _, r := range sink.recs {
+		if r.UnseenProbes != 0 {
+			t.Errorf("%s %d: unseen %d after an answer, want 0", r.Type, r.Probe, r.UnseenProbes)
+		}
+	}
+}
+
+// Sockets that time out in the same timer tick: on 6.10+ each socket's
+// CLOSE comes before its error, with other sockets' events in between.
+func TestKeepaliveTimeoutsInOneTick(t *testing.T) {
+	var evs []katraceEvent
+	var errs []katraceEvent
+	for cookie := uint64(20); cookie < 23; cookie++ {
+		s := sock{cookie: cookie, start: 1e12, pid: 4121, comm: "python3"}
+		evs = append(evs, probe(s, 1000, 0, 1), probe(s, 2000, 1, 2), probe(s, 3000, 2, 3))
+		closeEv := inTimer(s.ev(evClose, 4000, tcpClose), 3, tcpEstablished)
+		closeEv.OldState = tcpEstablished
+		closeEv.SkErr = int32(unix.ETIMEDOUT)
+		errEv := inTimer(s.ev(evError, 4000, tcpClose), 3, tcpEstablished)
+		errEv.SkErr = int32(unix.ETIMEDOUT)
+		evs = append(evs, closeEv)
+		errs = append(errs, errEv)
+	}
+	sink := feed(t, defaults, append(evs, errs...)...)
+	timeouts := map[uint64]int{}
+	for _, r := range sink.recs {
+		if r.Type == record.TypeKeepaliveTimeout {
+			timeouts[r.Sock.Cookie]++
+		}
+	}
+	if fmt.Sprint(timeouts) != "map[20:1 21:1 22:1]" {
+		t.Fatalf("keepalive_timeout records per socket %v, want one each", timeouts)
+	}
+}
+
 func TestTimerEventsNeverUseTheInterruptedTask(t *testing.T) {
 	s := sock{cookie: 8, start: 1e12, pid: 4121, comm: "python3"}
 	// A process-context event names the owner; timer events carry none

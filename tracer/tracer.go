@@ -80,15 +80,23 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 	if byOwner {
 		owners.wanted = cfg.Filters.MatchOwner
 	}
+	// Every program is attached by now. The owner filters let a socket's
+	// events through only once its owner is known: what went before was
+	// filtered, not unseen.
+	var watchingSince uint64
+	if !byOwner {
+		watchingSince = monotonicNow()
+	}
 	corr := NewCorrelator(CorrelatorConfig{
-		IdleThreshold:  cfg.IdleThreshold,
-		AllCloses:      cfg.All,
-		States:         cfg.States,
-		MaxSockets:     cfg.MaxSockets,
-		WallOffset:     offset,
-		Owner:          owners.Lookup,
-		Workload:       cfg.Workload,
-		TimewaitExpiry: l.timewaitExpiry,
+		IdleThreshold:   cfg.IdleThreshold,
+		AllCloses:       cfg.All,
+		States:          cfg.States,
+		MaxSockets:      cfg.MaxSockets,
+		WallOffset:      offset,
+		Owner:           owners.Lookup,
+		Workload:        cfg.Workload,
+		TimewaitExpiry:  l.timewaitExpiry,
+		WatchingSinceNs: watchingSince,
 	}, sink)
 
 	p := &pump{
