@@ -74,7 +74,9 @@ func appendJSON(b []byte, r *record.Record) []byte {
 		b = jsonKeepaliveInterval(b, r.IntervalMs)
 		b = jsonInt(b, "keepalive_idle_ms", r.KeepaliveIdleMs)
 		b = jsonOptInt(b, "idle_ms", r.IdleMs)
-		b = jsonUnseenProbes(b, r.UnseenProbes)
+		if r.UnseenProbes > 0 {
+			b = jsonInt(b, "unseen_probes", int64(r.UnseenProbes))
+		}
 	case record.TypeKeepaliveAck:
 		b = jsonInt(b, "probe", int64(r.Probe))
 		b = jsonOptInt(b, "rtt_ms", r.RTTMs)
@@ -82,7 +84,9 @@ func appendJSON(b []byte, r *record.Record) []byte {
 		b = jsonInt(b, "probes", int64(r.Probes))
 		b = jsonInt(b, "max_probes", int64(r.MaxProbes))
 		b = jsonString(b, "error", r.Error)
-		b = jsonUnseenProbes(b, r.UnseenProbes)
+		if r.UnseenProbes > 0 {
+			b = jsonInt(b, "unseen_probes", int64(r.UnseenProbes))
+		}
 	case record.TypeIdleClose:
 		b = jsonString(b, "side", r.Side)
 		b = jsonOptInt(b, "idle_ms", r.IdleMs)
@@ -316,13 +320,4 @@ func appendGoodbyeJSON(b []byte, r *record.Record) []byte {
 	}
 	b = append(b, `,"goodbye":true`...)
 	return jsonOptInt(b, "goodbye_bytes", r.GoodbyeBytes)
-}
-
-// jsonUnseenProbes writes unseen_probes only when some were not seen: the
-// field is new, and its absence means none.
-func jsonUnseenProbes(b []byte, n int) []byte {
-	if n <= 0 {
-		return b
-	}
-	return jsonInt(b, "unseen_probes", int64(n))
 }

@@ -209,6 +209,17 @@ func (c *Correlator) onIdleFin(e *katraceEvent) error {
 
 func (c *Correlator) onKeepalive(e *katraceEvent) error {
 	cn := c.lookup(e, true)
+	sent := e.ProbesAfter > e.ProbesBefore
+	unseen := 0
+	if sent {
+		unseen = c.unseenProbes(cn, e)
+	}
+	if cn != nil {
+		cn.setLastProbe(e.ProbesAfter)
+		if sent {
+			cn.addProbesSent(1 + uint32(unseen))
+		}
+	}
 	if e.AckedProbes > 0 {
 		r := c.begin(e, cn, record.TypeKeepaliveAck)
 		r.Probe = int(e.AckedProbes)
@@ -216,16 +227,8 @@ func (c *Correlator) onKeepalive(e *katraceEvent) error {
 		if err := c.sink.Write(r); err != nil {
 			return err
 		}
-		if cn != nil && e.ProbesAfter <= e.ProbesBefore {
-			cn.setLastProbe(e.ProbesAfter)
-		}
 	}
-	if e.ProbesAfter > e.ProbesBefore {
-		unseen := c.unseenProbes(cn, e)
-		if cn != nil {
-			cn.addProbesSent(1 + uint32(unseen))
-			cn.setLastProbe(e.ProbesAfter)
-		}
+	if sent {
 		r := c.begin(e, cn, record.TypeKeepaliveProbe)
 		r.Probe = int(e.ProbesAfter)
 		r.UnseenProbes = unseen
