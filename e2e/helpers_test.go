@@ -35,6 +35,8 @@ func runHelper(role string, args []string) int {
 		err = serveDualStack(args)
 	case "client":
 		err = client(args)
+	case "dial":
+		err = dialOnce(args)
 	case "churn":
 		err = churn(args)
 	default:
@@ -213,6 +215,52 @@ func client(args []string) error {
 	}
 	say("connected %d", c.LocalAddr().(*net.TCPAddr).Port)
 	return clientCommands(c, error.Error)
+}
+
+// dialOnce: dial ADDR PORT [blocking]. One connect, with no deadline but
+// the kernel's; says "connected PORT" or "failed ERROR". Go's dialer
+// connects without blocking and reads the outcome with SO_ERROR; blocking
+// (IPv4 only) sleeps in connect(2) instead, as C clients and Python do.
+func dialOnce(args []string) error {
+	if len(args) < 2 {
+		return fmt.Errorf("dial ADDR PORT [blocking]")
+	}
+	if len(args) > 2 && args[2] == "blocking" {
+		return dialBlocking(args[0], args[1])
+	}
+	conn, err := net.Dial("tcp", net.JoinHostPort(args[0], args[1]))
+	if err != nil {
+		say("failed %v", err)
+		return nil
+	}
+	defer conn.Close()
+	say("connected %d", conn.LocalAddr().(*net.TCPAddr).Port)
+	return nil
+}
+
+func dialBlocking(addr, port string) error {
+	ip := net.ParseIP(addr).To4()
+	p, err := strconv.Atoi(port)
+	if ip == nil || err != nil {
+		return fmt.Errorf("dial %s %s blocking: an IPv4 address and a port", addr, port)
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	sa := &syscall.SockaddrInet4{Port: p}
+	copy(sa.Addr[:], ip)
+	if err := syscall.Connect(fd, sa); err != nil {
+		say("failed %v", err)
+		return nil
+	}
+	local, err := syscall.Getsockname(fd)
+	if err != nil {
+		return err
+	}
+	say("connected %d", local.(*syscall.SockaddrInet4).Port)
+	return nil
 }
 
 // keepaliveConfig turns keepalive on with these settings (durations and

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -198,6 +200,97 @@ func TestCloseWithUnreadData(t *testing.T) {
 		and(typeIs("close"), inNetns(p.clientIno), lport(lp)))[0]
 	if cc.str("cause") != "reset_received" {
 		t.Errorf("client close: %v", cc)
+	}
+}
+
+// TestFailedConnects: a connect that never completes is told by how it
+// failed, against the verdicts the kernel's own errors give: answered by
+// a reset (no listener; a firewall's tcp reset), by an ICMP error (a
+// firewall's default reject: port unreachable; host unreachable), or by
+// nothing until the kernel gives up (tcp_syn_retries 1 here: three SYNs
+// over about 3 s).
+func TestFailedConnects(t *testing.T) {
+	requirePrivileges(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("privileged end-to-end test: needs nft (nftables)")
+	}
+	p := newPair(t)
+	s := startTrace(t, tracer.Config{})
+	run(t, "ip", "netns", "exec", p.client, "sysctl", "-qw", "net.ipv4.tcp_syn_retries=1")
+	startServer(t, p, p.serverAddr, "18187", "hold") // the firewall rejects it
+	cmd := exec.Command("ip", "netns", "exec", p.server, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(`table inet katrace_input {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		tcp dport 18187 reject with tcp reset
+		tcp dport 18188 drop
+		tcp dport 18189 reject
+		tcp dport 18190 reject with icmpx host-unreachable
+	}
+}
+`)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft in %s: %v\n%s", p.server, err, out)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		port    int
+		dial    []string // dial's args after the port
+		appSays string
+		cause   string
+		errno   string
+		text    string // in the close's text line
+		reset   bool   // a reset record comes first
+	}{
+		{"no listener", 18186, nil, "connection refused", "reset_received", "ECONNREFUSED",
+			"closed: reset_received: connection refused: our SYN drew a reset after", true},
+		{"firewall reset", 18187, nil, "connection refused", "reset_received", "ECONNREFUSED",
+			"closed: reset_received: connection refused: our SYN drew a reset after", true},
+		{"firewall drop", 18188, nil, "connection timed out", "retransmit_timeout", "ETIMEDOUT",
+			"closed: retransmit_timeout: connect timed out: our SYN was never answered; gave up after", false},
+		// Blocking: the ICMP error must end the socket, not mark it for
+		// SO_ERROR (see the README).
+		{"icmp port unreachable", 18189, []string{"blocking"}, "connection refused", "error", "ECONNREFUSED",
+			"closed: error: connect failed after", false},
+		{"icmp host unreachable", 18190, []string{"blocking"}, "no route to host", "error", "EHOSTUNREACH",
+			"closed: error: connect failed after", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := startHelper(t, p.client, "", "dial", append([]string{p.serverAddr, strconv.Itoa(tc.port)}, tc.dial...)...)
+			if msg := d.expect("failed", 30*time.Second); !strings.Contains(msg, tc.appSays) {
+				t.Fatalf("connect: %s: want %s", msg, tc.appSays)
+			}
+			c := s.waitFor("the close", 1, eventTimeout, and(typeIs("close"), inNetns(p.clientIno), rport(tc.port)))[0]
+			if c.str("cause") != tc.cause || c.str("old_state") != "SYN_SENT" || c.str("error") != tc.errno ||
+				int(c.num("pid")) != d.pid {
+				t.Errorf("close: %v (dialer pid %d)", c, d.pid)
+			}
+			remote := fmt.Sprintf("%s:%d", p.serverAddr, tc.port)
+			if got := s.textLinesWith(remote, tc.text, "→ "+tc.errno); len(got) != 1 {
+				t.Errorf("text lines for the close: %q", got)
+			}
+			if tc.cause == "retransmit_timeout" {
+				// SYNs at 0, 1 and 2 s (the first four retransmissions a
+				// second apart: tcp_syn_linear_timeouts), given up at 3;
+				// before 6.5 at 0 and 1 s.
+				between(t, "retransmits", c.num("retransmits"), 1, 2)
+				between(t, "duration_ms", c.num("duration_ms"), 2500, 8000)
+			}
+			resets := s.all(and(typeIs("reset"), inNetns(p.clientIno), rport(tc.port)))
+			if !tc.reset {
+				if len(resets) != 0 {
+					t.Errorf("resets: %v", resets)
+				}
+				return
+			}
+			if len(resets) != 1 || resets[0].str("direction") != "received" || resets[0].str("state") != "SYN_SENT" {
+				t.Errorf("resets: %v", resets)
+			}
+			if got := s.textLinesWith(remote, "reset received while connecting: connection refused"); len(got) != 1 {
+				t.Errorf("text lines for the reset: %q", got)
+			}
+		})
 	}
 }
 

@@ -190,6 +190,13 @@ func goldenCases() []goldenCase {
 		`03:41:07.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            reset received, idle 1m01s`)
 
 	r = sockRecord(record.TypeReset, at(5000))
+	r.Sock.State = "SYN_SENT"
+	r.Direction = record.DirectionReceived
+	add("reset/received_connecting", r,
+		`{"time":"2025-03-14T03:41:07.118000000Z","type":"reset","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"SYN_SENT","pid":4121,"comm":"python3","direction":"received"}`,
+		`03:41:07.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            reset received while connecting: connection refused (nothing listens on that port, or a firewall rejects the connection)`)
+
+	r = sockRecord(record.TypeReset, at(5000))
 	r.Direction, r.IdleMs, r.AfterKeepalive = record.DirectionReceived, 7_200_000, true
 	add("reset/after_keepalive", r,
 		`{"time":"2025-03-14T03:41:07.118000000Z","type":"reset","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"ESTABLISHED","pid":4121,"comm":"python3","direction":"received","idle_ms":7200000,"after_keepalive":true}`,
@@ -228,6 +235,28 @@ func goldenCases() []goldenCase {
 	add("close/reset_at_keepalive_probe", r,
 		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"reset_received","duration_ms":9000,"idle_ms":8000,"probes_sent":2,"bytes_sent":0,"bytes_received":0}`,
 		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: reset_received: the peer answered keepalive probe 2 with a reset: it lost the connection (restarted?) or a NAT, load balancer or firewall forgot the idle flow`)
+
+	r = sockRecord(record.TypeClose, at(6000))
+	r.Sock.State = "CLOSE"
+	r.Cause, r.OldState, r.DurationMs, r.Error = record.CauseResetReceived, "SYN_SENT", 4, "ECONNREFUSED"
+	add("close/connection_refused", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"reset_received","old_state":"SYN_SENT","duration_ms":4,"probes_sent":0,"bytes_sent":0,"bytes_received":0,"error":"ECONNREFUSED"}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: reset_received: connection refused: our SYN drew a reset after 4ms → ECONNREFUSED`)
+
+	r = sockRecord(record.TypeClose, at(6000))
+	r.Sock.State = "CLOSE"
+	r.Cause, r.OldState, r.DurationMs, r.Error = record.CauseError, "SYN_SENT", 1024, "EHOSTUNREACH"
+	add("close/connect_failed", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"error","old_state":"SYN_SENT","duration_ms":1024,"probes_sent":0,"bytes_sent":0,"bytes_received":0,"error":"EHOSTUNREACH"}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: error: connect failed after 1.0s → EHOSTUNREACH`)
+
+	r = sockRecord(record.TypeClose, at(6000))
+	r.Sock.State = "CLOSE"
+	r.Cause, r.OldState, r.DurationMs, r.Error = record.CauseRetransmitTimeout, "SYN_SENT", 7120, "ETIMEDOUT"
+	r.Retransmits = 5
+	add("close/connect_timeout", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"retransmit_timeout","old_state":"SYN_SENT","duration_ms":7120,"probes_sent":0,"bytes_sent":0,"bytes_received":0,"error":"ETIMEDOUT","retransmits":5}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: retransmit_timeout: connect timed out: our SYN was never answered; gave up after 7.1s and 5 retransmissions → ETIMEDOUT: the peer is unreachable, or a firewall drops the connection`)
 
 	r = sockRecord(record.TypeClose, at(6000))
 	r.Sock.State = "CLOSE"

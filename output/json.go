@@ -105,6 +105,9 @@ func appendJSON(b []byte, r *record.Record) []byte {
 		}
 	case record.TypeClose:
 		b = jsonString(b, "cause", r.Cause)
+		if r.OldState != "" {
+			b = jsonString(b, "old_state", r.OldState)
+		}
 		b = jsonOptInt(b, "duration_ms", r.DurationMs)
 		b = jsonOptInt(b, "idle_ms", r.IdleMs)
 		b = jsonInt(b, "probes_sent", int64(r.ProbesSent))

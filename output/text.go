@@ -526,6 +526,10 @@ func appendReset(b []byte, r *record.Record) []byte {
 	switch {
 	case r.AfterKeepalive:
 		b = append(b, "reset received in answer to a keepalive probe: the peer lost the connection (restarted?) or a NAT, load balancer or firewall forgot the idle flow"...)
+	case r.Direction == record.DirectionReceived && r.Sock.State == "SYN_SENT":
+		// The kernel accepts a reset in SYN_SENT only when it acknowledges
+		// our SYN, and fails the connect with ECONNREFUSED.
+		b = append(b, "reset received while connecting: connection refused (nothing listens on that port, or a firewall rejects the connection)"...)
 	default:
 		if r.Direction == record.DirectionSent {
 			b = append(b, "reset sent"...)
@@ -662,8 +666,20 @@ func appendCloseStory(b []byte, r *record.Record) (_ []byte, ok bool) {
 		b = append(b, ": the peer answered keepalive probe "...)
 		b = strconv.AppendInt(b, int64(r.ResetAtProbe), 10)
 		return append(b, " with a reset: it lost the connection (restarted?) or a NAT, load balancer or firewall forgot the idle flow"...), true
+	case r.Cause == record.CauseResetReceived && r.Error == "ECONNREFUSED":
+		b = append(b, ": connection refused: our SYN drew a reset"...)
+		b = appendKnown(b, " after ", r.DurationMs)
+		return append(b, " → ECONNREFUSED"...), true
 	case r.Cause == record.CauseRetransmitTimeout:
 		return appendRetransmitTimeout(b, r), true
+	case r.Cause == record.CauseError && r.OldState == "SYN_SENT":
+		b = append(b, ": connect failed"...)
+		b = appendKnown(b, " after ", r.DurationMs)
+		if r.Error != "" {
+			b = append(b, " → "...)
+			b = appendSafe(b, r.Error)
+		}
+		return b, true
 	case r.Cause == record.CauseFinWait2Timeout:
 		b = append(b, ": we closed, the peer never sent its FIN (its application kept the connection open, or the FIN was lost)"...)
 		if r.DurationMs >= 0 {
@@ -674,19 +690,24 @@ func appendCloseStory(b []byte, r *record.Record) (_ []byte, ok bool) {
 	return b, false
 }
 
-// appendRetransmitTimeout tells a retransmission timeout: the write that
-// was never acknowledged, after how much silence, and how long the kernel
-// tried.
+// appendRetransmitTimeout tells a retransmission timeout: the write (or
+// the connect's SYN) that was never acknowledged, after how much silence,
+// and how long the kernel tried.
 func appendRetransmitTimeout(b []byte, r *record.Record) []byte {
-	b = append(b, ": "...)
-	if r.AfterIdle && r.IdleMs != record.Absent {
-		b = appendLabelled(b, "write after ", r.IdleMs)
+	connecting := r.OldState == "SYN_SENT"
+	triedFor := r.UnackedMs
+	switch {
+	case connecting:
+		b = append(b, ": connect timed out: our SYN was never answered"...)
+		triedFor = r.DurationMs
+	case r.AfterIdle && r.IdleMs != record.Absent:
+		b = appendLabelled(b, ": write after ", r.IdleMs)
 		b = append(b, " idle never acknowledged"...)
-	} else {
-		b = append(b, "data never acknowledged"...)
+	default:
+		b = append(b, ": data never acknowledged"...)
 	}
-	if r.UnackedMs != record.Absent {
-		b = appendLabelled(b, "; gave up after ", r.UnackedMs)
+	if triedFor >= 0 {
+		b = appendLabelled(b, "; gave up after ", triedFor)
 		if r.Retransmits > 0 {
 			b = append(b, " and "...)
 			b = strconv.AppendInt(b, int64(r.Retransmits), 10)
@@ -698,7 +719,10 @@ func appendRetransmitTimeout(b []byte, r *record.Record) []byte {
 		b = append(b, " → "...)
 		b = appendSafe(b, r.Error)
 	}
-	if r.AfterIdle {
+	switch {
+	case connecting:
+		return append(b, ": the peer is unreachable, or a firewall drops the connection"...)
+	case r.AfterIdle:
 		return append(b, ": the peer or a NAT, load balancer or firewall forgot the idle connection and drops its packets"...)
 	}
 	return append(b, ": the peer is unreachable or the path drops its packets"...)

@@ -437,6 +437,7 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 	}
 	r := c.begin(e, cn, record.TypeClose)
 	r.Cause = cause
+	r.OldState = closedFrom(e)
 	r.DurationMs = durationMs(e)
 	r.IdleMs = idleMs(e)
 	if e.FinSide != 0 {
@@ -500,12 +501,22 @@ func (c *Correlator) onTimewaitExpiry(e *katraceEvent) error {
 	}
 	r := c.begin(e, cn, record.TypeClose)
 	r.Cause = cause
+	r.OldState = closedFrom(e)
 	r.DurationMs = durationMs(e)
 	if cn != nil {
 		r.ProbesSent = int(cn.probesSent())
 		c.conns.forget(cn)
 	}
 	return c.sink.Write(r)
+}
+
+// closedFrom is the state the socket left for CLOSE, "" when the kernel
+// did not say.
+func closedFrom(e *katraceEvent) string {
+	if e.OldState == 0 {
+		return ""
+	}
+	return stateName(e.OldState)
 }
 
 // retransmitTimeout fills what a retransmission timeout's close tells: how

@@ -341,15 +341,17 @@ func TestCloseCauses(t *testing.T) {
 		name string
 		evs  []katraceEvent
 		want string
+		from string // the state left for CLOSE
 	}{
-		{"retransmit timeout", []katraceEvent{withErr(closeAt(s, 900, tcpEstablished, 0, 0), unix.ETIMEDOUT)}, record.CauseRetransmitTimeout},
-		{"reset received", []katraceEvent{withFlags(withErr(closeAt(s, 900, tcpEstablished, 0, 0), unix.ECONNRESET), flagResetReceivedBefore)}, record.CauseResetReceived},
-		{"error", []katraceEvent{withErr(closeAt(s, 900, tcpSynSent, 0, 0), unix.EHOSTUNREACH)}, record.CauseError},
-		{"idle close local", []katraceEvent{closeAt(s, 900, tcpFinWait2, finLocal, 1500)}, record.CauseIdleCloseLocal},
-		{"idle close remote", []katraceEvent{closeAt(s, 900, 9 /* LAST_ACK */, finRemote, 75000)}, record.CauseIdleCloseRemote},
-		{"close local", []katraceEvent{closeAt(s, 900, tcpFinWait2, finLocal, 5)}, record.CauseCloseLocal},
-		{"close remote", []katraceEvent{closeAt(s, 900, 9, finRemote, 5)}, record.CauseCloseRemote},
-		{"fin_wait2 timeout", []katraceEvent{inTimer(closeAt(s, 900, tcpFinWait2, finLocal, 5), 0, tcpFinWait2)}, record.CauseFinWait2Timeout},
+		{"retransmit timeout", []katraceEvent{withErr(closeAt(s, 900, tcpEstablished, 0, 0), unix.ETIMEDOUT)}, record.CauseRetransmitTimeout, "ESTABLISHED"},
+		{"reset received", []katraceEvent{withFlags(withErr(closeAt(s, 900, tcpEstablished, 0, 0), unix.ECONNRESET), flagResetReceivedBefore)}, record.CauseResetReceived, "ESTABLISHED"},
+		{"connect timed out", []katraceEvent{withErr(closeAt(s, 900, tcpSynSent, 0, 0), unix.ETIMEDOUT)}, record.CauseRetransmitTimeout, "SYN_SENT"},
+		{"error", []katraceEvent{withErr(closeAt(s, 900, tcpSynSent, 0, 0), unix.EHOSTUNREACH)}, record.CauseError, "SYN_SENT"},
+		{"idle close local", []katraceEvent{closeAt(s, 900, tcpFinWait2, finLocal, 1500)}, record.CauseIdleCloseLocal, "FIN_WAIT2"},
+		{"idle close remote", []katraceEvent{closeAt(s, 900, 9 /* LAST_ACK */, finRemote, 75000)}, record.CauseIdleCloseRemote, "LAST_ACK"},
+		{"close local", []katraceEvent{closeAt(s, 900, tcpFinWait2, finLocal, 5)}, record.CauseCloseLocal, "FIN_WAIT2"},
+		{"close remote", []katraceEvent{closeAt(s, 900, 9, finRemote, 5)}, record.CauseCloseRemote, "LAST_ACK"},
+		{"fin_wait2 timeout", []katraceEvent{inTimer(closeAt(s, 900, tcpFinWait2, finLocal, 5), 0, tcpFinWait2)}, record.CauseFinWait2Timeout, "FIN_WAIT2"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -360,6 +362,9 @@ func TestCloseCauses(t *testing.T) {
 			}
 			if cl.Cause != tc.want {
 				t.Fatalf("cause %q, want %q", cl.Cause, tc.want)
+			}
+			if cl.OldState != tc.from {
+				t.Errorf("closed from %q, want %q", cl.OldState, tc.from)
 			}
 		})
 	}
