@@ -50,6 +50,18 @@ func (s *session) textLinesWith(words ...string) []string {
 	return out
 }
 
+// waitTextLines is textLinesWith once a line matches, or at the deadline:
+// the text output is flushed just after the JSON records a test waited
+// for.
+func (s *session) waitTextLines(words ...string) []string {
+	lines := s.textLinesWith(words...)
+	for deadline := time.Now().Add(eventTimeout); len(lines) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		lines = s.textLinesWith(words...)
+	}
+	return lines
+}
+
 // mentionsMiddleboxAndRestart: a reset or a silent drop after idle is said
 // to be either a middlebox that forgot the flow or the peer that lost it.
 func mentionsMiddlebox(line string) bool {
@@ -107,7 +119,7 @@ func TestRetransmitTimeoutAfterIdleUserTimeout(t *testing.T) {
 		t.Errorf("close after_idle missing: %v", c)
 	}
 	between(t, "idle_ms (before the write)", c.num("idle_ms"), float64(natForget.Milliseconds()), float64(natForget.Milliseconds())+2500)
-	lines := s.textLinesWith("retransmit_timeout")
+	lines := s.waitTextLines("retransmit_timeout")
 	if len(lines) != 1 || !mentionsMiddlebox(lines[0]) || !strings.Contains(lines[0], "idle") {
 		t.Errorf("text verdict must say the write after idle was never acknowledged and name NAT, load balancer, firewall: %q", lines)
 	}
@@ -247,13 +259,7 @@ func probeAnsweredByNAT(t *testing.T, port string, prepare func()) (*natPath, *s
 // or firewall that forgot the flow: both are said.
 func checkProbeResetWording(t *testing.T, s *session) {
 	t.Helper()
-	// The text output is flushed just after the JSON records the caller
-	// waited for: give it until the deadline.
-	lines := s.textLinesWith("keepalive probe", "reset")
-	for deadline := time.Now().Add(eventTimeout); len(lines) == 0 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-		lines = s.textLinesWith("keepalive probe", "reset")
-	}
+	lines := s.waitTextLines("keepalive probe", "reset")
 	if len(lines) == 0 {
 		t.Fatalf("no text line about the reset answering a probe:\n%s", s.textOf())
 	}
@@ -340,10 +346,10 @@ func TestGoodbyeThenClose(t *testing.T) {
 		t.Errorf("server close: %v", sc)
 	}
 	between(t, "server close idle_ms", sc.num("idle_ms"), 1490, 1600)
-	if lines := s.textLinesWith("idle close by peer", "goodbye first: 116 bytes"); len(lines) != 1 {
+	if lines := s.waitTextLines("idle close by peer", "goodbye first: 116 bytes"); len(lines) != 1 {
 		t.Errorf("the client's text must say there was a goodbye before the idle close: %q", lines)
 	}
-	if lines := s.textLinesWith("idle close by us", "goodbye first"); len(lines) != 1 {
+	if lines := s.waitTextLines("idle close by us", "goodbye first"); len(lines) != 1 {
 		t.Errorf("the server's text must say it said goodbye before the idle close: %q", lines)
 	}
 
@@ -519,7 +525,7 @@ func TestFinWait2LingerByTimewait(t *testing.T) {
 			} else if len(closes) != 1 {
 				t.Errorf("default view: want only the timeout: %v", closes)
 			}
-			if lines := s.textLinesWith("fin_wait2_timeout"); len(lines) != 1 {
+			if lines := s.waitTextLines("fin_wait2_timeout"); len(lines) != 1 {
 				t.Errorf("text: %q", lines)
 			}
 		})

@@ -267,7 +267,7 @@ func TestFailedConnects(t *testing.T) {
 				t.Errorf("close: %v (dialer pid %d)", c, d.pid)
 			}
 			remote := fmt.Sprintf("%s:%d", p.serverAddr, tc.port)
-			if got := s.textLinesWith(remote, tc.text, "→ "+tc.errno); len(got) != 1 {
+			if got := s.waitTextLines(remote, tc.text, "→ "+tc.errno); len(got) != 1 {
 				t.Errorf("text lines for the close: %q", got)
 			}
 			if tc.cause == "retransmit_timeout" {
@@ -287,7 +287,7 @@ func TestFailedConnects(t *testing.T) {
 			if len(resets) != 1 || resets[0].str("direction") != "received" || resets[0].str("state") != "SYN_SENT" {
 				t.Errorf("resets: %v", resets)
 			}
-			if got := s.textLinesWith(remote, "reset received while connecting: connection refused"); len(got) != 1 {
+			if got := s.waitTextLines(remote, "reset received while connecting: connection refused"); len(got) != 1 {
 				t.Errorf("text lines for the reset: %q", got)
 			}
 		})
