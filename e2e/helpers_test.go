@@ -217,18 +217,27 @@ func client(args []string) error {
 	return clientCommands(c, error.Error)
 }
 
-// dialOnce: dial ADDR PORT [blocking]. One connect, with no deadline but
-// the kernel's; says "connected PORT" or "failed ERROR". Go's dialer
-// connects without blocking and reads the outcome with SO_ERROR; blocking
-// (IPv4 only) sleeps in connect(2) instead, as C clients and Python do.
+// dialOnce: dial ADDR PORT [blocking|TIMEOUT]. One connect, with no
+// deadline but the kernel's, or TIMEOUT (a duration: the application's
+// own); says "connected PORT" or "failed ERROR". Go's dialer connects
+// without blocking and reads the outcome with SO_ERROR; blocking (IPv4
+// only) sleeps in connect(2) instead, as C clients and Python do.
 func dialOnce(args []string) error {
 	if len(args) < 2 {
-		return fmt.Errorf("dial ADDR PORT [blocking]")
+		return fmt.Errorf("dial ADDR PORT [blocking|TIMEOUT]")
 	}
-	if len(args) > 2 && args[2] == "blocking" {
-		return dialBlocking(args[0], args[1])
+	var d net.Dialer
+	if len(args) > 2 {
+		if args[2] == "blocking" {
+			return dialBlocking(args[0], args[1])
+		}
+		timeout, err := time.ParseDuration(args[2])
+		if err != nil {
+			return fmt.Errorf("dial: %w", err)
+		}
+		d.Timeout = timeout
 	}
-	conn, err := net.Dial("tcp", net.JoinHostPort(args[0], args[1]))
+	conn, err := d.Dial("tcp", net.JoinHostPort(args[0], args[1]))
 	if err != nil {
 		say("failed %v", err)
 		return nil

@@ -208,7 +208,7 @@ func TestCloseWithUnreadData(t *testing.T) {
 // a reset (no listener; a firewall's tcp reset), by an ICMP error (a
 // firewall's default reject: port unreachable; host unreachable), or by
 // nothing until the kernel gives up (tcp_syn_retries 1 here: three SYNs
-// over about 3 s).
+// over about 3 s), or by nothing until the application gives up.
 func TestFailedConnects(t *testing.T) {
 	requirePrivileges(t)
 	if _, err := exec.LookPath("nft"); err != nil {
@@ -226,6 +226,7 @@ func TestFailedConnects(t *testing.T) {
 		tcp dport 18188 drop
 		tcp dport 18189 reject
 		tcp dport 18190 reject with icmpx host-unreachable
+		tcp dport 18191 drop
 	}
 }
 `)
@@ -249,6 +250,8 @@ func TestFailedConnects(t *testing.T) {
 			"closed: reset_received: connection refused: our SYN drew a reset after", true},
 		{"firewall drop", 18188, nil, "connection timed out", "retransmit_timeout", "ETIMEDOUT",
 			"closed: retransmit_timeout: connect timed out: our SYN was never answered; gave up after", false},
+		{"own timeout", 18191, []string{"1500ms"}, "i/o timeout", "connect_abandoned", "",
+			"closed: connect_abandoned: the application closed the socket", false},
 		// Blocking: the ICMP error must end the socket, not mark it for
 		// SO_ERROR (see the README).
 		{"icmp port unreachable", 18189, []string{"blocking"}, "connection refused", "error", "ECONNREFUSED",
@@ -267,8 +270,17 @@ func TestFailedConnects(t *testing.T) {
 				t.Errorf("close: %v (dialer pid %d)", c, d.pid)
 			}
 			remote := fmt.Sprintf("%s:%d", p.serverAddr, tc.port)
-			if got := s.waitTextLines(remote, tc.text, "→ "+tc.errno); len(got) != 1 {
+			words := []string{remote, tc.text}
+			if tc.errno != "" {
+				words = append(words, "→ "+tc.errno)
+			}
+			if got := s.waitTextLines(words...); len(got) != 1 {
 				t.Errorf("text lines for the close: %q", got)
+			}
+			if tc.cause == "connect_abandoned" {
+				// Its SYN at 0 and once more at 1 s; given up at 1.5 s.
+				between(t, "retransmits", c.num("retransmits"), 1, 1)
+				between(t, "duration_ms", c.num("duration_ms"), 1400, 2500)
 			}
 			if tc.cause == "retransmit_timeout" {
 				// SYNs at 0, 1 and 2 s (the first four retransmissions a

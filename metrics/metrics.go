@@ -240,7 +240,7 @@ var knownCauses = []string{
 	record.CauseKeepaliveTimeout, record.CauseRetransmitTimeout, record.CauseIdleCloseLocal,
 	record.CauseIdleCloseRemote, record.CauseStaleReuse, record.CauseResetAfterIdle,
 	record.CauseResetReceived, record.CauseResetSent, record.CauseFinWait2Timeout,
-	record.CauseCloseLocal, record.CauseCloseRemote, record.CauseError,
+	record.CauseCloseLocal, record.CauseCloseRemote, record.CauseError, record.CauseConnectAbandoned,
 }
 
 // initialize creates the series whose label values are known in advance.

@@ -96,6 +96,7 @@ func TestCountsWhatTheStreamShows(t *testing.T) {
 # TYPE katrace_connection_closes_total counter
 katrace_connection_closes_total{cause="close_local"} 0
 katrace_connection_closes_total{cause="close_remote"} 0
+katrace_connection_closes_total{cause="connect_abandoned"} 0
 katrace_connection_closes_total{cause="error"} 0
 katrace_connection_closes_total{cause="fin_wait2_timeout"} 0
 katrace_connection_closes_total{cause="idle_close_local"} 1

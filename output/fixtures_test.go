@@ -252,6 +252,13 @@ func goldenCases() []goldenCase {
 
 	r = sockRecord(record.TypeClose, at(6000))
 	r.Sock.State = "CLOSE"
+	r.Cause, r.OldState, r.DurationMs, r.Retransmits = record.CauseConnectAbandoned, "SYN_SENT", 1000, 1
+	add("close/connect_abandoned", r,
+		`{"time":"2025-03-14T03:41:08.118000000Z","type":"close","sock":8193,"family":"ipv4","laddr":"10.213.0.1","lport":40750,"raddr":"10.213.0.2","rport":18081,"netns":4026531840,"state":"CLOSE","pid":4121,"comm":"python3","cause":"connect_abandoned","old_state":"SYN_SENT","duration_ms":1000,"probes_sent":0,"bytes_sent":0,"bytes_received":0,"retransmits":1}`,
+		`03:41:08.118  4121    python3          10.213.0.1:40750 → 10.213.0.2:18081            closed: connect_abandoned: the application closed the socket 1.0s after its SYN, before the handshake completed (1 SYN retransmission): its own connect timeout, or a failure the kernel only marked (an ICMP error while it held the socket)`)
+
+	r = sockRecord(record.TypeClose, at(6000))
+	r.Sock.State = "CLOSE"
 	r.Cause, r.OldState, r.DurationMs, r.Error = record.CauseRetransmitTimeout, "SYN_SENT", 7120, "ETIMEDOUT"
 	r.Retransmits = 5
 	add("close/connect_timeout", r,

@@ -672,6 +672,19 @@ func appendCloseStory(b []byte, r *record.Record) (_ []byte, ok bool) {
 		return append(b, " → ECONNREFUSED"...), true
 	case r.Cause == record.CauseRetransmitTimeout:
 		return appendRetransmitTimeout(b, r), true
+	case r.Cause == record.CauseConnectAbandoned:
+		b = append(b, ": the application closed the socket"...)
+		b = appendKnown(b, " ", r.DurationMs)
+		if r.DurationMs >= 0 {
+			b = append(b, " after its SYN"...)
+		}
+		b = append(b, ", before the handshake completed"...)
+		if r.Retransmits > 0 {
+			b = append(b, " ("...)
+			b = strconv.AppendInt(b, int64(r.Retransmits), 10)
+			b = appendPlural(b, r.Retransmits, " SYN retransmission)", " SYN retransmissions)")
+		}
+		return append(b, ": its own connect timeout, or a failure the kernel only marked (an ICMP error while it held the socket)"...), true
 	case r.Cause == record.CauseError && r.OldState == "SYN_SENT":
 		b = append(b, ": connect failed"...)
 		b = appendKnown(b, " after ", r.DurationMs)

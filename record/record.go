@@ -73,9 +73,11 @@ const (
 	CauseResetReceived     = "reset_received"
 	CauseResetSent         = "reset_sent"
 	CauseFinWait2Timeout   = "fin_wait2_timeout"
-	CauseCloseLocal        = "close_local"
-	CauseCloseRemote       = "close_remote"
-	CauseError             = "error"
+	// The owner closed a connect that never completed.
+	CauseConnectAbandoned = "connect_abandoned"
+	CauseCloseLocal       = "close_local"
+	CauseCloseRemote      = "close_remote"
+	CauseError            = "error"
 )
 
 // Reset directions, idle-close sides and reason sources.

@@ -467,6 +467,8 @@ func (c *Correlator) finishClose(e *katraceEvent) error {
 		}
 	case record.CauseRetransmitTimeout:
 		c.retransmitTimeout(e, r)
+	case record.CauseConnectAbandoned:
+		r.Retransmits = int(e.Retransmits)
 	}
 	if e.SkErr != 0 {
 		r.Error = errnoName(e.SkErr)

@@ -346,6 +346,7 @@ func TestCloseCauses(t *testing.T) {
 		{"retransmit timeout", []katraceEvent{withErr(closeAt(s, 900, tcpEstablished, 0, 0), unix.ETIMEDOUT)}, record.CauseRetransmitTimeout, "ESTABLISHED"},
 		{"reset received", []katraceEvent{withFlags(withErr(closeAt(s, 900, tcpEstablished, 0, 0), unix.ECONNRESET), flagResetReceivedBefore)}, record.CauseResetReceived, "ESTABLISHED"},
 		{"connect timed out", []katraceEvent{withErr(closeAt(s, 900, tcpSynSent, 0, 0), unix.ETIMEDOUT)}, record.CauseRetransmitTimeout, "SYN_SENT"},
+		{"connect abandoned", []katraceEvent{withFlags(closeAt(s, 900, tcpSynSent, 0, 0), flagOwnerContext)}, record.CauseConnectAbandoned, "SYN_SENT"},
 		{"error", []katraceEvent{withErr(closeAt(s, 900, tcpSynSent, 0, 0), unix.EHOSTUNREACH)}, record.CauseError, "SYN_SENT"},
 		{"idle close local", []katraceEvent{closeAt(s, 900, tcpFinWait2, finLocal, 1500)}, record.CauseIdleCloseLocal, "FIN_WAIT2"},
 		{"idle close remote", []katraceEvent{closeAt(s, 900, 9 /* LAST_ACK */, finRemote, 75000)}, record.CauseIdleCloseRemote, "LAST_ACK"},

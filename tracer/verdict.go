@@ -40,6 +40,8 @@ func closeCause(e *katraceEvent, idleThreshold time.Duration) string {
 		return record.CauseResetSent
 	case e.SkErr != 0:
 		return record.CauseError
+	case e.OldState == tcpSynSent && e.Flags&flagOwnerContext != 0:
+		return record.CauseConnectAbandoned
 	case e.FinSide == finLocal:
 		if e.FinIdleMs >= thresholdMs {
 			return record.CauseIdleCloseLocal

@@ -258,6 +258,10 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		 * for an orphan, whose error no application will see. */
 		if (!wanted && sk->sk_err && !(sk->__sk_common.skc_flags & (1UL << SOCK_DEAD)))
 			wanted = true;
+		/* The owner closing a connect that never completed: it gave up
+		 * (its own timeout) or read a failure the kernel only marked. */
+		if (!wanted && owner_ctx && old == TCP_SYN_SENT)
+			wanted = true;
 		/* A keepalive probe still unanswered: its close explains it. */
 		if (!wanted && probes_outstanding && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN))) {
 			cookie = sock_cookie(sk);
