@@ -445,10 +445,7 @@ func appendEvent(b []byte, r *record.Record) []byte {
 		b = append(b, "keepalive timeout: peer silent after "...)
 		b = strconv.AppendInt(b, int64(r.Probes), 10)
 		b = appendPlural(b, r.Probes, " probe", " probes")
-		if r.Error != "" {
-			b = append(b, " → "...)
-			b = appendSafe(b, r.Error)
-		}
+		b = appendErrno(b, r.Error)
 		b = appendUnseenProbes(b, r.Probes-r.UnseenProbes+1, r.Probes)
 
 	case record.TypeIdleClose:
@@ -526,7 +523,7 @@ func appendReset(b []byte, r *record.Record) []byte {
 	switch {
 	case r.AfterKeepalive:
 		b = append(b, "reset received in answer to a keepalive probe: the peer lost the connection (restarted?) or a NAT, load balancer or firewall forgot the idle flow"...)
-	case r.Direction == record.DirectionReceived && r.Sock.State == "SYN_SENT":
+	case r.Direction == record.DirectionReceived && r.Sock.State == record.StateSynSent:
 		// The kernel accepts a reset in SYN_SENT only when it acknowledges
 		// our SYN, and fails the connect with ECONNREFUSED.
 		b = append(b, "reset received while connecting: connection refused (nothing listens on that port, or a firewall rejects the connection)"...)
@@ -669,7 +666,7 @@ func appendCloseStory(b []byte, r *record.Record) (_ []byte, ok bool) {
 	case r.Cause == record.CauseResetReceived && r.Error == "ECONNREFUSED":
 		b = append(b, ": connection refused: our SYN drew a reset"...)
 		b = appendKnown(b, " after ", r.DurationMs)
-		return append(b, " → ECONNREFUSED"...), true
+		return appendErrno(b, r.Error), true
 	case r.Cause == record.CauseRetransmitTimeout:
 		return appendRetransmitTimeout(b, r), true
 	case r.Cause == record.CauseConnectAbandoned:
@@ -682,16 +679,14 @@ func appendCloseStory(b []byte, r *record.Record) (_ []byte, ok bool) {
 		if r.Retransmits > 0 {
 			b = append(b, " ("...)
 			b = strconv.AppendInt(b, int64(r.Retransmits), 10)
-			b = appendPlural(b, r.Retransmits, " SYN retransmission)", " SYN retransmissions)")
+			b = appendPlural(b, r.Retransmits, " SYN retransmission", " SYN retransmissions")
+			b = append(b, ')')
 		}
 		return append(b, ": its own connect timeout, or a failure the kernel only marked (an ICMP error while it held the socket)"...), true
-	case r.Cause == record.CauseError && r.OldState == "SYN_SENT":
+	case r.Cause == record.CauseError && r.OldState == record.StateSynSent:
 		b = append(b, ": connect failed"...)
 		b = appendKnown(b, " after ", r.DurationMs)
-		if r.Error != "" {
-			b = append(b, " → "...)
-			b = appendSafe(b, r.Error)
-		}
+		b = appendErrno(b, r.Error)
 		return b, true
 	case r.Cause == record.CauseFinWait2Timeout:
 		b = append(b, ": we closed, the peer never sent its FIN (its application kept the connection open, or the FIN was lost)"...)
@@ -707,7 +702,7 @@ func appendCloseStory(b []byte, r *record.Record) (_ []byte, ok bool) {
 // the connect's SYN) that was never acknowledged, after how much silence,
 // and how long the kernel tried.
 func appendRetransmitTimeout(b []byte, r *record.Record) []byte {
-	connecting := r.OldState == "SYN_SENT"
+	connecting := r.OldState == record.StateSynSent
 	triedFor := r.UnackedMs
 	switch {
 	case connecting:
@@ -728,10 +723,7 @@ func appendRetransmitTimeout(b []byte, r *record.Record) []byte {
 		}
 	}
 	b = appendAside(b, "TCP_USER_TIMEOUT ", r.UserTimeoutMs)
-	if r.Error != "" {
-		b = append(b, " → "...)
-		b = appendSafe(b, r.Error)
-	}
+	b = appendErrno(b, r.Error)
 	switch {
 	case connecting:
 		return append(b, ": the peer is unreachable, or a firewall drops the connection"...)
@@ -739,6 +731,14 @@ func appendRetransmitTimeout(b []byte, r *record.Record) []byte {
 		return append(b, ": the peer or a NAT, load balancer or firewall forgot the idle connection and drops its packets"...)
 	}
 	return append(b, ": the peer is unreachable or the path drops its packets"...)
+}
+
+// appendErrno writes " → ERRNO", the socket's error, when there is one.
+func appendErrno(b []byte, errno string) []byte {
+	if errno == "" {
+		return b
+	}
+	return appendSafe(append(b, " → "...), errno)
 }
 
 // appendGoodbye says that an idle close's FIN followed a goodbye.

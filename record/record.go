@@ -80,6 +80,10 @@ const (
 	CauseError            = "error"
 )
 
+// StateSynSent is a connect's state until the handshake completes
+// (socket.state, close.old_state).
+const StateSynSent = "SYN_SENT"
+
 // Reset directions, idle-close sides and reason sources.
 const (
 	DirectionSent     = "sent"
