@@ -128,8 +128,8 @@ int BPF_PROG(tp_tcp_rcv_space_adjust, struct sock *sk)
 
 /* --- tracepoint strategy --- */
 
-/* Whether the expiring timer runs fn, a callback address learnt at start
- * (0 until then: no timer matches). */
+/* Whether the expiring timer runs fn, a callback address known at load or
+ * learnt at start (0 until then: no timer matches). */
 static __always_inline bool timer_calls(struct timer_list *timer, __u64 fn)
 {
 	return fn && (__u64)timer->function == fn;
@@ -138,9 +138,9 @@ static __always_inline bool timer_calls(struct timer_list *timer, __u64 fn)
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(tp_timer_expire_entry, struct timer_list *timer)
 {
-	if (timer_calls(timer, tw_timer_fn))
+	if (timer_calls(timer, tw_timer_address()))
 		timewait_timer_expire((__u64)timer);
-	else if (timer_calls(timer, keepalive_timer_fn))
+	else if (timer_calls(timer, keepalive_timer_address()))
 		keepalive_timer_enter((__u64)timer);
 	return 0;
 }
@@ -148,7 +148,7 @@ int BPF_PROG(tp_timer_expire_entry, struct timer_list *timer)
 SEC("tp_btf/timer_expire_exit")
 int BPF_PROG(tp_timer_expire_exit, struct timer_list *timer)
 {
-	if (timer_calls(timer, keepalive_timer_fn))
+	if (timer_calls(timer, keepalive_timer_address()))
 		keepalive_timer_exit((__u64)timer);
 	return 0;
 }
@@ -158,7 +158,7 @@ int BPF_PROG(tp_timer_expire_exit, struct timer_list *timer)
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(tp_timewait_timer_expire, struct timer_list *timer)
 {
-	if (timer_calls(timer, tw_timer_fn))
+	if (timer_calls(timer, tw_timer_address()))
 		timewait_timer_expire((__u64)timer);
 	return 0;
 }

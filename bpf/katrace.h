@@ -268,6 +268,12 @@ struct config {
 	 * (kernels before 6.4, which lack the sock_*_length tracepoints). */
 	bool owners_by_cookie;
 	__u8 pad[7];
+	/* tcp_keepalive_timer's and tw_timer_handler's addresses when the
+	 * loader knew them before load, 0 when the programs learn them (lib/
+	 * keepalive.h, lib/timewait.h): a constant costs the timer programs,
+	 * which run for every timer on the host, no memory read. */
+	__u64 keepalive_timer_fn;
+	__u64 tw_timer_fn;
 };
 
 /* Per-socket memory kept in the kernel (BPF socket storage), only for

@@ -36,6 +36,7 @@ type kernelFacts struct {
 	hz             uint32
 	ringSize       uint32
 	ownersByCookie bool
+	timers         timerAddresses
 }
 
 // kernelConfig is struct config, what the kernel programs read as
@@ -68,6 +69,8 @@ func kernelConfig(opts loadOptions, k kernelFacts) (katraceConfig, error) {
 		FilterByOwner:       f.ByOwner(),
 		FilterKeepaliveOnly: f.KeepaliveOnly,
 		OwnersByCookie:      k.ownersByCookie,
+		KeepaliveTimerFn:    k.timers.keepalive,
+		TwTimerFn:           k.timers.timewait,
 	}
 	copy(cfg.FilterPorts[:], f.Ports)
 	for i, cg := range f.Cgroups {

@@ -44,6 +44,8 @@ type katraceConfig struct {
 	FilterKeepaliveOnly bool
 	OwnersByCookie      bool
 	Pad                 [7]uint8
+	KeepaliveTimerFn    uint64
+	TwTimerFn           uint64
 }
 
 type katraceEvent struct {

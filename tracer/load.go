@@ -93,12 +93,13 @@ func attach(want Strategy, opts loadOptions) (*attachedPrograms, error) {
 	if err != nil {
 		return nil, err
 	}
+	timers := learnTimerAddresses(spec, cache)
 	if want != StrategyAuto {
-		return attachStrategy(want, opts, spec, fs, cgroupRoot, cache)
+		return attachStrategy(want, opts, spec, fs, cgroupRoot, cache, timers)
 	}
 	var reasons []string
 	for _, s := range Strategies {
-		l, err := attachStrategy(s, opts, spec.Copy(), fs, cgroupRoot, cache)
+		l, err := attachStrategy(s, opts, spec.Copy(), fs, cgroupRoot, cache, timers)
 		if err == nil {
 			return l, nil
 		}
@@ -110,7 +111,7 @@ func attach(want Strategy, opts loadOptions) (*attachedPrograms, error) {
 // attachStrategy loads and attaches one strategy's programs from spec,
 // which it changes.
 func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs features,
-	cgroupRoot string, cache *btf.Cache) (_ *attachedPrograms, err error) {
+	cgroupRoot string, cache *btf.Cache, timers timerAddresses) (_ *attachedPrograms, err error) {
 	reason := fs.kernelResetReason
 	plan := planFor(s, fs)
 	if err := preflight(spec, plan, s, cache); err != nil {
@@ -119,7 +120,7 @@ func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs 
 	if err := keepOnly(spec, plan); err != nil {
 		return nil, err
 	}
-	if err := configure(spec, opts, ownersByCookie(plan)); err != nil {
+	if err := configure(spec, opts, ownersByCookie(plan), timers); err != nil {
 		return nil, err
 	}
 
@@ -144,6 +145,9 @@ func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs 
 	// can read one, not make one); after them, for the sockets made in
 	// between. From then on every new socket is seen by the probes.
 	timerFn := coll.Variables[katraceVarKeepaliveTimerFn]
+	if timers.keepalive != 0 {
+		timerFn = nil
+	}
 	if err := primeCookies(iterators, timerFn); err != nil {
 		return nil, err
 	}
@@ -161,7 +165,7 @@ func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs 
 	if err := primeCookies(iterators, timerFn); err != nil {
 		return nil, err
 	}
-	l.timewaitExpiry = watchTimewaitTimer(coll.Variables[katraceVarTwTimerFn])
+	l.timewaitExpiry = timers.timewait != 0 || watchTimewaitTimer(coll.Variables[katraceVarTwTimerFn])
 	return l, nil
 }
 
@@ -179,32 +183,9 @@ func preflight(spec *ebpf.CollectionSpec, plan []plannedProgram, s Strategy, cac
 	if len(own) == 0 {
 		return nil
 	}
-	small := spec.Copy()
-	if err := keepOnly(small, own); err != nil {
-		return err
-	}
-	// Only the maps it uses: the others (the ring, preallocated hashes)
-	// take longer to make than the program to load.
-	used := map[string]bool{}
-	for _, ins := range small.Programs[own[0].program].Instructions {
-		if ref := ins.Reference(); ref != "" {
-			used[ref] = true
-		}
-	}
-	for name, v := range small.Variables {
-		if used[v.SectionName] {
-			continue
-		}
-		delete(small.Variables, name)
-	}
-	for name := range small.Maps {
-		if !used[name] {
-			delete(small.Maps, name)
-		}
-	}
-	coll, err := ebpf.NewCollectionWithOptions(small, ebpf.CollectionOptions{Cache: cache})
+	coll, err := loadAlone(spec, own[0].program, cache)
 	if err != nil {
-		return fmt.Errorf("loading programs: %w", kernel.Explain(err))
+		return err
 	}
 	defer coll.Close()
 	lk, err := attachPlanned(own[0], coll.Programs[own[0].program], "")
@@ -214,11 +195,47 @@ func preflight(spec *ebpf.CollectionSpec, plan []plannedProgram, s Strategy, cac
 	return lk.Close()
 }
 
+// loadAlone loads one program of spec with only the maps and variables it
+// uses: the others (the ring, preallocated hashes) take longer to make
+// than a small program to load.
+func loadAlone(spec *ebpf.CollectionSpec, program string, cache *btf.Cache) (*ebpf.Collection, error) {
+	small := spec.Copy()
+	if err := keepOnly(small, []plannedProgram{{program: program}}); err != nil {
+		return nil, err
+	}
+	// Alone, a program runs with every setting at zero: it does not report.
+	if err := setConstants(small, katraceConfig{}); err != nil {
+		return nil, err
+	}
+	used := map[string]bool{}
+	for _, ins := range small.Programs[program].Instructions {
+		if ref := ins.Reference(); ref != "" {
+			used[ref] = true
+		}
+	}
+	for name, v := range small.Variables {
+		if !used[v.SectionName] {
+			delete(small.Variables, name)
+		}
+	}
+	for name := range small.Maps {
+		if !used[name] {
+			delete(small.Maps, name)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(small, ebpf.CollectionOptions{Cache: cache})
+	if err != nil {
+		return nil, fmt.Errorf("loading programs: %w", kernel.Explain(err))
+	}
+	return coll, nil
+}
+
 // primeCookies runs the socket iterators over every TCP socket once: they
-// give each a cookie and learn tcp_keepalive_timer's address (timerFn)
-// from one, which the tracepoint strategy needs before the first timer
-// runs. A loopback listener of our own makes sure one exists; where none
-// can be made, the first state change of a new socket teaches it.
+// give each a cookie and, where the loader did not know it (timerFn not
+// nil), learn tcp_keepalive_timer's address from one, which the tracepoint
+// strategy needs before the first timer runs. A loopback listener of our
+// own makes sure one exists; where none can be made, the first state
+// change of a new socket teaches it.
 func primeCookies(iterators []*ebpf.Program, timerFn *ebpf.Variable) error {
 	ln, lnErr := net.Listen("tcp", "127.0.0.1:0")
 	if lnErr != nil {
@@ -232,6 +249,9 @@ func primeCookies(iterators []*ebpf.Program, timerFn *ebpf.Variable) error {
 			return fmt.Errorf("giving existing sockets a cookie: %w", kernel.Explain(err))
 		}
 		primeOtherNetns(prog)
+	}
+	if timerFn == nil {
+		return nil
 	}
 	var fn uint64
 	if err := timerFn.Get(&fn); err != nil {
@@ -266,7 +286,7 @@ func readIterator(it *link.Iter) error {
 }
 
 // configure sets the ring buffer's size and struct config.
-func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie bool) error {
+func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie bool, timers timerAddresses) error {
 	events := spec.Maps[katraceMapEvents]
 	if opts.RingSize != 0 {
 		events.MaxEntries = opts.RingSize
@@ -279,11 +299,15 @@ func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie bool)
 		hz:             rate.hz,
 		ringSize:       events.MaxEntries,
 		ownersByCookie: ownersByCookie,
+		timers:         timers,
 	})
 	if err != nil {
 		return err
 	}
 	if err := spec.Variables[katraceVarCfg].Set(cfg); err != nil {
+		return fmt.Errorf("setting the programs' configuration: %w", err)
+	}
+	if err := setConstants(spec, cfg); err != nil {
 		return fmt.Errorf("setting the programs' configuration: %w", err)
 	}
 	return nil

@@ -43,7 +43,7 @@ static __always_inline bool addr_in_cidr(const __u8 *addr, __u8 family, __u32 i)
 
 static __always_inline bool owner_is_filtered(__u32 pid, const char *comm)
 {
-	if (cfg.filter_pid && pid != cfg.filter_pid)
+	if (CFG(filter_pid) && pid != CFG(filter_pid))
 		return false;
 	if (cfg.filter_comm[0]) {
 		for (int i = 0; i < KATRACE_COMM_LEN; i++) {
@@ -71,22 +71,22 @@ static __always_inline bool current_is_filtered_owner(void)
 #define DEFINE_WANTED(name, event_type)                                                              \
 	static __always_inline bool name(event_type *e, bool owner_ctx)                              \
 	{                                                                                            \
-		if (cfg.filter_netns && e->netns != cfg.filter_netns)                                \
+		if (CFG(filter_netns) && e->netns != CFG(filter_netns))                                \
 			return false;                                                                \
-		if (cfg.filter_keepalive_only && !(e->flags & EVF_KEEPOPEN))                         \
+		if (CFG(filter_keepalive_only) && !(e->flags & EVF_KEEPOPEN))                         \
 			return false;                                                                \
-		if (cfg.filter_cgroup_count && !e->in_filtered_cgroup)                               \
+		if (CFG(filter_cgroup_count) && !e->in_filtered_cgroup)                               \
 			return false;                                                                \
-		if (cfg.filter_port_count &&                                                         \
-		    !any_filter_entry(i, KATRACE_MAX_PORTS, cfg.filter_port_count,                   \
+		if (CFG(filter_port_count) &&                                                         \
+		    !any_filter_entry(i, KATRACE_MAX_PORTS, CFG(filter_port_count),                   \
 				      e->sport == cfg.filter_ports[i] || e->dport == cfg.filter_ports[i])) \
 			return false;                                                                \
-		if (cfg.filter_cidr_count &&                                                         \
-		    !any_filter_entry(i, KATRACE_MAX_CIDRS, cfg.filter_cidr_count,                   \
+		if (CFG(filter_cidr_count) &&                                                         \
+		    !any_filter_entry(i, KATRACE_MAX_CIDRS, CFG(filter_cidr_count),                   \
 				      addr_in_cidr(e->saddr, e->family, i) ||                        \
 					      addr_in_cidr(e->daddr, e->family, i)))                 \
 			return false;                                                                \
-		if (cfg.filter_by_owner) {                                                           \
+		if (CFG(filter_by_owner)) {                                                           \
 			__u32 ino = e->sock_ino;                                                     \
 			__u8 one = 1;                                                                \
                                                                                                      \

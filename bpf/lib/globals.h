@@ -5,18 +5,43 @@
 
 #include "katrace.h"
 
-/* Set by the loader before load (struct config in katrace.h). */
+/* Set by the loader before load (struct config in katrace.h): the filter
+ * tables are read from here, the scalar settings through CFG. */
 volatile const struct config cfg = {
 	.idle_threshold_ms = 1000,
 	.wakeup_bytes = 512 << 10,
 };
-#define KATRACE_HZ cfg.hz
+
+/*
+ * One of struct config's scalar settings, as the immediate of the
+ * instruction that loads it: the loader writes each value into those
+ * instructions before load (tracer/constants.go). Reading cfg is a load
+ * from a map page that most runs would touch for nothing else, a TLB and
+ * cache miss on the hot path; an immediate costs no memory access, and
+ * the verifier prunes the code a setting disables just the same.
+ */
+#define CFG(name)                                                     \
+	({                                                            \
+		__u64 __value;                                        \
+		asm("%0 = katrace_cfg_" #name " ll" : "=r"(__value)); \
+		(__typeof__(((struct config *)0)->name))__value;      \
+	})
+
+#define KATRACE_HZ CFG(hz)
 
 /* tcp_keepalive_timer's address, learned from a TCP socket's own timer
- * (lib/keepalive.h): the tracepoint strategy compares each expiring
- * timer's function with it, without /proc/kallsyms (which hides addresses
- * from a process without CAP_SYSLOG). */
+ * (lib/keepalive.h) where the loader did not know it (cfg.keepalive_timer_fn):
+ * the tracepoint strategy compares each expiring timer's function with
+ * it, without /proc/kallsyms (which hides addresses from a process without
+ * CAP_SYSLOG). */
 __u64 keepalive_timer_fn = 0;
+
+/* The address keepalive timers are told by: the loader's constant, else
+ * the one learned; 0 until known. */
+static __always_inline __u64 keepalive_timer_address(void)
+{
+	return CFG(keepalive_timer_fn) ? CFG(keepalive_timer_fn) : keepalive_timer_fn;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -33,7 +33,7 @@ static __always_inline void learn_keepalive_timer_fn(struct sock *sk)
 	struct inet_connection_sock *icsk = (struct inet_connection_sock *)sk;
 	__u64 fn;
 
-	if (keepalive_timer_fn)
+	if (keepalive_timer_address())
 		return;
 	if (bpf_core_field_exists(icsk->icsk_keepalive_timer))
 		fn = (__u64)BPF_CORE_READ(icsk, icsk_keepalive_timer.function);

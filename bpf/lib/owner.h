@@ -180,7 +180,7 @@ static __always_inline __u16 pick_owner(__u64 cookie, struct sock_info *info, bo
 		__builtin_memcpy(comm, info->owner_comm, KATRACE_COMM_LEN);
 		return EVF_OWNER;
 	}
-	if ((any_kernel || cfg.owners_by_cookie) && key) {
+	if ((any_kernel || CFG(owners_by_cookie)) && key) {
 		o = bpf_map_lookup_elem(&owners, &key);
 		if (o) {
 			*pid = o->pid;

@@ -65,7 +65,7 @@ static __always_inline void ring_output(struct scratch *s, void *data, __u64 siz
 
 	if (s) {
 		s->unwoken += size + 8;
-		if (s->unwoken >= cfg.wakeup_bytes) {
+		if (s->unwoken >= CFG(wakeup_bytes)) {
 			s->unwoken = 0;
 			flags = BPF_RB_FORCE_WAKEUP;
 		}

@@ -78,6 +78,17 @@ static __always_inline __u64 ns_at_jiffies(struct event *e, __u64 now_jiffies, _
 	return ago < e->ts_ns ? e->ts_ns - ago : 0;
 }
 
+/* Whether e's state (the one it left, at CLOSE) is one only an
+ * established connection reaches: the connecting side's slot is not told
+ * when its handshake completes. */
+static __always_inline bool past_handshake(struct event *e)
+{
+	__u8 st = e->state == TCP_CLOSE ? e->old_state : e->state;
+
+	return (1 << st) & ((1 << TCP_ESTABLISHED) | (1 << TCP_FIN_WAIT1) | (1 << TCP_FIN_WAIT2) |
+			    (1 << TCP_TIME_WAIT) | (1 << TCP_CLOSE_WAIT) | (1 << TCP_LAST_ACK) | (1 << TCP_CLOSING));
+}
+
 /* Fill what e's socket's slot holds and e does not have yet (e->ts_ns
  * set). write_seq is the socket's now, for the bytes written after the
  * peer's FIN. A slot given back and taken while it was read is left out. */
@@ -92,7 +103,7 @@ static __always_inline void fill_from_slot(struct event *e, __u32 write_seq, __u
 		e->flags |= EVF_START_KNOWN;
 		e->start_ns = ns_at_jiffies(e, now_jiffies, s->start_jiffies);
 	}
-	if (s->established)
+	if (s->established || past_handshake(e))
 		e->flags |= EVF_ESTABLISHED;
 	if (!e->role)
 		e->role = s->role;

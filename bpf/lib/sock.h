@@ -48,7 +48,7 @@ static __always_inline bool cgroup_wanted(struct cgroup *cg)
 		struct cgroup *anc = NULL;
 		__u32 want;
 
-		if (i >= cfg.filter_cgroup_count)
+		if (i >= CFG(filter_cgroup_count))
 			break;
 		want = cfg.filter_cgroups[i].level;
 		if (want > (__u32)level)
@@ -84,7 +84,7 @@ static __always_inline void read_cgroup(struct sock *sk, bool direct, __u64 *id,
 	} else {
 		*id = BPF_CORE_READ(cg, kn, id);
 	}
-	if (cfg.filter_cgroup_count && cgroup_wanted(cg))
+	if (CFG(filter_cgroup_count) && cgroup_wanted(cg))
 		*in_filtered = 1;
 }
 
@@ -235,8 +235,8 @@ static __always_inline void fill_fin_facts(struct event *e)
 	e->written_after_fin = e->unacked;
 	e->fin_ns = e->ts_ns - (__u64)e->since_ack_ms * 1000000;
 	idle = e->since_recv_ms > e->since_ack_ms ? e->since_recv_ms - e->since_ack_ms : 0;
-	if (cfg.idle_threshold_ms && idle >= cfg.idle_threshold_ms)
-		idle = cfg.idle_threshold_ms - 1;
+	if (CFG(idle_threshold_ms) && idle >= CFG(idle_threshold_ms))
+		idle = CFG(idle_threshold_ms) - 1;
 	e->fin_idle_ms = idle;
 }
 

@@ -67,7 +67,7 @@ static __always_inline void report_state_change(struct sock *sk, int old, int ne
 		se.requests = info->requests;
 	}
 	/* What finds an owner otherwise: the owner filter and /proc. */
-	if (!(se.flags & EVF_OWNER) || cfg.filter_by_owner)
+	if (!(se.flags & EVF_OWNER) || CFG(filter_by_owner))
 		se.sock_ino = sock_inode_direct(sk);
 	if (!state_event_wanted(&se, owner_ctx))
 		return;
@@ -111,7 +111,7 @@ static __always_inline __u32 goodbye_idle(struct tcp_sock *tp, struct sock_slot 
 	__u32 quiet = local ? since_recv : since_send;
 	__u32 bytes = 0;
 
-	if (recent >= GOODBYE_WINDOW_MS || quiet < recent || quiet - recent < cfg.idle_threshold_ms)
+	if (recent >= GOODBYE_WINDOW_MS || quiet < recent || quiet - recent < CFG(idle_threshold_ms))
 		return min_u32(since_send, since_recv);
 	if (local) {
 		/* A server that answers a slow request and closes looks the same
@@ -169,15 +169,22 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 
 	if (old == new || old == TCP_LISTEN || new == TCP_LISTEN)
 		return;
+	/* The changes between the moments that matter keep nothing and decide
+	 * nothing: the handshake's completion on the connecting side (its
+	 * start, role and owner were kept at SYN_SENT; a state past the
+	 * handshake says it was established), and the steps of a close
+	 * between the first FIN and CLOSE. */
+	if (!CFG(emit_states) && !first_fin && new != TCP_CLOSE && new != TCP_SYN_SENT &&
+	    !(new == TCP_ESTABLISHED && old == TCP_SYN_RECV))
+		return;
 	owner_ctx = owned_by_user(sk);
-	/* The owner's connect() and close(): who holds the socket. */
-	if (owner_ctx)
-		remember_slot_owner(sk);
 
 	if (new == TCP_SYN_SENT || new == TCP_SYN_RECV || new == TCP_ESTABLISHED) {
 		/* Made here for every socket: the keepalive timer can only read
-		 * a cookie, not make one. */
-		slot = claim_slot(sock_cookie(sk));
+		 * a cookie, not make one. The connecting owner's connect() is
+		 * where an active socket's owner is learnt; an accepted one's
+		 * from its reads and writes. */
+		slot = owner_ctx ? remember_slot_owner(sk) : claim_slot(sock_cookie(sk));
 		if (slot) {
 			/* The tick is close enough for a duration, and reading
 			 * it costs next to nothing. */
@@ -191,9 +198,12 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 				slot->established = 1;
 			}
 		}
+	} else if (owner_ctx && first_fin) {
+		/* The owner's close() or shutdown(): who holds the socket now. */
+		remember_slot_owner(sk);
 	}
 
-	if (!first_fin && new != TCP_CLOSE && !cfg.emit_states)
+	if (!first_fin && new != TCP_CLOSE && !CFG(emit_states))
 		return;
 	/* Most sockets have no storage: no helper call to learn it. */
 	if (!bpf_core_field_exists(sk->sk_bpf_storage) || sk->sk_bpf_storage)
@@ -215,10 +225,10 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 			__u8 side = new == TCP_FIN_WAIT1 ? FIN_LOCAL : FIN_REMOTE;
 			bool idle_fin;
 
-			if (old == TCP_ESTABLISHED && idle < cfg.idle_threshold_ms)
+			if (old == TCP_ESTABLISHED && idle < CFG(idle_threshold_ms))
 				idle = goodbye_idle(tp, slot, side == FIN_LOCAL, since_send, since_recv,
 						    &goodbye_bytes);
-			idle_fin = idle >= cfg.idle_threshold_ms && old == TCP_ESTABLISHED;
+			idle_fin = idle >= CFG(idle_threshold_ms) && old == TCP_ESTABLISHED;
 
 			if (slot) {
 				slot->fin_side = side;
@@ -243,13 +253,17 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 	}
 
 	if (new == TCP_CLOSE) {
-		struct timer_run *run = current_timer_run((__u64)sk);
+		/* tcp_keepalive_timer closes a socket only through an error
+		 * (tcp_write_err sets sk_err first) or from FIN_WAIT2 (an
+		 * orphan's linger): other closes need not look for a run. */
+		struct timer_run *run =
+			old == TCP_FIN_WAIT2 || sk->sk_err ? current_timer_run((__u64)sk) : NULL;
 		/* A close in the owner's syscall from a state that needs a reset is
 		 * an abort (SO_LINGER 0, unread data): the kernel sends the RST
 		 * right after, and userspace waits for it to give the verdict. */
 		bool abort = owner_ctx && ((1 << old) & ((1 << TCP_ESTABLISHED) | (1 << TCP_CLOSE_WAIT) |
 							 (1 << TCP_FIN_WAIT1) | (1 << TCP_SYN_RECV)));
-		bool wanted = cfg.emit_all_closes || (info && info->reported) || run || abort;
+		bool wanted = CFG(emit_all_closes) || (info && info->reported) || run || abort;
 
 		if (run)
 			run->closed = 1;
@@ -276,7 +290,7 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 	/* With --states, a close event is the change to CLOSE too (one sample
 	 * instead of two: userspace writes both records). One call site: the
 	 * verifier walks this code once. */
-	if (cfg.emit_states && !close_event)
+	if (CFG(emit_states) && !close_event)
 		report_state_change(sk, old, new, info, owner_ctx);
 
 	if (new == TCP_CLOSE) {

@@ -15,10 +15,15 @@
 #include "lib/sock.h"
 #include "lib/filter.h"
 
-/* tw_timer_handler's address: set by the loader from /proc/kallsyms, or
- * learned from a timewait socket by the start-up iterator; 0 leaves the
- * timewait timer unwatched. */
+/* tw_timer_handler's address, learned from a timewait socket by the
+ * start-up iterator where the loader did not set cfg.tw_timer_fn; 0 leaves
+ * the timewait timer unwatched. */
 __u64 tw_timer_fn = 0;
+
+static __always_inline __u64 tw_timer_address(void)
+{
+	return CFG(tw_timer_fn) ? CFG(tw_timer_fn) : tw_timer_fn;
+}
 
 /* A timewait socket's sock_common (any kernel pointer), by probe read. */
 static __always_inline void fill_timewait_socket_by_probe_read(struct event *e, struct sock *sk)
@@ -29,7 +34,7 @@ static __always_inline void fill_timewait_socket_by_probe_read(struct event *e, 
 /* skc is a BTF pointer from the socket iterator. */
 static __always_inline void learn_tw_timer_fn(struct sock_common *skc)
 {
-	if (tw_timer_fn || skc->skc_state != TCP_TIME_WAIT)
+	if (tw_timer_address() || skc->skc_state != TCP_TIME_WAIT)
 		return;
 	tw_timer_fn = (__u64)BPF_CORE_READ((struct inet_timewait_sock *)skc, tw_timer.function);
 }

@@ -1,0 +1,81 @@
+package tracer
+
+import (
+	"strings"
+	"testing"
+)
+
+// Every setting the compiled programs load as an immediate is one the
+// loader knows, and each instruction ends up holding its value.
+func TestSetConstantsFillsEveryImmediate(t *testing.T) {
+	spec, err := loadKatrace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := katraceConfig{
+		WakeupBytes:      131072,
+		Hz:               250,
+		IdleThresholdMs:  1500,
+		FilterPid:        4242,
+		EmitStates:       true,
+		KeepaliveTimerFn: 0xffffffff82082e60,
+		TwTimerFn:        0xffffffff8205c7b0,
+	}
+	if err := setConstants(spec, cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := configConstants(cfg)
+	seen := map[string]int{}
+	for name, prog := range spec.Programs {
+		for _, ins := range prog.Instructions {
+			setting, ok := strings.CutPrefix(ins.Reference(), constantPrefix)
+			if !ok {
+				continue
+			}
+			seen[setting]++
+			if got := uint64(ins.Constant); got != want[setting] {
+				t.Errorf("program %s: %s is %#x, want %#x", name, setting, got, want[setting])
+			}
+		}
+	}
+	// The hot paths' settings are immediates (a load from cfg would put
+	// a map page back on every run).
+	for _, s := range []string{"emit_states", "emit_all_closes", "idle_threshold_ms", "hz", "keepalive_timer_fn", "tw_timer_fn", "wakeup_bytes"} {
+		if seen[s] == 0 {
+			t.Errorf("no program loads %s as an immediate", s)
+		}
+	}
+	// Setting them again (the strategies tried by --attach auto share one
+	// spec) writes the new values over the old.
+	cfg.IdleThresholdMs = 30000
+	if err := setConstants(spec, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, prog := range spec.Programs {
+		for _, ins := range prog.Instructions {
+			if ins.Reference() == constantPrefix+"idle_threshold_ms" && ins.Constant != 30000 {
+				t.Fatalf("idle_threshold_ms is %d after setting it again, want 30000", ins.Constant)
+			}
+		}
+	}
+}
+
+// A program that loads a setting the loader has no value for is refused
+// before load, not loaded with whatever the compiler left there.
+func TestSetConstantsRefusesUnknownSetting(t *testing.T) {
+	spec, err := loadKatrace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := spec.Programs[katraceProgTpInetSockSetState]
+	for i := range prog.Instructions {
+		if strings.HasPrefix(prog.Instructions[i].Reference(), constantPrefix) {
+			prog.Instructions[i] = prog.Instructions[i].WithReference(constantPrefix + "no_such_setting")
+			break
+		}
+	}
+	err = setConstants(spec, katraceConfig{})
+	if err == nil || !strings.Contains(err.Error(), "no_such_setting") {
+		t.Fatalf("setConstants = %v, want an error naming no_such_setting", err)
+	}
+}
