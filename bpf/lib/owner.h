@@ -103,7 +103,10 @@ static __always_inline void learn_owner_and_order(struct sock *sk, bool read, in
 	struct sock_slot *s;
 	__u8 order;
 
-	if (sk->sk_protocol != IPPROTO_TCP)
+	/* A call that failed (EAGAIN on a non-blocking socket: most reads of
+	 * an event loop) moved no data: the next one that does names the same
+	 * owner. */
+	if (sk->sk_protocol != IPPROTO_TCP || ret < 0)
 		return;
 	s = remember_slot_owner(sk);
 	if (!s || ret <= 0 || (read && (flags & MSG_PEEK)))
