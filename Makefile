@@ -39,7 +39,7 @@ generate:
 
 # CI: the committed BPF objects and Go bindings are what `make generate` makes.
 check-generate: generate
-	@git diff --exit-code --stat -- tracer sockets || { echo "generated files are stale: run make generate and commit"; exit 1; }
+	@git diff --exit-code --stat -- tracer sockets bench/primitives || { echo "generated files are stale: run make generate and commit"; exit 1; }
 
 build-arm64:
 	GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/katrace-arm64 ./cmd/katrace

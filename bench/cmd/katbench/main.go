@@ -41,7 +41,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 25000, "idle connections for the memory measurement (two sockets each)")
 	flag.BoolVar(&o.goBench, "go-bench", true, "run the Go pipeline benchmarks")
 	flag.StringVar(&o.bpftrace, "bpftrace", "bpftrace", "bpftrace to compare against (skipped when not found)")
-	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: go,startup,churn,kernel,loss,memory")
+	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: go,startup,churn,kernel,loss,memory,primitives")
 	floorServe := flag.String("floor-serve", "", "internal: attach empty programs at the default's attach points, write \"Attaching\" to `FILE`, wait for SIGINT")
 	flag.BoolVar(&o.guard, "guard", false, "the CI guard: a fixed churn with the default programs, each program's bpf_stats ns/run net of an empty program at its attach point; exit 1 when one costs more than twice its target")
 	flag.Parse()
@@ -92,6 +92,9 @@ func main() {
 	if want["memory"] {
 		runMemory(t, o)
 	}
+	if want["primitives"] {
+		runPrimitives(t, o)
+	}
 	fmt.Println()
 	fmt.Printf("katrace benchmark, %s\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Printf("machine: %s\n", describeMachine())
@@ -101,7 +104,7 @@ func main() {
 }
 
 func parts(only string) map[string]bool {
-	all := []string{"go", "startup", "churn", "kernel", "loss", "memory"}
+	all := []string{"go", "startup", "churn", "kernel", "loss", "memory", "primitives"}
 	m := map[string]bool{}
 	if only == "" {
 		for _, p := range all {

@@ -1,0 +1,159 @@
+// Package primitives measures what the building blocks of katrace's kernel
+// programs cost on this machine: each in a program of its own on the TCP
+// state change tracepoint, attached alone while a load runs, its bpf_stats
+// ns per run net of the empty program's. katbench prints them (-only
+// primitives); docs/PERFORMANCE.md reads katrace's costs against them.
+package primitives
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// Primitive is one building block and what it costs.
+type Primitive struct {
+	Name string
+	// What the program does on each TCP state change.
+	What string
+	// NsPerRun is the median over rounds, net of the empty program's
+	// median; Runs is how many runs that took in all.
+	NsPerRun float64
+	Runs     uint64
+}
+
+// catalogue is every program of bpf/primitives.bpf.c but the empty one, in
+// the order they are printed.
+var catalogue = []struct{ prog, what string }{
+	{"tcp_only", "read sk->sk_protocol (every katrace program on this tracepoint does)"},
+	{"jiffies", "bpf_jiffies64()"},
+	{"clock_ns", "bpf_ktime_get_ns()"},
+	{"current_comm", "bpf_get_current_comm()"},
+	{"socket_cookie", "bpf_get_socket_cookie() (made on a socket's first call)"},
+	{"slot_read", "the cookie, then a read of its 64-byte entry in a 16,384-entry array"},
+	{"sample_16", "one 16-byte ring buffer sample (4 MiB ring, a reader draining it)"},
+	{"sample_112", "one 112-byte sample (a --states record is 112)"},
+	{"sample_224", "one 224-byte sample (a close event is 224)"},
+	{"staged_32", "a 32-byte record staged per CPU, sent 32 to a 1 KiB sample"},
+}
+
+// Measure attaches each primitive alone for rounds runs of load, the empty
+// program too, and returns their costs.
+func Measure(load func() error, rounds int) ([]Primitive, error) {
+	var objs primObjects
+	if err := loadPrimObjects(&objs, nil); err != nil {
+		return nil, fmt.Errorf("loading the primitives: %w", err)
+	}
+	defer objs.Close()
+	rd, err := ringbuf.NewReader(objs.Samples)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	go func() {
+		var rec ringbuf.Record
+		for rd.ReadInto(&rec) == nil {
+		}
+	}()
+	progs := map[string]*ebpf.Program{"empty": objs.Empty}
+	for _, c := range catalogue {
+		p := objs.program(c.prog)
+		if p == nil {
+			return nil, fmt.Errorf("program %s is not in bpf/primitives.bpf.c", c.prog)
+		}
+		progs[c.prog] = p
+	}
+	order := append([]string{"empty"}, names()...)
+	perRun := map[string][]float64{}
+	runs := map[string]uint64{}
+	for r := 0; r < rounds; r++ {
+		for _, name := range order {
+			ns, n, err := measureOne(progs[name], load)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			perRun[name] = append(perRun[name], ns)
+			runs[name] += n
+		}
+	}
+	floor := median(perRun["empty"])
+	out := make([]Primitive, 0, len(catalogue))
+	for _, c := range catalogue {
+		out = append(out, Primitive{Name: c.prog, What: c.what, NsPerRun: median(perRun[c.prog]) - floor, Runs: runs[c.prog]})
+	}
+	return out, nil
+}
+
+func names() []string {
+	out := make([]string, len(catalogue))
+	for i, c := range catalogue {
+		out[i] = c.prog
+	}
+	return out
+}
+
+func (o *primObjects) program(name string) *ebpf.Program {
+	switch name {
+	case "tcp_only":
+		return o.TcpOnly
+	case "jiffies":
+		return o.Jiffies
+	case "clock_ns":
+		return o.ClockNs
+	case "current_comm":
+		return o.CurrentComm
+	case "socket_cookie":
+		return o.SocketCookie
+	case "slot_read":
+		return o.SlotRead
+	case "sample_16":
+		return o.Sample16
+	case "sample_112":
+		return o.Sample112
+	case "sample_224":
+		return o.Sample224
+	case "staged_32":
+		return o.Staged32
+	}
+	return nil
+}
+
+// measureOne is prog's bpf_stats ns per run over one run of load, with
+// prog attached alone (kernel.bpf_stats_enabled is the caller's).
+func measureOne(prog *ebpf.Program, load func() error) (float64, uint64, error) {
+	before, err := prog.Stats()
+	if err != nil {
+		return 0, 0, err
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		return 0, 0, err
+	}
+	loadErr := load()
+	closeErr := l.Close()
+	if err := errors.Join(loadErr, closeErr); err != nil {
+		return 0, 0, err
+	}
+	after, err := prog.Stats()
+	if err != nil {
+		return 0, 0, err
+	}
+	n := after.RunCount - before.RunCount
+	if n == 0 {
+		return 0, 0, errors.New("the load made no TCP state change")
+	}
+	return float64((after.Runtime - before.Runtime).Nanoseconds()) / float64(n), n, nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}

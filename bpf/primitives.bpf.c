@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR MIT)
+/*
+ * What the kernel programs' building blocks cost on this machine: one
+ * program per primitive on the TCP state change tracepoint, each attached
+ * alone under the churn (package primitives measures them with bpf_stats,
+ * net of the empty one). They explain katrace's own costs (docs/
+ * PERFORMANCE.md): what a ring sample, a clock read or a cold line costs
+ * here, whatever katrace does with them.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* The reader wakes every this many bytes a CPU sent, as katrace's does
+ * with its default 4 MiB ring (ring / 32). */
+#define WAKEUP_BYTES (128 << 10)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} samples SEC(".maps");
+
+struct staging {
+	__u64 unwoken;
+	__u32 count;
+	__u32 pad;
+	__u8 buf[32 * 32];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct staging);
+} staging SEC(".maps");
+
+/* As katrace's sock_slots: one 64-byte entry per socket, by cookie. */
+struct slot {
+	__u64 cookie;
+	__u64 words[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct slot);
+} slots SEC(".maps");
+
+struct r16 {
+	__u64 w[2];
+};
+struct r112 {
+	__u64 w[14];
+};
+struct r224 {
+	__u64 w[28];
+};
+
+static __always_inline void output(void *data, __u64 size)
+{
+	__u32 zero = 0;
+	struct staging *s = bpf_map_lookup_elem(&staging, &zero);
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (!s)
+		return;
+	s->unwoken += size + 8;
+	if (s->unwoken >= WAKEUP_BYTES) {
+		s->unwoken = 0;
+		flags = BPF_RB_FORCE_WAKEUP;
+	}
+	bpf_ringbuf_output(&samples, data, size, flags);
+}
+
+#define TCP_ONLY                                  \
+	if (sk->sk_protocol != IPPROTO_TCP)       \
+		return 0
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(empty, struct sock *sk, int old, int new)
+{
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcp_only, struct sock *sk, int old, int new)
+{
+	TCP_ONLY;
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(clock_ns, struct sock *sk, int old, int new)
+{
+	TCP_ONLY;
+	return bpf_ktime_get_ns() == 1;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(jiffies, struct sock *sk, int old, int new)
+{
+	TCP_ONLY;
+	return bpf_jiffies64() == 1;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(current_comm, struct sock *sk, int old, int new)
+{
+	char comm[16];
+
+	TCP_ONLY;
+	bpf_get_current_comm(comm, sizeof(comm));
+	return comm[0] == 1;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(socket_cookie, struct sock *sk, int old, int new)
+{
+	TCP_ONLY;
+	return bpf_get_socket_cookie(sk) == 1;
+}
+
+/* A slot read by cookie, every change: a line of a 1 MiB array that the
+ * kernel itself never touches. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(slot_read, struct sock *sk, int old, int new)
+{
+	__u64 cookie;
+	__u32 idx;
+	struct slot *s;
+
+	TCP_ONLY;
+	cookie = bpf_get_socket_cookie(sk);
+	idx = (__u32)(cookie ^ (cookie >> 14)) & 16383;
+	s = bpf_map_lookup_elem(&slots, &idx);
+	return s && s->cookie == 1;
+}
+
+#define SAMPLE(name, type)                                              \
+	SEC("tp_btf/inet_sock_set_state")                               \
+	int BPF_PROG(name, struct sock *sk, int old, int new)           \
+	{                                                               \
+		type r = {};                                            \
+                                                                        \
+		TCP_ONLY;                                               \
+		r.w[0] = new;                                           \
+		output(&r, sizeof(r));                                  \
+		return 0;                                               \
+	}
+
+SAMPLE(sample_16, struct r16)
+SAMPLE(sample_112, struct r112)
+SAMPLE(sample_224, struct r224)
+
+/* 32-byte records staged per CPU and sent 32 at a time (one 1 KiB
+ * sample): what batching would cost a record. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(staged_32, struct sock *sk, int old, int new)
+{
+	__u32 zero = 0, i;
+	struct staging *s;
+	__u64 *rec;
+
+	TCP_ONLY;
+	s = bpf_map_lookup_elem(&staging, &zero);
+	if (!s)
+		return 0;
+	i = s->count & 31;
+	rec = (__u64 *)&s->buf[i * 32];
+	rec[0] = new;
+	rec[1] = old;
+	rec[2] = 0;
+	rec[3] = 0;
+	s->count = i + 1;
+	if (i == 31) {
+		output(s->buf, sizeof(s->buf));
+		s->count = 0;
+	}
+	return 0;
+}
