@@ -48,7 +48,7 @@ func runGuard(o options) int {
 	// Timers: the churn runs few; delayed-ACK timers (timer_list timers
 	// that are not keepalive timers) run many, once each connection's
 	// first quick ACKs are behind it (about 0.7 s).
-	timers := func() error { return delackTimers(1000, guardTimerDuration) }
+	timers := func() error { return delackTimers(3000, guardTimerDuration) }
 	err = withStats(func() {
 		for r := 0; r < guardRounds; r++ {
 			for _, ph := range []struct {

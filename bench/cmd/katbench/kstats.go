@@ -98,7 +98,7 @@ func runKernelCost(t *table, o options) {
 	phases := []phase{
 		{"default, churn", nil, func() error { _, err := runChurn(o); return err }},
 		{"--all --states, churn", []string{"--all", "--states"}, func() error { _, err := runChurn(o); return err }},
-		{"default, delayed-ACK timers", nil, func() error { return delackTimers(1000, o.dur) }},
+		{"default, delayed-ACK timers", nil, func() error { return delackTimers(3000, o.dur) }},
 		{"--proto, churn", []string{"--proto"}, func() error { _, err := runChurn(o); return err }},
 	}
 	results := make([]map[string]progCost, len(phases))
