@@ -142,14 +142,17 @@ func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs 
 	}
 	// Twice: before the probes, so that a keepalive timer that runs while
 	// they attach finds its socket's cookie already made (the timer path
-	// can read one, not make one); after them, for the sockets made in
-	// between. From then on every new socket is seen by the probes.
+	// can read one, not make one; learnTimerAddresses did this pass when it
+	// ran the iterator); after them, for the sockets made in between. From
+	// then on every new socket is seen by the probes.
 	timerFn := coll.Variables[katraceVarKeepaliveTimerFn]
 	if timers.keepalive != 0 {
 		timerFn = nil
 	}
-	if err := primeCookies(iterators, timerFn); err != nil {
-		return nil, err
+	if !timers.primed {
+		if err := primeCookies(iterators, timerFn); err != nil {
+			return nil, err
+		}
 	}
 	for _, p := range plan {
 		if p.attach == runIterator {

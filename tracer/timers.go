@@ -17,6 +17,10 @@ import (
 type timerAddresses struct {
 	keepalive uint64
 	timewait  uint64
+	// primed: the iterator that learnt them ran over every TCP socket of
+	// the host's namespaces, giving each a cookie (the loader's first
+	// pass, before the probes attach).
+	primed bool
 }
 
 // learnTimerAddresses finds the two callbacks before the programs load, so
@@ -26,16 +30,20 @@ type timerAddresses struct {
 // (a loopback listener's keepalive timer, a timewait socket's timer),
 // which needs no CAP_SYSLOG; /proc/kallsyms names the timewait one where
 // no timewait socket could be made. Best effort: what is not found here
-// is learnt as before.
+// is learnt as before. Its pass over the host's sockets is also the
+// loader's first (primeCookies): it gives them their cookies.
 func learnTimerAddresses(spec *ebpf.CollectionSpec, cache *btf.Cache) timerAddresses {
 	var found timerAddresses
 	coll, err := loadAlone(spec, katraceProgPrimeCookies, cache)
 	if err == nil {
 		defer coll.Close()
+		prog := coll.Programs[katraceProgPrimeCookies]
 		done := timerSockets()
-		if runToEnd(coll.Programs[katraceProgPrimeCookies]) == nil {
+		if runToEnd(prog) == nil {
 			_ = coll.Variables[katraceVarKeepaliveTimerFn].Get(&found.keepalive)
 			_ = coll.Variables[katraceVarTwTimerFn].Get(&found.timewait)
+			primeOtherNetns(prog)
+			found.primed = true
 		}
 		done()
 	}
