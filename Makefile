@@ -65,9 +65,10 @@ vmtest:
 		$(addprefix --strategy ,$(VMTEST_ARM64)) -- $(VMTEST_ARGS) || failed=1; \
 	echo "vmtest: all runs"; cat bin/vmtest-summary; exit $$failed
 
-# The performance benchmark of issue 6 (needs root; about 5 minutes): Go
+# The performance benchmark of issue 6 (needs root; about 6 minutes): Go
 # pipeline benchmarks, churn throughput kept in alternating pairs against
-# bpftrace, per-program kernel cost, loss, memory, start-up. BENCHARGS
+# bpftrace, per-program kernel cost, loss, memory, start-up, and the kernel
+# primitives of this machine (bench/primitives). BENCHARGS
 # passes flags to bench/cmd/katbench (e.g. BENCHARGS='-pairs 3').
 BENCHARGS ?=
 bench: build
