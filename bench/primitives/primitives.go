@@ -44,12 +44,16 @@ var catalogue = []struct{ prog, what string }{
 // Measure attaches each primitive alone for rounds runs of load, the empty
 // program too, and returns their costs.
 func Measure(load func() error, rounds int) ([]Primitive, error) {
-	var objs primObjects
-	if err := loadPrimObjects(&objs, nil); err != nil {
+	spec, err := loadPrim()
+	if err != nil {
+		return nil, fmt.Errorf("reading the primitives: %w", err)
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
 		return nil, fmt.Errorf("loading the primitives: %w", err)
 	}
-	defer objs.Close()
-	rd, err := ringbuf.NewReader(objs.Samples)
+	defer coll.Close()
+	rd, err := ringbuf.NewReader(coll.Maps["samples"])
 	if err != nil {
 		return nil, err
 	}
@@ -59,9 +63,9 @@ func Measure(load func() error, rounds int) ([]Primitive, error) {
 		for rd.ReadInto(&rec) == nil {
 		}
 	}()
-	progs := map[string]*ebpf.Program{"empty": objs.Empty}
+	progs := map[string]*ebpf.Program{"empty": coll.Programs["empty"]}
 	for _, c := range catalogue {
-		p := objs.program(c.prog)
+		p := coll.Programs[c.prog]
 		if p == nil {
 			return nil, fmt.Errorf("program %s is not in bpf/primitives.bpf.c", c.prog)
 		}
@@ -94,32 +98,6 @@ func names() []string {
 		out[i] = c.prog
 	}
 	return out
-}
-
-func (o *primObjects) program(name string) *ebpf.Program {
-	switch name {
-	case "tcp_only":
-		return o.TcpOnly
-	case "jiffies":
-		return o.Jiffies
-	case "clock_ns":
-		return o.ClockNs
-	case "current_comm":
-		return o.CurrentComm
-	case "socket_cookie":
-		return o.SocketCookie
-	case "slot_read":
-		return o.SlotRead
-	case "sample_16":
-		return o.Sample16
-	case "sample_112":
-		return o.Sample112
-	case "sample_224":
-		return o.Sample224
-	case "staged_32":
-		return o.Staged32
-	}
-	return nil
 }
 
 // measureOne is prog's bpf_stats ns per run over one run of load, with
