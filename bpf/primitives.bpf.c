@@ -123,8 +123,8 @@ int BPF_PROG(socket_cookie, struct sock *sk, int old, int new)
 	return bpf_get_socket_cookie(sk) == 1;
 }
 
-/* A slot read by cookie, every change: a line of a 1 MiB array that the
- * kernel itself never touches. */
+/* A slot read by cookie as katrace picks it, every change: a line of a
+ * 1 MiB array that the kernel itself never touches. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(slot_read, struct sock *sk, int old, int new)
 {
@@ -134,7 +134,7 @@ int BPF_PROG(slot_read, struct sock *sk, int old, int new)
 
 	TCP_ONLY;
 	cookie = bpf_get_socket_cookie(sk);
-	idx = (__u32)(cookie ^ (cookie >> 14)) & 16383;
+	idx = (__u32)(cookie + (cookie >> 12) * 0x9E5) & 16383;
 	s = bpf_map_lookup_elem(&slots, &idx);
 	return s && s->cookie == 1;
 }
