@@ -31,6 +31,7 @@ type primStaging struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	primMapCpuRings      = "cpu_rings"
 	primMapSamples       = "samples"
 	primMapSlots         = "slots"
 	primMapStaging       = "staging"
@@ -38,6 +39,7 @@ const (
 	primProgCurrentComm  = "current_comm"
 	primProgEmpty        = "empty"
 	primProgJiffies      = "jiffies"
+	primProgOwnRing112   = "own_ring_112"
 	primProgSample112    = "sample_112"
 	primProgSample16     = "sample_16"
 	primProgSample224    = "sample_224"
@@ -93,6 +95,7 @@ type primProgramSpecs struct {
 	CurrentComm  *ebpf.ProgramSpec `ebpf:"current_comm"`
 	Empty        *ebpf.ProgramSpec `ebpf:"empty"`
 	Jiffies      *ebpf.ProgramSpec `ebpf:"jiffies"`
+	OwnRing112   *ebpf.ProgramSpec `ebpf:"own_ring_112"`
 	Sample112    *ebpf.ProgramSpec `ebpf:"sample_112"`
 	Sample16     *ebpf.ProgramSpec `ebpf:"sample_16"`
 	Sample224    *ebpf.ProgramSpec `ebpf:"sample_224"`
@@ -106,9 +109,10 @@ type primProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type primMapSpecs struct {
-	Samples *ebpf.MapSpec `ebpf:"samples"`
-	Slots   *ebpf.MapSpec `ebpf:"slots"`
-	Staging *ebpf.MapSpec `ebpf:"staging"`
+	CpuRings *ebpf.MapSpec `ebpf:"cpu_rings"`
+	Samples  *ebpf.MapSpec `ebpf:"samples"`
+	Slots    *ebpf.MapSpec `ebpf:"slots"`
+	Staging  *ebpf.MapSpec `ebpf:"staging"`
 }
 
 // primVariableSpecs contains global variables before they are loaded into the kernel.
@@ -137,13 +141,15 @@ func (o *primObjects) Close() error {
 //
 // It can be passed to loadPrimObjects or ebpf.CollectionSpec.LoadAndAssign.
 type primMaps struct {
-	Samples *ebpf.Map `ebpf:"samples"`
-	Slots   *ebpf.Map `ebpf:"slots"`
-	Staging *ebpf.Map `ebpf:"staging"`
+	CpuRings *ebpf.Map `ebpf:"cpu_rings"`
+	Samples  *ebpf.Map `ebpf:"samples"`
+	Slots    *ebpf.Map `ebpf:"slots"`
+	Staging  *ebpf.Map `ebpf:"staging"`
 }
 
 func (m *primMaps) Close() error {
 	return _PrimClose(
+		m.CpuRings,
 		m.Samples,
 		m.Slots,
 		m.Staging,
@@ -164,6 +170,7 @@ type primPrograms struct {
 	CurrentComm  *ebpf.Program `ebpf:"current_comm"`
 	Empty        *ebpf.Program `ebpf:"empty"`
 	Jiffies      *ebpf.Program `ebpf:"jiffies"`
+	OwnRing112   *ebpf.Program `ebpf:"own_ring_112"`
 	Sample112    *ebpf.Program `ebpf:"sample_112"`
 	Sample16     *ebpf.Program `ebpf:"sample_16"`
 	Sample224    *ebpf.Program `ebpf:"sample_224"`
@@ -179,6 +186,7 @@ func (p *primPrograms) Close() error {
 		p.CurrentComm,
 		p.Empty,
 		p.Jiffies,
+		p.OwnRing112,
 		p.Sample112,
 		p.Sample16,
 		p.Sample224,

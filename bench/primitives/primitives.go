@@ -38,6 +38,7 @@ var catalogue = []struct{ prog, what string }{
 	{"sample_16", "one 16-byte ring buffer sample (4 MiB ring, a reader draining it)"},
 	{"sample_112", "one 112-byte sample (a --states record is 112)"},
 	{"sample_224", "one 224-byte sample (a close event is 224)"},
+	{"own_ring_112", "one 112-byte sample into a 1 MiB ring of this CPU's own (no ring shared between CPUs)"},
 	{"staged_32", "a 32-byte record staged per CPU, sent 32 to a 1 KiB sample"},
 }
 
@@ -53,16 +54,28 @@ func Measure(load func() error, rounds int) ([]Primitive, error) {
 		return nil, fmt.Errorf("loading the primitives: %w", err)
 	}
 	defer coll.Close()
-	rd, err := ringbuf.NewReader(coll.Maps["samples"])
+	rings := []*ebpf.Map{coll.Maps["samples"]}
+	own, err := ownRings(spec.Maps["cpu_rings"], coll.Maps["cpu_rings"])
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("making the rings of each CPU: %w", err)
 	}
-	defer rd.Close()
-	go func() {
-		var rec ringbuf.Record
-		for rd.ReadInto(&rec) == nil {
+	defer func() {
+		for _, m := range own {
+			m.Close()
 		}
 	}()
+	for _, ring := range append(rings, own...) {
+		rd, err := ringbuf.NewReader(ring)
+		if err != nil {
+			return nil, err
+		}
+		defer rd.Close()
+		go func() {
+			var rec ringbuf.Record
+			for rd.ReadInto(&rec) == nil {
+			}
+		}()
+	}
 	progs := map[string]*ebpf.Program{"empty": coll.Programs["empty"]}
 	for _, c := range catalogue {
 		p := coll.Programs[c.prog]
@@ -90,6 +103,30 @@ func Measure(load func() error, rounds int) ([]Primitive, error) {
 		out = append(out, Primitive{Name: c.prog, What: c.what, NsPerRun: median(perRun[c.prog]) - floor, Runs: runs[c.prog]})
 	}
 	return out, nil
+}
+
+// ownRings makes a ring for each possible CPU and puts it in outer at the
+// CPU's index.
+func ownRings(outerSpec *ebpf.MapSpec, outer *ebpf.Map) ([]*ebpf.Map, error) {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, err
+	}
+	if uint32(cpus) > outerSpec.MaxEntries {
+		return nil, fmt.Errorf("%d CPUs, room for %d", cpus, outerSpec.MaxEntries)
+	}
+	var made []*ebpf.Map
+	for cpu := 0; cpu < cpus; cpu++ {
+		ring, err := ebpf.NewMap(outerSpec.InnerMap)
+		if err != nil {
+			return made, err
+		}
+		made = append(made, ring)
+		if err := outer.Put(uint32(cpu), ring); err != nil {
+			return made, err
+		}
+	}
+	return made, nil
 }
 
 func names() []string {
