@@ -63,6 +63,14 @@ struct {
 	__type(value, struct slot);
 } slots SEC(".maps");
 
+/* One 64-byte entry, the same one every run. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct slot);
+} one_slot SEC(".maps");
+
 struct r16 {
 	__u64 w[2];
 };
@@ -155,10 +163,10 @@ int BPF_PROG(socket_cookie, struct sock *sk, int old, int new)
 	return bpf_get_socket_cookie(sk) == 1;
 }
 
-/* A slot read by cookie as katrace picks it, every change: a line of a
- * 1 MiB array that the kernel itself never touches. */
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(slot_read, struct sock *sk, int old, int new)
+/* A slot read by cookie as katrace picks it, every change, in the first
+ * entries of a 1 MiB array that the kernel itself never touches: all of
+ * it, or the first 1,024 (64 KiB) or 64 (one 4 KiB page). */
+static __always_inline int read_slot(struct sock *sk, __u32 mask)
 {
 	__u64 cookie;
 	__u32 idx;
@@ -166,8 +174,39 @@ int BPF_PROG(slot_read, struct sock *sk, int old, int new)
 
 	TCP_ONLY;
 	cookie = bpf_get_socket_cookie(sk);
-	idx = (__u32)(cookie + (cookie >> 12) * 0x9E5) & 16383;
+	idx = (__u32)(cookie + (cookie >> 12) * 0x9E5) & mask;
 	s = bpf_map_lookup_elem(&slots, &idx);
+	return s && s->cookie == 1;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(slot_read, struct sock *sk, int old, int new)
+{
+	return read_slot(sk, 16383);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(slot_read_64k, struct sock *sk, int old, int new)
+{
+	return read_slot(sk, 1023);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(slot_read_4k, struct sock *sk, int old, int new)
+{
+	return read_slot(sk, 63);
+}
+
+/* The same line every run, never written: what reaching a map's value
+ * costs when the line itself must be in the cache. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(one_line_read, struct sock *sk, int old, int new)
+{
+	__u32 zero = 0;
+	struct slot *s;
+
+	TCP_ONLY;
+	s = bpf_map_lookup_elem(&one_slot, &zero);
 	return s && s->cookie == 1;
 }
 

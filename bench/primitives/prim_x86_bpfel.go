@@ -32,6 +32,7 @@ type primStaging struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	primMapCpuRings      = "cpu_rings"
+	primMapOneSlot       = "one_slot"
 	primMapSamples       = "samples"
 	primMapSlots         = "slots"
 	primMapStaging       = "staging"
@@ -39,11 +40,14 @@ const (
 	primProgCurrentComm  = "current_comm"
 	primProgEmpty        = "empty"
 	primProgJiffies      = "jiffies"
+	primProgOneLineRead  = "one_line_read"
 	primProgOwnRing112   = "own_ring_112"
 	primProgSample112    = "sample_112"
 	primProgSample16     = "sample_16"
 	primProgSample224    = "sample_224"
 	primProgSlotRead     = "slot_read"
+	primProgSlotRead4k   = "slot_read_4k"
+	primProgSlotRead64k  = "slot_read_64k"
 	primProgSocketCookie = "socket_cookie"
 	primProgStaged32     = "staged_32"
 	primProgTcpOnly      = "tcp_only"
@@ -95,11 +99,14 @@ type primProgramSpecs struct {
 	CurrentComm  *ebpf.ProgramSpec `ebpf:"current_comm"`
 	Empty        *ebpf.ProgramSpec `ebpf:"empty"`
 	Jiffies      *ebpf.ProgramSpec `ebpf:"jiffies"`
+	OneLineRead  *ebpf.ProgramSpec `ebpf:"one_line_read"`
 	OwnRing112   *ebpf.ProgramSpec `ebpf:"own_ring_112"`
 	Sample112    *ebpf.ProgramSpec `ebpf:"sample_112"`
 	Sample16     *ebpf.ProgramSpec `ebpf:"sample_16"`
 	Sample224    *ebpf.ProgramSpec `ebpf:"sample_224"`
 	SlotRead     *ebpf.ProgramSpec `ebpf:"slot_read"`
+	SlotRead4k   *ebpf.ProgramSpec `ebpf:"slot_read_4k"`
+	SlotRead64k  *ebpf.ProgramSpec `ebpf:"slot_read_64k"`
 	SocketCookie *ebpf.ProgramSpec `ebpf:"socket_cookie"`
 	Staged32     *ebpf.ProgramSpec `ebpf:"staged_32"`
 	TcpOnly      *ebpf.ProgramSpec `ebpf:"tcp_only"`
@@ -110,6 +117,7 @@ type primProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type primMapSpecs struct {
 	CpuRings *ebpf.MapSpec `ebpf:"cpu_rings"`
+	OneSlot  *ebpf.MapSpec `ebpf:"one_slot"`
 	Samples  *ebpf.MapSpec `ebpf:"samples"`
 	Slots    *ebpf.MapSpec `ebpf:"slots"`
 	Staging  *ebpf.MapSpec `ebpf:"staging"`
@@ -142,6 +150,7 @@ func (o *primObjects) Close() error {
 // It can be passed to loadPrimObjects or ebpf.CollectionSpec.LoadAndAssign.
 type primMaps struct {
 	CpuRings *ebpf.Map `ebpf:"cpu_rings"`
+	OneSlot  *ebpf.Map `ebpf:"one_slot"`
 	Samples  *ebpf.Map `ebpf:"samples"`
 	Slots    *ebpf.Map `ebpf:"slots"`
 	Staging  *ebpf.Map `ebpf:"staging"`
@@ -150,6 +159,7 @@ type primMaps struct {
 func (m *primMaps) Close() error {
 	return _PrimClose(
 		m.CpuRings,
+		m.OneSlot,
 		m.Samples,
 		m.Slots,
 		m.Staging,
@@ -170,11 +180,14 @@ type primPrograms struct {
 	CurrentComm  *ebpf.Program `ebpf:"current_comm"`
 	Empty        *ebpf.Program `ebpf:"empty"`
 	Jiffies      *ebpf.Program `ebpf:"jiffies"`
+	OneLineRead  *ebpf.Program `ebpf:"one_line_read"`
 	OwnRing112   *ebpf.Program `ebpf:"own_ring_112"`
 	Sample112    *ebpf.Program `ebpf:"sample_112"`
 	Sample16     *ebpf.Program `ebpf:"sample_16"`
 	Sample224    *ebpf.Program `ebpf:"sample_224"`
 	SlotRead     *ebpf.Program `ebpf:"slot_read"`
+	SlotRead4k   *ebpf.Program `ebpf:"slot_read_4k"`
+	SlotRead64k  *ebpf.Program `ebpf:"slot_read_64k"`
 	SocketCookie *ebpf.Program `ebpf:"socket_cookie"`
 	Staged32     *ebpf.Program `ebpf:"staged_32"`
 	TcpOnly      *ebpf.Program `ebpf:"tcp_only"`
@@ -186,11 +199,14 @@ func (p *primPrograms) Close() error {
 		p.CurrentComm,
 		p.Empty,
 		p.Jiffies,
+		p.OneLineRead,
 		p.OwnRing112,
 		p.Sample112,
 		p.Sample16,
 		p.Sample224,
 		p.SlotRead,
+		p.SlotRead4k,
+		p.SlotRead64k,
 		p.SocketCookie,
 		p.Staged32,
 		p.TcpOnly,

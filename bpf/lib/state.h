@@ -276,8 +276,10 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		 * (its own timeout) or read a failure the kernel only marked. */
 		if (!wanted && owner_ctx && old == TCP_SYN_SENT)
 			wanted = true;
-		/* A keepalive probe still unanswered: its close explains it. */
-		if (!wanted && probes_outstanding && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN))) {
+		/* A keepalive probe still unanswered: its close explains it. The
+		 * socket's own flag first: the counter is a map page that a
+		 * close of a socket without keepalive need not touch. */
+		if (!wanted && (sk->__sk_common.skc_flags & (1UL << SOCK_KEEPOPEN)) && probes_outstanding) {
 			cookie = sock_cookie(sk);
 			if (bpf_map_lookup_elem(&probes_out, &cookie)) {
 				probe_out_deleted(&cookie);
