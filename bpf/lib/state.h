@@ -161,7 +161,7 @@ static __always_inline __u32 goodbye_idle(struct tcp_sock *tp, struct sock_slot 
 static __always_inline void handle_state_change(struct sock *sk, int old, int new)
 {
 	struct sock_info *info = NULL;
-	struct sock_slot *slot;
+	struct sock_slot *slot = NULL;
 	bool owner_ctx;
 	bool first_fin = (new == TCP_FIN_WAIT1 || new == TCP_CLOSE_WAIT);
 	bool close_event = false;
@@ -199,8 +199,9 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 			}
 		}
 	} else if (owner_ctx && first_fin) {
-		/* The owner's close() or shutdown(): who holds the socket now. */
-		remember_slot_owner(sk);
+		/* The owner's close() or shutdown(): who holds the socket now.
+		 * The first FIN below uses the slot this finds. */
+		slot = remember_slot_owner(sk);
 	}
 
 	if (!first_fin && new != TCP_CLOSE && !CFG(emit_states))
@@ -215,7 +216,8 @@ static __always_inline void handle_state_change(struct sock *sk, int old, int ne
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 
 		cookie = sock_cookie(sk);
-		slot = claim_slot(cookie);
+		if (!slot)
+			slot = claim_slot(cookie);
 		if (tp && (!slot || !slot->fin_side)) {
 			__u64 now_jiffies = bpf_jiffies64();
 			__u32 since_send = ms_since(now_jiffies, tp->lsndtime);
