@@ -35,6 +35,7 @@ enum { false = 0, true = 1 };
 enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_ARRAY_OF_MAPS = 12,
@@ -49,6 +50,8 @@ enum {
 enum {
 	BPF_SK_STORAGE_GET_F_CREATE = 1,
 };
+
+#define BPF_F_CURRENT_CPU 0xffffffffULL
 
 enum {
 	BPF_RB_NO_WAKEUP = 1,

@@ -33,6 +33,7 @@ type primStaging struct {
 const (
 	primMapCpuRings      = "cpu_rings"
 	primMapOneSlot       = "one_slot"
+	primMapPerfSamples   = "perf_samples"
 	primMapSamples       = "samples"
 	primMapSlots         = "slots"
 	primMapStaging       = "staging"
@@ -42,6 +43,7 @@ const (
 	primProgJiffies      = "jiffies"
 	primProgOneLineRead  = "one_line_read"
 	primProgOwnRing112   = "own_ring_112"
+	primProgPerf112      = "perf_112"
 	primProgSample112    = "sample_112"
 	primProgSample16     = "sample_16"
 	primProgSample224    = "sample_224"
@@ -101,6 +103,7 @@ type primProgramSpecs struct {
 	Jiffies      *ebpf.ProgramSpec `ebpf:"jiffies"`
 	OneLineRead  *ebpf.ProgramSpec `ebpf:"one_line_read"`
 	OwnRing112   *ebpf.ProgramSpec `ebpf:"own_ring_112"`
+	Perf112      *ebpf.ProgramSpec `ebpf:"perf_112"`
 	Sample112    *ebpf.ProgramSpec `ebpf:"sample_112"`
 	Sample16     *ebpf.ProgramSpec `ebpf:"sample_16"`
 	Sample224    *ebpf.ProgramSpec `ebpf:"sample_224"`
@@ -116,11 +119,12 @@ type primProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type primMapSpecs struct {
-	CpuRings *ebpf.MapSpec `ebpf:"cpu_rings"`
-	OneSlot  *ebpf.MapSpec `ebpf:"one_slot"`
-	Samples  *ebpf.MapSpec `ebpf:"samples"`
-	Slots    *ebpf.MapSpec `ebpf:"slots"`
-	Staging  *ebpf.MapSpec `ebpf:"staging"`
+	CpuRings    *ebpf.MapSpec `ebpf:"cpu_rings"`
+	OneSlot     *ebpf.MapSpec `ebpf:"one_slot"`
+	PerfSamples *ebpf.MapSpec `ebpf:"perf_samples"`
+	Samples     *ebpf.MapSpec `ebpf:"samples"`
+	Slots       *ebpf.MapSpec `ebpf:"slots"`
+	Staging     *ebpf.MapSpec `ebpf:"staging"`
 }
 
 // primVariableSpecs contains global variables before they are loaded into the kernel.
@@ -149,17 +153,19 @@ func (o *primObjects) Close() error {
 //
 // It can be passed to loadPrimObjects or ebpf.CollectionSpec.LoadAndAssign.
 type primMaps struct {
-	CpuRings *ebpf.Map `ebpf:"cpu_rings"`
-	OneSlot  *ebpf.Map `ebpf:"one_slot"`
-	Samples  *ebpf.Map `ebpf:"samples"`
-	Slots    *ebpf.Map `ebpf:"slots"`
-	Staging  *ebpf.Map `ebpf:"staging"`
+	CpuRings    *ebpf.Map `ebpf:"cpu_rings"`
+	OneSlot     *ebpf.Map `ebpf:"one_slot"`
+	PerfSamples *ebpf.Map `ebpf:"perf_samples"`
+	Samples     *ebpf.Map `ebpf:"samples"`
+	Slots       *ebpf.Map `ebpf:"slots"`
+	Staging     *ebpf.Map `ebpf:"staging"`
 }
 
 func (m *primMaps) Close() error {
 	return _PrimClose(
 		m.CpuRings,
 		m.OneSlot,
+		m.PerfSamples,
 		m.Samples,
 		m.Slots,
 		m.Staging,
@@ -182,6 +188,7 @@ type primPrograms struct {
 	Jiffies      *ebpf.Program `ebpf:"jiffies"`
 	OneLineRead  *ebpf.Program `ebpf:"one_line_read"`
 	OwnRing112   *ebpf.Program `ebpf:"own_ring_112"`
+	Perf112      *ebpf.Program `ebpf:"perf_112"`
 	Sample112    *ebpf.Program `ebpf:"sample_112"`
 	Sample16     *ebpf.Program `ebpf:"sample_16"`
 	Sample224    *ebpf.Program `ebpf:"sample_224"`
@@ -201,6 +208,7 @@ func (p *primPrograms) Close() error {
 		p.Jiffies,
 		p.OneLineRead,
 		p.OwnRing112,
+		p.Perf112,
 		p.Sample112,
 		p.Sample16,
 		p.Sample224,
