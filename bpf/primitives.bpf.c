@@ -51,8 +51,8 @@ struct {
 } staging SEC(".maps");
 
 /* A perf buffer of each CPU's own (the reader is package primitives'):
- * no lock and no interrupt masking where a ring buffer takes its
- * spinlock with interrupts off. */
+ * the other way to send a sample, with nothing shared between CPUs and
+ * no ring buffer spinlock. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
 	__uint(key_size, sizeof(__u32));

@@ -43,7 +43,7 @@ var catalogue = []struct{ prog, what string }{
 	{"sample_112", "one 112-byte sample (a --states record is 112)"},
 	{"sample_224", "one 224-byte sample (a close event is 224)"},
 	{"own_ring_112", "one 112-byte sample into a 1 MiB ring of this CPU's own (no ring shared between CPUs)"},
-	{"perf_112", "one 112-byte sample into a perf buffer of this CPU's own (1 MiB, no lock, interrupts left on)"},
+	{"perf_112", "one 112-byte sample into a perf buffer of this CPU's own (1 MiB, no ring buffer spinlock)"},
 	{"staged_32", "a 32-byte record staged per CPU, sent 32 to a 1 KiB sample"},
 }
 
