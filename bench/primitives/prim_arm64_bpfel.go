@@ -13,6 +13,19 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type primMmapHead struct {
+	_        structs.HostLayout
+	Produced uint64
+	Consumed uint64
+	Lost     uint64
+	Pad      [5]uint64
+}
+
+type primR112Rec struct {
+	_ structs.HostLayout
+	W [14]uint64
+}
+
 type primSlot struct {
 	_      structs.HostLayout
 	Cookie uint64
@@ -20,39 +33,48 @@ type primSlot struct {
 }
 
 type primStaging struct {
-	_       structs.HostLayout
-	Unwoken uint64
-	Count   uint32
-	Pad     uint32
-	Buf     [1024]uint8
+	_        structs.HostLayout
+	Unwoken  uint64
+	Count    uint32
+	Pad      uint32
+	Buf      [1024]uint8
+	Count112 uint32
+	Pad2     uint32
+	Buf112   [3584]uint8
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	primMapCpuRings      = "cpu_rings"
-	primMapOneSlot       = "one_slot"
-	primMapPerfSamples   = "perf_samples"
-	primMapSamples       = "samples"
-	primMapSlots         = "slots"
-	primMapStaging       = "staging"
-	primProgClockNs      = "clock_ns"
-	primProgCurrentComm  = "current_comm"
-	primProgEmpty        = "empty"
-	primProgJiffies      = "jiffies"
-	primProgOneLineRead  = "one_line_read"
-	primProgOwnRing112   = "own_ring_112"
-	primProgPerf112      = "perf_112"
-	primProgSample112    = "sample_112"
-	primProgSample16     = "sample_16"
-	primProgSample224    = "sample_224"
-	primProgSlotRead     = "slot_read"
-	primProgSlotRead4k   = "slot_read_4k"
-	primProgSlotRead64k  = "slot_read_64k"
-	primProgSocketCookie = "socket_cookie"
-	primProgStaged32     = "staged_32"
-	primProgTcpOnly      = "tcp_only"
+	primMapCpuRings          = "cpu_rings"
+	primMapMmapHeads         = "mmap_heads"
+	primMapMmapRecords       = "mmap_records"
+	primMapOneSlot           = "one_slot"
+	primMapPerfSamples       = "perf_samples"
+	primMapSamples           = "samples"
+	primMapSlots             = "slots"
+	primMapStaging           = "staging"
+	primProgClockNs          = "clock_ns"
+	primProgCurrentComm      = "current_comm"
+	primProgEmpty            = "empty"
+	primProgJiffies          = "jiffies"
+	primProgLeastStateRecord = "least_state_record"
+	primProgMmap112          = "mmap_112"
+	primProgMmap112Small     = "mmap_112_small"
+	primProgOneLineRead      = "one_line_read"
+	primProgOwnRing112       = "own_ring_112"
+	primProgPerf112          = "perf_112"
+	primProgSample112        = "sample_112"
+	primProgSample16         = "sample_16"
+	primProgSample224        = "sample_224"
+	primProgSlotRead         = "slot_read"
+	primProgSlotRead4k       = "slot_read_4k"
+	primProgSlotRead64k      = "slot_read_64k"
+	primProgSocketCookie     = "socket_cookie"
+	primProgStaged112        = "staged_112"
+	primProgStaged32         = "staged_32"
+	primProgTcpOnly          = "tcp_only"
 )
 
 // loadPrim returns the embedded CollectionSpec for prim.
@@ -97,22 +119,26 @@ type primSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type primProgramSpecs struct {
-	ClockNs      *ebpf.ProgramSpec `ebpf:"clock_ns"`
-	CurrentComm  *ebpf.ProgramSpec `ebpf:"current_comm"`
-	Empty        *ebpf.ProgramSpec `ebpf:"empty"`
-	Jiffies      *ebpf.ProgramSpec `ebpf:"jiffies"`
-	OneLineRead  *ebpf.ProgramSpec `ebpf:"one_line_read"`
-	OwnRing112   *ebpf.ProgramSpec `ebpf:"own_ring_112"`
-	Perf112      *ebpf.ProgramSpec `ebpf:"perf_112"`
-	Sample112    *ebpf.ProgramSpec `ebpf:"sample_112"`
-	Sample16     *ebpf.ProgramSpec `ebpf:"sample_16"`
-	Sample224    *ebpf.ProgramSpec `ebpf:"sample_224"`
-	SlotRead     *ebpf.ProgramSpec `ebpf:"slot_read"`
-	SlotRead4k   *ebpf.ProgramSpec `ebpf:"slot_read_4k"`
-	SlotRead64k  *ebpf.ProgramSpec `ebpf:"slot_read_64k"`
-	SocketCookie *ebpf.ProgramSpec `ebpf:"socket_cookie"`
-	Staged32     *ebpf.ProgramSpec `ebpf:"staged_32"`
-	TcpOnly      *ebpf.ProgramSpec `ebpf:"tcp_only"`
+	ClockNs          *ebpf.ProgramSpec `ebpf:"clock_ns"`
+	CurrentComm      *ebpf.ProgramSpec `ebpf:"current_comm"`
+	Empty            *ebpf.ProgramSpec `ebpf:"empty"`
+	Jiffies          *ebpf.ProgramSpec `ebpf:"jiffies"`
+	LeastStateRecord *ebpf.ProgramSpec `ebpf:"least_state_record"`
+	Mmap112          *ebpf.ProgramSpec `ebpf:"mmap_112"`
+	Mmap112Small     *ebpf.ProgramSpec `ebpf:"mmap_112_small"`
+	OneLineRead      *ebpf.ProgramSpec `ebpf:"one_line_read"`
+	OwnRing112       *ebpf.ProgramSpec `ebpf:"own_ring_112"`
+	Perf112          *ebpf.ProgramSpec `ebpf:"perf_112"`
+	Sample112        *ebpf.ProgramSpec `ebpf:"sample_112"`
+	Sample16         *ebpf.ProgramSpec `ebpf:"sample_16"`
+	Sample224        *ebpf.ProgramSpec `ebpf:"sample_224"`
+	SlotRead         *ebpf.ProgramSpec `ebpf:"slot_read"`
+	SlotRead4k       *ebpf.ProgramSpec `ebpf:"slot_read_4k"`
+	SlotRead64k      *ebpf.ProgramSpec `ebpf:"slot_read_64k"`
+	SocketCookie     *ebpf.ProgramSpec `ebpf:"socket_cookie"`
+	Staged112        *ebpf.ProgramSpec `ebpf:"staged_112"`
+	Staged32         *ebpf.ProgramSpec `ebpf:"staged_32"`
+	TcpOnly          *ebpf.ProgramSpec `ebpf:"tcp_only"`
 }
 
 // primMapSpecs contains maps before they are loaded into the kernel.
@@ -120,6 +146,8 @@ type primProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type primMapSpecs struct {
 	CpuRings    *ebpf.MapSpec `ebpf:"cpu_rings"`
+	MmapHeads   *ebpf.MapSpec `ebpf:"mmap_heads"`
+	MmapRecords *ebpf.MapSpec `ebpf:"mmap_records"`
 	OneSlot     *ebpf.MapSpec `ebpf:"one_slot"`
 	PerfSamples *ebpf.MapSpec `ebpf:"perf_samples"`
 	Samples     *ebpf.MapSpec `ebpf:"samples"`
@@ -154,6 +182,8 @@ func (o *primObjects) Close() error {
 // It can be passed to loadPrimObjects or ebpf.CollectionSpec.LoadAndAssign.
 type primMaps struct {
 	CpuRings    *ebpf.Map `ebpf:"cpu_rings"`
+	MmapHeads   *ebpf.Map `ebpf:"mmap_heads"`
+	MmapRecords *ebpf.Map `ebpf:"mmap_records"`
 	OneSlot     *ebpf.Map `ebpf:"one_slot"`
 	PerfSamples *ebpf.Map `ebpf:"perf_samples"`
 	Samples     *ebpf.Map `ebpf:"samples"`
@@ -164,6 +194,8 @@ type primMaps struct {
 func (m *primMaps) Close() error {
 	return _PrimClose(
 		m.CpuRings,
+		m.MmapHeads,
+		m.MmapRecords,
 		m.OneSlot,
 		m.PerfSamples,
 		m.Samples,
@@ -182,22 +214,26 @@ type primVariables struct {
 //
 // It can be passed to loadPrimObjects or ebpf.CollectionSpec.LoadAndAssign.
 type primPrograms struct {
-	ClockNs      *ebpf.Program `ebpf:"clock_ns"`
-	CurrentComm  *ebpf.Program `ebpf:"current_comm"`
-	Empty        *ebpf.Program `ebpf:"empty"`
-	Jiffies      *ebpf.Program `ebpf:"jiffies"`
-	OneLineRead  *ebpf.Program `ebpf:"one_line_read"`
-	OwnRing112   *ebpf.Program `ebpf:"own_ring_112"`
-	Perf112      *ebpf.Program `ebpf:"perf_112"`
-	Sample112    *ebpf.Program `ebpf:"sample_112"`
-	Sample16     *ebpf.Program `ebpf:"sample_16"`
-	Sample224    *ebpf.Program `ebpf:"sample_224"`
-	SlotRead     *ebpf.Program `ebpf:"slot_read"`
-	SlotRead4k   *ebpf.Program `ebpf:"slot_read_4k"`
-	SlotRead64k  *ebpf.Program `ebpf:"slot_read_64k"`
-	SocketCookie *ebpf.Program `ebpf:"socket_cookie"`
-	Staged32     *ebpf.Program `ebpf:"staged_32"`
-	TcpOnly      *ebpf.Program `ebpf:"tcp_only"`
+	ClockNs          *ebpf.Program `ebpf:"clock_ns"`
+	CurrentComm      *ebpf.Program `ebpf:"current_comm"`
+	Empty            *ebpf.Program `ebpf:"empty"`
+	Jiffies          *ebpf.Program `ebpf:"jiffies"`
+	LeastStateRecord *ebpf.Program `ebpf:"least_state_record"`
+	Mmap112          *ebpf.Program `ebpf:"mmap_112"`
+	Mmap112Small     *ebpf.Program `ebpf:"mmap_112_small"`
+	OneLineRead      *ebpf.Program `ebpf:"one_line_read"`
+	OwnRing112       *ebpf.Program `ebpf:"own_ring_112"`
+	Perf112          *ebpf.Program `ebpf:"perf_112"`
+	Sample112        *ebpf.Program `ebpf:"sample_112"`
+	Sample16         *ebpf.Program `ebpf:"sample_16"`
+	Sample224        *ebpf.Program `ebpf:"sample_224"`
+	SlotRead         *ebpf.Program `ebpf:"slot_read"`
+	SlotRead4k       *ebpf.Program `ebpf:"slot_read_4k"`
+	SlotRead64k      *ebpf.Program `ebpf:"slot_read_64k"`
+	SocketCookie     *ebpf.Program `ebpf:"socket_cookie"`
+	Staged112        *ebpf.Program `ebpf:"staged_112"`
+	Staged32         *ebpf.Program `ebpf:"staged_32"`
+	TcpOnly          *ebpf.Program `ebpf:"tcp_only"`
 }
 
 func (p *primPrograms) Close() error {
@@ -206,6 +242,9 @@ func (p *primPrograms) Close() error {
 		p.CurrentComm,
 		p.Empty,
 		p.Jiffies,
+		p.LeastStateRecord,
+		p.Mmap112,
+		p.Mmap112Small,
 		p.OneLineRead,
 		p.OwnRing112,
 		p.Perf112,
@@ -216,6 +255,7 @@ func (p *primPrograms) Close() error {
 		p.SlotRead4k,
 		p.SlotRead64k,
 		p.SocketCookie,
+		p.Staged112,
 		p.Staged32,
 		p.TcpOnly,
 	)

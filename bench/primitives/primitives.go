@@ -9,6 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -44,7 +49,11 @@ var catalogue = []struct{ prog, what string }{
 	{"sample_224", "one 224-byte sample (a close event is 224)"},
 	{"own_ring_112", "one 112-byte sample into a 1 MiB ring of this CPU's own (no ring shared between CPUs)"},
 	{"perf_112", "one 112-byte sample into a perf buffer of this CPU's own (1 MiB, no ring buffer spinlock)"},
+	{"mmap_112", "one 112-byte record into this CPU's section of memory the reader maps, published by one atomic add (no lock)"},
+	{"mmap_112_small", "the same in 256 slots (28 KiB) of the section"},
 	{"staged_32", "a 32-byte record staged per CPU, sent 32 to a 1 KiB sample"},
+	{"staged_112", "a 112-byte record staged per CPU, sent 32 to a 3.5 KiB sample"},
+	{"least_state_record", "the least a state change record can be: clock, cookie and states, 32 bytes staged per CPU, sent 32 at a time"},
 }
 
 // Measure attaches each primitive alone for rounds runs of load, the empty
@@ -54,11 +63,22 @@ func Measure(load func() error, rounds int) ([]Primitive, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the primitives: %w", err)
 	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, err
+	}
+	spec.Maps["mmap_heads"].MaxEntries = uint32(cpus)
+	spec.Maps["mmap_records"].MaxEntries = uint32(cpus) * mmapSlots
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		return nil, fmt.Errorf("loading the primitives: %w", err)
 	}
 	defer coll.Close()
+	stopMmap, err := drainMmap(coll.Maps["mmap_heads"], coll.Maps["mmap_records"], cpus)
+	if err != nil {
+		return nil, fmt.Errorf("mapping the records: %w", err)
+	}
+	defer stopMmap()
 	rings := []*ebpf.Map{coll.Maps["samples"]}
 	own, err := ownRings(spec.Maps["cpu_rings"], coll.Maps["cpu_rings"])
 	if err != nil {
@@ -119,6 +139,60 @@ func Measure(load func() error, rounds int) ([]Primitive, error) {
 		out = append(out, Primitive{Name: c.prog, What: c.what, NsPerRun: median(perRun[c.prog]) - floor, Runs: runs[c.prog]})
 	}
 	return out, nil
+}
+
+// mmapSlots is MMAP_SLOTS of bpf/primitives.bpf.c.
+const mmapSlots = 4096
+
+// drainMmap consumes what mmap_112 publishes, as a reader polling every
+// 100 µs would: it reads each record's first word (the line comes to the
+// reader's CPU, as a real reader's would) and advances the CPU's consumed
+// count.
+func drainMmap(heads, records *ebpf.Map, cpus int) (func(), error) {
+	mem, err := unix.Mmap(heads.FD(), 0, cpus*64, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := unix.Mmap(records.FD(), 0, cpus*mmapSlots*112, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		unix.Munmap(mem)
+		return nil, err
+	}
+	var sink uint64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(100 * time.Microsecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			for cpu := 0; cpu < cpus; cpu++ {
+				produced := (*uint64)(unsafe.Pointer(&mem[cpu*64]))
+				consumed := (*uint64)(unsafe.Pointer(&mem[cpu*64+8]))
+				end := atomic.LoadUint64(produced)
+				for c := atomic.LoadUint64(consumed); c < end; c++ {
+					// The writer uses the first 256 or all slots: read both places.
+					for _, slots := range []uint64{256, mmapSlots} {
+						off := (uint64(cpu)*mmapSlots + c%slots) * 112
+						sink += *(*uint64)(unsafe.Pointer(&recs[off]))
+					}
+				}
+				atomic.StoreUint64(consumed, end)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+		unix.Munmap(mem)
+		unix.Munmap(recs)
+		_ = sink
+	}, nil
 }
 
 // ownRings makes a ring for each possible CPU and puts it in outer at the
