@@ -40,6 +40,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
  * (tracer/gen.go). */
 const struct event *unused_event __attribute__((unused));
 const struct state_event *unused_state_event __attribute__((unused));
+const struct state_batch *unused_state_batch __attribute__((unused));
 const enum event_kind *unused_event_kind __attribute__((unused));
 const enum event_flags *unused_event_flags __attribute__((unused));
 const enum fin_side *unused_fin_side __attribute__((unused));
@@ -223,6 +224,26 @@ SEC("kretprobe/tcp_keepalive_timer")
 int BPF_KRETPROBE(kretprobe_tcp_keepalive_timer)
 {
 	keepalive_timer_exit(0);
+	return 0;
+}
+
+/* --- staged state changes (--states) --- */
+
+/* Sends this CPU's staged state changes. Not attached: userspace runs it
+ * on each CPU in turn (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU, an
+ * interrupt on that CPU), then reads the ring. Returns 1 when it
+ * interrupted a state change adding a record: try again. */
+SEC("raw_tp")
+int flush_state_batch(void *ctx)
+{
+	__u32 zero = 0;
+	struct state_batch *b = bpf_map_lookup_elem(&state_batches, &zero);
+
+	if (!b)
+		return 0;
+	if (b->busy)
+		return 1;
+	send_state_batch(b);
 	return 0;
 }
 

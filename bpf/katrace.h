@@ -197,6 +197,26 @@ struct state_event {
 	__u8 pad[4];
 };
 
+/* With --states, state changes are staged per CPU and sent
+ * KATRACE_STATE_BATCH at a time, as one sample: the ring's lock, its
+ * interrupts-off section and its cold lines are paid once a batch, not
+ * once a change (a 104-byte record costs 77 ns staged, 249 sent alone on
+ * the machine in docs/PERFORMANCE.md). Userspace empties partial batches
+ * by running flush_state_batch on each CPU (lib/ring.h) and puts every
+ * event back in time order. A sample is the header and count records. */
+#define KATRACE_STATE_BATCH 32
+#define KATRACE_STATE_BATCH_MAGIC 0x6b617362
+struct state_batch {
+	__u32 count;
+	/* KATRACE_STATE_BATCH_MAGIC in a sample. */
+	__u32 magic;
+	struct state_event recs[KATRACE_STATE_BATCH];
+	/* A state change is adding a record on this CPU: a flush that
+	 * interrupts it leaves the batch alone. */
+	__u32 busy;
+	__u32 pad;
+};
+
 enum proto {
 	PROTO_UNKNOWN = 0,
 	PROTO_HTTP1 = 1,
@@ -267,7 +287,10 @@ struct config {
 	/* Owners come from tcp_recvmsg/tcp_sendmsg hooks into the owners map
 	 * (kernels before 6.4, which lack the sock_*_length tracepoints). */
 	bool owners_by_cookie;
-	__u8 pad[7];
+	/* State changes go through struct state_batch (--states, and the
+	 * kernel runs a program on a chosen CPU for userspace). */
+	bool stage_states;
+	__u8 pad[6];
 	/* tcp_keepalive_timer's and tw_timer_handler's addresses when the
 	 * loader knew them before load, 0 when the programs learn them (lib/
 	 * keepalive.h, lib/timewait.h): a constant costs the timer programs,

@@ -36,6 +36,7 @@ type kernelFacts struct {
 	hz             uint32
 	ringSize       uint32
 	ownersByCookie bool
+	stageStates    bool
 	timers         timerAddresses
 }
 
@@ -69,6 +70,7 @@ func kernelConfig(opts loadOptions, k kernelFacts) (katraceConfig, error) {
 		FilterByOwner:       f.ByOwner(),
 		FilterKeepaliveOnly: f.KeepaliveOnly,
 		OwnersByCookie:      k.ownersByCookie,
+		StageStates:         k.stageStates,
 		KeepaliveTimerFn:    k.timers.keepalive,
 		TwTimerFn:           k.timers.timewait,
 	}

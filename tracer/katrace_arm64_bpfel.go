@@ -43,7 +43,8 @@ type katraceConfig struct {
 	FilterByOwner       bool
 	FilterKeepaliveOnly bool
 	OwnersByCookie      bool
-	Pad                 [7]uint8
+	StageStates         bool
+	Pad                 [6]uint8
 	KeepaliveTimerFn    uint64
 	TwTimerFn           uint64
 }
@@ -216,6 +217,15 @@ type katraceSockSlot struct {
 	Netns          uint32
 }
 
+type katraceStateBatch struct {
+	_     structs.HostLayout
+	Count uint32
+	Magic uint32
+	Recs  [32]katraceStateEvent
+	Busy  uint32
+	Pad   uint32
+}
+
 type katraceStateEvent struct {
 	_                structs.HostLayout
 	TsNs             uint64
@@ -263,6 +273,7 @@ const (
 	katraceMapScratch                     = "scratch"
 	katraceMapSockInfos                   = "sock_infos"
 	katraceMapSockSlots                   = "sock_slots"
+	katraceMapStateBatches                = "state_batches"
 	katraceMapTimerRuns                   = "timer_runs"
 	katraceProgCgroupEgress               = "cgroup_egress"
 	katraceProgCgroupIngress              = "cgroup_ingress"
@@ -271,6 +282,7 @@ const (
 	katraceProgFentryTcpSendmsg           = "fentry_tcp_sendmsg"
 	katraceProgFentryTcpSetState          = "fentry_tcp_set_state"
 	katraceProgFexitTcpKeepaliveTimer     = "fexit_tcp_keepalive_timer"
+	katraceProgFlushStateBatch            = "flush_state_batch"
 	katraceProgKprobeTcpKeepaliveTimer    = "kprobe_tcp_keepalive_timer"
 	katraceProgKprobeTcpRecvmsg           = "kprobe_tcp_recvmsg"
 	katraceProgKprobeTcpSendmsg           = "kprobe_tcp_sendmsg"
@@ -297,6 +309,7 @@ const (
 	katraceVarUnusedFinSide               = "unused_fin_side"
 	katraceVarUnusedProto                 = "unused_proto"
 	katraceVarUnusedSockRole              = "unused_sock_role"
+	katraceVarUnusedStateBatch            = "unused_state_batch"
 	katraceVarUnusedStateEvent            = "unused_state_event"
 )
 
@@ -349,6 +362,7 @@ type katraceProgramSpecs struct {
 	FentryTcpSendmsg           *ebpf.ProgramSpec `ebpf:"fentry_tcp_sendmsg"`
 	FentryTcpSetState          *ebpf.ProgramSpec `ebpf:"fentry_tcp_set_state"`
 	FexitTcpKeepaliveTimer     *ebpf.ProgramSpec `ebpf:"fexit_tcp_keepalive_timer"`
+	FlushStateBatch            *ebpf.ProgramSpec `ebpf:"flush_state_batch"`
 	KprobeTcpKeepaliveTimer    *ebpf.ProgramSpec `ebpf:"kprobe_tcp_keepalive_timer"`
 	KprobeTcpRecvmsg           *ebpf.ProgramSpec `ebpf:"kprobe_tcp_recvmsg"`
 	KprobeTcpSendmsg           *ebpf.ProgramSpec `ebpf:"kprobe_tcp_sendmsg"`
@@ -371,15 +385,16 @@ type katraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type katraceMapSpecs struct {
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	LostEvents  *ebpf.MapSpec `ebpf:"lost_events"`
-	OwnedInodes *ebpf.MapSpec `ebpf:"owned_inodes"`
-	Owners      *ebpf.MapSpec `ebpf:"owners"`
-	ProbesOut   *ebpf.MapSpec `ebpf:"probes_out"`
-	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
-	SockInfos   *ebpf.MapSpec `ebpf:"sock_infos"`
-	SockSlots   *ebpf.MapSpec `ebpf:"sock_slots"`
-	TimerRuns   *ebpf.MapSpec `ebpf:"timer_runs"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	LostEvents   *ebpf.MapSpec `ebpf:"lost_events"`
+	OwnedInodes  *ebpf.MapSpec `ebpf:"owned_inodes"`
+	Owners       *ebpf.MapSpec `ebpf:"owners"`
+	ProbesOut    *ebpf.MapSpec `ebpf:"probes_out"`
+	Scratch      *ebpf.MapSpec `ebpf:"scratch"`
+	SockInfos    *ebpf.MapSpec `ebpf:"sock_infos"`
+	SockSlots    *ebpf.MapSpec `ebpf:"sock_slots"`
+	StateBatches *ebpf.MapSpec `ebpf:"state_batches"`
+	TimerRuns    *ebpf.MapSpec `ebpf:"timer_runs"`
 }
 
 // katraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -396,6 +411,7 @@ type katraceVariableSpecs struct {
 	UnusedFinSide     *ebpf.VariableSpec `ebpf:"unused_fin_side"`
 	UnusedProto       *ebpf.VariableSpec `ebpf:"unused_proto"`
 	UnusedSockRole    *ebpf.VariableSpec `ebpf:"unused_sock_role"`
+	UnusedStateBatch  *ebpf.VariableSpec `ebpf:"unused_state_batch"`
 	UnusedStateEvent  *ebpf.VariableSpec `ebpf:"unused_state_event"`
 }
 
@@ -419,15 +435,16 @@ func (o *katraceObjects) Close() error {
 //
 // It can be passed to loadKatraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type katraceMaps struct {
-	Events      *ebpf.Map `ebpf:"events"`
-	LostEvents  *ebpf.Map `ebpf:"lost_events"`
-	OwnedInodes *ebpf.Map `ebpf:"owned_inodes"`
-	Owners      *ebpf.Map `ebpf:"owners"`
-	ProbesOut   *ebpf.Map `ebpf:"probes_out"`
-	Scratch     *ebpf.Map `ebpf:"scratch"`
-	SockInfos   *ebpf.Map `ebpf:"sock_infos"`
-	SockSlots   *ebpf.Map `ebpf:"sock_slots"`
-	TimerRuns   *ebpf.Map `ebpf:"timer_runs"`
+	Events       *ebpf.Map `ebpf:"events"`
+	LostEvents   *ebpf.Map `ebpf:"lost_events"`
+	OwnedInodes  *ebpf.Map `ebpf:"owned_inodes"`
+	Owners       *ebpf.Map `ebpf:"owners"`
+	ProbesOut    *ebpf.Map `ebpf:"probes_out"`
+	Scratch      *ebpf.Map `ebpf:"scratch"`
+	SockInfos    *ebpf.Map `ebpf:"sock_infos"`
+	SockSlots    *ebpf.Map `ebpf:"sock_slots"`
+	StateBatches *ebpf.Map `ebpf:"state_batches"`
+	TimerRuns    *ebpf.Map `ebpf:"timer_runs"`
 }
 
 func (m *katraceMaps) Close() error {
@@ -440,6 +457,7 @@ func (m *katraceMaps) Close() error {
 		m.Scratch,
 		m.SockInfos,
 		m.SockSlots,
+		m.StateBatches,
 		m.TimerRuns,
 	)
 }
@@ -458,6 +476,7 @@ type katraceVariables struct {
 	UnusedFinSide     *ebpf.Variable `ebpf:"unused_fin_side"`
 	UnusedProto       *ebpf.Variable `ebpf:"unused_proto"`
 	UnusedSockRole    *ebpf.Variable `ebpf:"unused_sock_role"`
+	UnusedStateBatch  *ebpf.Variable `ebpf:"unused_state_batch"`
 	UnusedStateEvent  *ebpf.Variable `ebpf:"unused_state_event"`
 }
 
@@ -472,6 +491,7 @@ type katracePrograms struct {
 	FentryTcpSendmsg           *ebpf.Program `ebpf:"fentry_tcp_sendmsg"`
 	FentryTcpSetState          *ebpf.Program `ebpf:"fentry_tcp_set_state"`
 	FexitTcpKeepaliveTimer     *ebpf.Program `ebpf:"fexit_tcp_keepalive_timer"`
+	FlushStateBatch            *ebpf.Program `ebpf:"flush_state_batch"`
 	KprobeTcpKeepaliveTimer    *ebpf.Program `ebpf:"kprobe_tcp_keepalive_timer"`
 	KprobeTcpRecvmsg           *ebpf.Program `ebpf:"kprobe_tcp_recvmsg"`
 	KprobeTcpSendmsg           *ebpf.Program `ebpf:"kprobe_tcp_sendmsg"`
@@ -499,6 +519,7 @@ func (p *katracePrograms) Close() error {
 		p.FentryTcpSendmsg,
 		p.FentryTcpSetState,
 		p.FexitTcpKeepaliveTimer,
+		p.FlushStateBatch,
 		p.KprobeTcpKeepaliveTimer,
 		p.KprobeTcpRecvmsg,
 		p.KprobeTcpSendmsg,

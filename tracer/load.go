@@ -60,6 +60,9 @@ type attachedPrograms struct {
 	kernelResetReason bool
 	// timewaitExpiry says a timewait socket's FIN_WAIT2 timeout is reported.
 	timewaitExpiry bool
+	// flusher empties the CPUs' staged state changes; nil when they are
+	// not staged.
+	flusher *stateFlusher
 }
 
 func (l *attachedPrograms) Close() error {
@@ -93,6 +96,7 @@ func attach(want Strategy, opts loadOptions) (*attachedPrograms, error) {
 	if err != nil {
 		return nil, err
 	}
+	fs.stagedStates = opts.EmitStates && stagingSupported()
 	timers := learnTimerAddresses(spec, cache)
 	if want != StrategyAuto {
 		return attachStrategy(want, opts, spec, fs, cgroupRoot, cache, timers)
@@ -120,7 +124,7 @@ func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs 
 	if err := keepOnly(spec, plan); err != nil {
 		return nil, err
 	}
-	if err := configure(spec, opts, ownersByCookie(plan), timers); err != nil {
+	if err := configure(spec, opts, ownersByCookie(plan), stagesStates(plan), timers); err != nil {
 		return nil, err
 	}
 
@@ -155,6 +159,12 @@ func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs 
 		}
 	}
 	for _, p := range plan {
+		if p.attach == runOnCPU {
+			if l.flusher, err = newStateFlusher(coll.Programs[p.program]); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if p.attach == runIterator {
 			continue
 		}
@@ -289,7 +299,7 @@ func readIterator(it *link.Iter) error {
 }
 
 // configure sets the ring buffer's size and struct config.
-func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie bool, timers timerAddresses) error {
+func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie, stageStates bool, timers timerAddresses) error {
 	events := spec.Maps[katraceMapEvents]
 	if opts.RingSize != 0 {
 		events.MaxEntries = opts.RingSize
@@ -302,6 +312,7 @@ func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie bool,
 		hz:             rate.hz,
 		ringSize:       events.MaxEntries,
 		ownersByCookie: ownersByCookie,
+		stageStates:    stageStates,
 		timers:         timers,
 	})
 	if err != nil {

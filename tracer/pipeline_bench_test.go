@@ -107,6 +107,13 @@ func runPipeline(b *testing.B, raw [][]byte, cfg CorrelatorConfig, json bool) {
 	}
 	c := NewCorrelator(cfg, sink)
 	var ev katraceEvent
+	// With --states the reader holds events in a sequencer until no
+	// earlier one can come (tracer.go's pump): here, those stamped
+	// inFlight before the newest, released every 64 events.
+	var seq *sequencer
+	if cfg.States {
+		seq = &sequencer{}
+	}
 	ne := binary.NativeEndian
 	span := uint64(len(raw)) * 2000
 	shift := uint64(0)
@@ -119,13 +126,27 @@ func runPipeline(b *testing.B, raw [][]byte, cfg CorrelatorConfig, json bool) {
 		if err := decodeEvent(r, &ev); err != nil {
 			b.Fatal(err)
 		}
-		if err := c.Handle(&ev); err != nil {
-			b.Fatal(err)
+		if seq == nil {
+			if err := c.Handle(&ev); err != nil {
+				b.Fatal(err)
+			}
+		} else {
+			seq.push(&ev)
+			if n%64 == 0 && ev.TsNs > uint64(inFlight) {
+				if err := seq.release(ev.TsNs-uint64(inFlight), c.Handle); err != nil {
+					b.Fatal(err)
+				}
+			}
 		}
 		if i++; i == len(raw) {
 			// The next round's times follow this round's.
 			i = 0
 			shift = span
+		}
+	}
+	if seq != nil {
+		if err := seq.release(^uint64(0), c.Handle); err != nil {
+			b.Fatal(err)
 		}
 	}
 	if err := c.SettlePendingCloses(); err != nil {
@@ -152,14 +173,15 @@ func BenchmarkPipelineDecode(b *testing.B) {
 	}
 }
 
-// BenchmarkPipelineCorrelate: decode and correlate, records discarded.
+// BenchmarkPipelineCorrelate: decode, sequence and correlate (--all
+// --states), records discarded.
 func BenchmarkPipelineCorrelate(b *testing.B) {
 	runPipeline(b, churnSamples(b, 1024, true),
 		CorrelatorConfig{IdleThreshold: time.Second, AllCloses: true, States: true}, false)
 }
 
 // BenchmarkPipelineAllStatesJSON: katrace trace --all --states -o json, every
-// event printed: decode → correlate → NDJSON.
+// event printed: decode → sequence → correlate → NDJSON.
 func BenchmarkPipelineAllStatesJSON(b *testing.B) {
 	runPipeline(b, churnSamples(b, 1024, true),
 		CorrelatorConfig{IdleThreshold: time.Second, AllCloses: true, States: true}, true)

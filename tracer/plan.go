@@ -21,6 +21,8 @@ const (
 	attachCgroupEgress
 	// runIterator: a TCP socket iterator run once at start, not attached.
 	runIterator
+	// runOnCPU: run by userspace on each CPU in turn, not attached.
+	runOnCPU
 )
 
 // What a program needs beyond its strategy.
@@ -41,6 +43,8 @@ const (
 	featureOwnersFromReads
 	// --proto and a cgroup v2 mount.
 	featureProtocols
+	// --states, and the kernel runs a program on a chosen CPU.
+	featureStagedStates
 )
 
 // features is what the kernel and the options offer.
@@ -49,6 +53,9 @@ type features struct {
 	ownerTracepoints  bool
 	// protocols: --proto asked and a cgroup v2 hierarchy is mounted.
 	protocols bool
+	// stagedStates: --states asked, and userspace can run a program on a
+	// chosen CPU (stagingSupported).
+	stagedStates bool
 }
 
 func (f feature) metBy(fs features) bool {
@@ -63,6 +70,8 @@ func (f feature) metBy(fs features) bool {
 		return !fs.ownerTracepoints
 	case featureProtocols:
 		return fs.protocols
+	case featureStagedStates:
+		return fs.stagedStates
 	}
 	return true
 }
@@ -98,6 +107,7 @@ var attachPlan = []plannedProgram{
 	{program: katraceProgTpSockSendLength, attach: attachTracing, needs: featureOwnerTracepoints},
 	{program: katraceProgCgroupIngress, attach: attachCgroupIngress, needs: featureProtocols},
 	{program: katraceProgCgroupEgress, attach: attachCgroupEgress, needs: featureProtocols},
+	{program: katraceProgFlushStateBatch, attach: runOnCPU, needs: featureStagedStates},
 
 	// State changes: a tracepoint, except under fentry.
 	{program: katraceProgTpInetSockSetState, attach: attachTracing, strategies: kprobeTracepoint},
@@ -186,8 +196,18 @@ func keepOnly(spec *ebpf.CollectionSpec, plan []plannedProgram) error {
 	return nil
 }
 
-// attachPlanned attaches one loaded program as planned; iterators are run
-// by the caller, not attached.
+// stagesStates says whether the plan stages state changes per CPU.
+func stagesStates(plan []plannedProgram) bool {
+	for _, p := range plan {
+		if p.needs == featureStagedStates {
+			return true
+		}
+	}
+	return false
+}
+
+// attachPlanned attaches one loaded program as planned; iterators and
+// programs run on a CPU are run by the caller, not attached.
 func attachPlanned(p plannedProgram, prog *ebpf.Program, cgroupRoot string) (link.Link, error) {
 	switch p.attach {
 	case attachTracing:

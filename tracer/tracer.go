@@ -39,7 +39,14 @@ type Config struct {
 }
 
 const (
-	flushEvery    = 100 * time.Millisecond
+	flushEvery = 100 * time.Millisecond
+	// inFlight is how long before the moment the CPUs' batches were
+	// emptied an event may have been stamped and still be on its way to
+	// the ring (a program run interrupted by softirqs).
+	inFlight = 10 * time.Millisecond
+	// seqBacklog is how many events the sequencer holds before the reader
+	// moves the order on without waiting for flushEvery.
+	seqBacklog    = 16384
 	lostEvery     = 250 * time.Millisecond
 	ownerScanTick = time.Second
 )
@@ -105,6 +112,10 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 		corr:    corr,
 		lostMap: l.coll.Maps["lost_events"],
 		progs:   l.progs,
+		flusher: l.flusher,
+	}
+	if l.flusher != nil {
+		p.seq = &sequencer{}
 	}
 	if byOwner {
 		p.ownedMap = l.coll.Maps["owned_inodes"]
@@ -137,6 +148,9 @@ func Run(ctx context.Context, cfg Config, sink record.Sink) error {
 	l.links = nil
 	if runErr == nil {
 		runErr = p.drain()
+	}
+	if runErr == nil && p.seq != nil {
+		runErr = p.sequence(true)
 	}
 	if runErr == nil {
 		runErr = corr.SettlePendingCloses()
@@ -190,6 +204,12 @@ type pump struct {
 	raw         ringbuf.Record
 	ev          katraceEvent
 	rec         record.Record
+	// With staged state changes: the CPUs' batches, the events held until
+	// they can be handed on in time order, and the time up to which they
+	// have been (bpf_ktime_get_ns clock).
+	flusher   *stateFlusher
+	seq       *sequencer
+	sequenced uint64
 }
 
 func (p *pump) run(ctx context.Context) error {
@@ -211,8 +231,9 @@ func (p *pump) run(ctx context.Context) error {
 				return err
 			}
 			// Checking the clock costs; every 64 events is often enough
-			// to flush within flushEvery while events flow.
-			if n++; n%64 == 0 && time.Since(p.lastFlush) >= flushEvery {
+			// to flush within flushEvery while events flow. Held events
+			// are handed on sooner when many (memory).
+			if n++; n%64 == 0 && (time.Since(p.lastFlush) >= flushEvery || p.seq != nil && p.seq.len() >= seqBacklog) {
 				if err := p.tick(); err != nil {
 					return err
 				}
@@ -228,10 +249,54 @@ func (p *pump) run(ctx context.Context) error {
 }
 
 func (p *pump) handle() error {
+	if recs := stateBatch(p.raw.RawSample); recs != nil {
+		for off := 0; off < len(recs); off += stateEventSize {
+			decodeStateEvent(recs[off:off+stateEventSize], &p.ev)
+			if err := p.deliver(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if err := decodeEvent(p.raw.RawSample, &p.ev); err != nil {
 		return nil
 	}
+	return p.deliver()
+}
+
+// deliver hands p.ev to the correlator, or to the sequencer when state
+// changes are staged.
+func (p *pump) deliver() error {
+	if p.seq != nil {
+		p.seq.push(&p.ev)
+		return nil
+	}
 	return p.corr.Handle(&p.ev)
+}
+
+// sequence empties the CPUs' batches into the ring, reads it, and hands
+// the correlator every event no earlier one can follow any more: those
+// stamped inFlight before the batches were emptied, or all of them at the
+// end (final, the programs detached).
+func (p *pump) sequence(final bool) error {
+	emptied := monotonicNow()
+	all, err := p.flusher.flush()
+	if err != nil {
+		return err
+	}
+	if err := p.drain(); err != nil {
+		return err
+	}
+	if !final {
+		p.rd.SetDeadline(time.Now().Add(flushEvery))
+	}
+	switch {
+	case final:
+		p.sequenced = ^uint64(0)
+	case all && emptied > uint64(inFlight):
+		p.sequenced = max(p.sequenced, emptied-uint64(inFlight))
+	}
+	return p.seq.release(p.sequenced, p.corr.Handle)
 }
 
 // drain reads what the ring still holds after the programs were detached.
@@ -262,7 +327,15 @@ func (p *pump) tick() error {
 		p.seedOwned()
 	}
 	p.lastFlush = now
-	if err := p.corr.SettleExpiredCloses(monotonicNow()); err != nil {
+	settleAt := monotonicNow()
+	if p.seq != nil {
+		if err := p.sequence(false); err != nil {
+			return err
+		}
+		// The correlator has seen everything up to there, not to now.
+		settleAt = p.sequenced
+	}
+	if err := p.corr.SettleExpiredCloses(settleAt); err != nil {
 		return err
 	}
 	return p.sink.Flush()

@@ -55,6 +55,14 @@ struct {
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
+/* Each CPU's state changes not yet sent (struct state_batch). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct state_batch);
+} state_batches SEC(".maps");
+
 /* Events the ring buffer had no room for, per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -10,13 +10,18 @@
 
 #include "lib/globals.h"
 
-static __always_inline void count_lost(void)
+static __always_inline void count_lost_n(__u32 n)
 {
 	__u32 zero = 0;
 	__u64 *lost = bpf_map_lookup_elem(&lost_events, &zero);
 
 	if (lost)
-		*lost += 1;
+		*lost += n;
+}
+
+static __always_inline void count_lost(void)
+{
+	count_lost_n(1);
 }
 
 static __always_inline struct event *reserve_event(void)
@@ -53,9 +58,9 @@ static __always_inline void discard_event(struct event *e)
 	release_event();
 }
 
-/* Copies size bytes at data into the ring, counting a sample that finds no
- * room as lost; s is this CPU's scratch. */
-static __always_inline void ring_output(struct scratch *s, void *data, __u64 size)
+/* Copies size bytes at data into the ring; s is this CPU's scratch.
+ * Nonzero when the ring had no room. */
+static __always_inline long ring_send(struct scratch *s, void *data, __u64 size)
 {
 	/* Wake the reader only once this CPU has sent another
 	 * cfg.wakeup_bytes: a wakeup per event costs an inter-processor
@@ -70,8 +75,59 @@ static __always_inline void ring_output(struct scratch *s, void *data, __u64 siz
 			flags = BPF_RB_FORCE_WAKEUP;
 		}
 	}
-	if (bpf_ringbuf_output(&events, data, size, flags))
+	return bpf_ringbuf_output(&events, data, size, flags);
+}
+
+/* ring_send, counting a sample that finds no room as lost. */
+static __always_inline void ring_output(struct scratch *s, void *data, __u64 size)
+{
+	if (ring_send(s, data, size))
 		count_lost();
+}
+
+/* Sends this CPU's staged state changes as one sample; each one the ring
+ * has no room for is lost. */
+static __always_inline void send_state_batch(struct state_batch *b)
+{
+	__u32 zero = 0;
+	__u32 n = b->count;
+
+	if (!n)
+		return;
+	if (n > KATRACE_STATE_BATCH)
+		n = KATRACE_STATE_BATCH;
+	b->magic = KATRACE_STATE_BATCH_MAGIC;
+	if (ring_send(bpf_map_lookup_elem(&scratch, &zero), b,
+		      __builtin_offsetof(struct state_batch, recs) + n * sizeof(struct state_event)))
+		count_lost_n(n);
+	b->count = 0;
+}
+
+/* Adds a state change to this CPU's batch, sending the batch once full.
+ * busy keeps flush_state_batch, which userspace runs on this CPU in an
+ * interrupt, away from a batch half written. */
+static __always_inline void stage_state(struct state_event *se)
+{
+	__u32 zero = 0, n;
+	struct state_batch *b = bpf_map_lookup_elem(&state_batches, &zero);
+
+	if (!b) {
+		count_lost();
+		return;
+	}
+	b->busy = 1;
+	asm volatile("" ::: "memory");
+	n = b->count;
+	if (n >= KATRACE_STATE_BATCH) {
+		send_state_batch(b);
+		n = 0;
+	}
+	__builtin_memcpy(&b->recs[n], se, sizeof(*se));
+	b->count = n + 1;
+	if (n + 1 == KATRACE_STATE_BATCH)
+		send_state_batch(b);
+	asm volatile("" ::: "memory");
+	b->busy = 0;
 }
 
 static __always_inline void submit_event(struct event *e)

@@ -1,0 +1,235 @@
+package tracer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
+)
+
+// With --states the kernel stages state changes per CPU and sends them
+// KATRACE_STATE_BATCH at a time (struct state_batch, bpf/katrace.h): a
+// batch reaches the ring later than the events sent alone, so the reader
+// puts every event back in time order (sequencer) before the correlator
+// sees it, and empties the CPUs' partial batches itself (stateFlusher)
+// each time it moves the order on.
+
+// State batch layout: a header (count, magic), then count records.
+const (
+	stateBatchMagic  = 0x6b617362
+	stateBatchHeader = int(unsafe.Offsetof(katraceStateBatch{}.Recs))
+)
+
+// stateBatch returns the records of a batch sample, or nil when b is not
+// one. The magic tells: where a batch has it, a struct event has the upper
+// half of its bpf_ktime_get_ns() time, which would need 245 years of
+// uptime to match it.
+func stateBatch(b []byte) []byte {
+	if len(b) < stateBatchHeader+stateEventSize ||
+		binary.NativeEndian.Uint32(b[4:]) != stateBatchMagic {
+		return nil
+	}
+	recs := b[stateBatchHeader:]
+	n := int(binary.NativeEndian.Uint32(b))
+	if n*stateEventSize != len(recs) {
+		return nil
+	}
+	return recs
+}
+
+// stagingSupported says whether userspace can run a program on a chosen
+// CPU (BPF_PROG_TEST_RUN of a raw tracepoint program with
+// BPF_F_TEST_RUN_ON_CPU, Linux 5.10+): what emptying the CPUs' batches
+// takes. Tried with a program that does nothing.
+func stagingSupported() bool {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.RawTracepoint,
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		License:      "Dual MIT/GPL",
+	})
+	if err != nil {
+		return false
+	}
+	defer prog.Close()
+	cpus, err := onlineCPUs()
+	if err != nil || len(cpus) == 0 {
+		return false
+	}
+	_, err = prog.Run(&ebpf.RunOptions{CPU: uint32(cpus[0]), Flags: unix.BPF_F_TEST_RUN_ON_CPU})
+	return err == nil
+}
+
+// stateFlusher empties every CPU's batch of state changes into the ring.
+type stateFlusher struct {
+	prog *ebpf.Program
+	cpus []int
+	opts ebpf.RunOptions
+}
+
+func newStateFlusher(prog *ebpf.Program) (*stateFlusher, error) {
+	cpus, err := onlineCPUs()
+	if err != nil {
+		return nil, fmt.Errorf("listing the CPUs whose state changes to empty: %w", err)
+	}
+	return &stateFlusher{prog: prog, cpus: cpus, opts: ebpf.RunOptions{Flags: unix.BPF_F_TEST_RUN_ON_CPU}}, nil
+}
+
+// busyTries is how often a CPU's flush is tried while a state change on
+// that CPU is adding a record (well under a microsecond, unless the
+// program was preempted under the fentry strategy).
+const busyTries = 16
+
+// flush sends every CPU's staged state changes to the ring. all is false
+// when a CPU's batch stayed busy: records older than now may still come.
+func (f *stateFlusher) flush() (all bool, err error) {
+	all = true
+	for _, cpu := range f.cpus {
+		f.opts.CPU = uint32(cpu)
+		for try := 1; ; try++ {
+			busy, err := f.prog.Run(&f.opts)
+			if errors.Is(err, unix.ENXIO) {
+				// Gone offline since start: nothing of it to empty.
+				break
+			}
+			if err != nil {
+				return false, fmt.Errorf("emptying CPU %d's state changes: %w", cpu, err)
+			}
+			if busy == 0 {
+				break
+			}
+			if try == busyTries {
+				all = false
+				break
+			}
+		}
+	}
+	return all, nil
+}
+
+// onlineCPUs lists the CPUs that are online now.
+func onlineCPUs() ([]int, error) {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return nil, err
+	}
+	return parseCPUList(strings.TrimSpace(string(b)))
+}
+
+// parseCPUList reads the kernel's CPU list format ("0-3,8,10-11").
+func parseCPUList(s string) ([]int, error) {
+	var cpus []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		first, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("CPU list %q: %w", s, err)
+		}
+		last := first
+		if isRange {
+			if last, err = strconv.Atoi(hi); err != nil {
+				return nil, fmt.Errorf("CPU list %q: %w", s, err)
+			}
+		}
+		for cpu := first; cpu <= last; cpu++ {
+			cpus = append(cpus, cpu)
+		}
+	}
+	return cpus, nil
+}
+
+// sequencer holds events until no earlier one can still arrive and hands
+// them on in time order (ties in arrival order). Events are kept in a
+// slab reused once handed on: no allocation once it has grown to the
+// backlog.
+type sequencer struct {
+	slab []katraceEvent
+	// arrival of each slab entry, for ties.
+	arrival []uint64
+	free    []uint32
+	heap    []uint32
+	next    uint64
+}
+
+func (s *sequencer) len() int { return len(s.heap) }
+
+// push keeps a copy of e.
+func (s *sequencer) push(e *katraceEvent) {
+	var i uint32
+	if n := len(s.free); n > 0 {
+		i = s.free[n-1]
+		s.free = s.free[:n-1]
+		s.slab[i] = *e
+		s.arrival[i] = s.next
+	} else {
+		i = uint32(len(s.slab))
+		s.slab = append(s.slab, *e)
+		s.arrival = append(s.arrival, s.next)
+	}
+	s.next++
+	s.heap = append(s.heap, i)
+	s.up(len(s.heap) - 1)
+}
+
+// release hands fn, in time order, every event that happened at or
+// before until.
+func (s *sequencer) release(until uint64, fn func(*katraceEvent) error) error {
+	for len(s.heap) > 0 {
+		i := s.heap[0]
+		if s.slab[i].TsNs > until {
+			return nil
+		}
+		last := len(s.heap) - 1
+		s.heap[0] = s.heap[last]
+		s.heap = s.heap[:last]
+		if last > 0 {
+			s.down(0)
+		}
+		err := fn(&s.slab[i])
+		s.free = append(s.free, i)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *sequencer) less(a, b uint32) bool {
+	ta, tb := s.slab[a].TsNs, s.slab[b].TsNs
+	return ta < tb || ta == tb && s.arrival[a] < s.arrival[b]
+}
+
+func (s *sequencer) up(j int) {
+	for j > 0 {
+		parent := (j - 1) / 2
+		if !s.less(s.heap[j], s.heap[parent]) {
+			return
+		}
+		s.heap[j], s.heap[parent] = s.heap[parent], s.heap[j]
+		j = parent
+	}
+}
+
+func (s *sequencer) down(j int) {
+	n := len(s.heap)
+	for {
+		child := 2*j + 1
+		if child >= n {
+			return
+		}
+		if right := child + 1; right < n && s.less(s.heap[right], s.heap[child]) {
+			child = right
+		}
+		if !s.less(s.heap[child], s.heap[j]) {
+			return
+		}
+		s.heap[j], s.heap[child] = s.heap[child], s.heap[j]
+		j = child
+	}
+}

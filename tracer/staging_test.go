@@ -1,0 +1,185 @@
+package tracer
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// stateBatchSample encodes events as the kernel's batch sample: the
+// header, then one struct state_event each.
+func stateBatchSample(t *testing.T, evs []katraceEvent) []byte {
+	t.Helper()
+	b := make([]byte, stateBatchHeader)
+	binary.NativeEndian.PutUint32(b, uint32(len(evs)))
+	binary.NativeEndian.PutUint32(b[4:], stateBatchMagic)
+	for i := range evs {
+		b = append(b, encodeStateEvent(t, &evs[i])...)
+	}
+	return b
+}
+
+func TestStateBatchLayout(t *testing.T) {
+	if stateBatchHeader != 8 {
+		t.Fatalf("state batch header is %d bytes, want 8", stateBatchHeader)
+	}
+	if n := len(katraceStateBatch{}.Recs); n != 32 {
+		t.Fatalf("a batch holds %d records, want KATRACE_STATE_BATCH 32", n)
+	}
+	// Sizes alone do not tell a batch from a single event (two records
+	// and their header are the size of struct event today): the magic
+	// does, where a struct event has the upper half of its time, which
+	// reaches the magic after 245 years of uptime.
+	s := sock{cookie: 9, start: 1e12, pid: 42, comm: "client"}
+	e := s.owned(s.ev(evClose, 0, tcpClose))
+	e.TsNs = 1 << 60
+	if stateBatch(encodeEvent(t, &e)) != nil {
+		t.Error("a struct event was read as a batch")
+	}
+}
+
+func TestStateBatchDecode(t *testing.T) {
+	s := sock{cookie: 7, start: 1e12, pid: 42, comm: "client"}
+	var evs []katraceEvent
+	for i, st := range []uint8{tcpSynSent, tcpEstablished, tcpFinWait1} {
+		e := s.owned(s.ev(evState, 0, st))
+		e.TsNs += uint64(i)
+		evs = append(evs, e)
+	}
+	sample := stateBatchSample(t, evs)
+	recs := stateBatch(sample)
+	if len(recs) != 3*stateEventSize {
+		t.Fatalf("stateBatch returned %d bytes of records, want %d", len(recs), 3*stateEventSize)
+	}
+	for i := range evs {
+		var got katraceEvent
+		decodeStateEvent(recs[i*stateEventSize:(i+1)*stateEventSize], &got)
+		if got.Cookie != 7 || got.State != evs[i].State || got.TsNs != evs[i].TsNs || got.Pid != 42 {
+			t.Errorf("record %d: cookie %d state %d ts %d pid %d, want 7 %d %d 42",
+				i, got.Cookie, got.State, got.TsNs, got.Pid, evs[i].State, evs[i].TsNs)
+		}
+	}
+
+	bad := slices.Clone(sample)
+	binary.NativeEndian.PutUint32(bad[4:], 0)
+	if stateBatch(bad) != nil {
+		t.Error("a sample without the magic was read as a batch")
+	}
+	bad = slices.Clone(sample)
+	binary.NativeEndian.PutUint32(bad, 4)
+	if stateBatch(bad) != nil {
+		t.Error("a batch whose count does not match its size was read")
+	}
+	if stateBatch(encodeStateEvent(t, &evs[0])) != nil {
+		t.Error("a single state event was read as a batch")
+	}
+}
+
+// TestSequencerOrder: events pushed out of order (batches of different
+// CPUs arrive late) come out in time order, and none before its time.
+func TestSequencerOrder(t *testing.T) {
+	var seq sequencer
+	rng := rand.New(rand.NewPCG(1, 2))
+	var handed []uint64
+	collect := func(e *katraceEvent) error {
+		handed = append(handed, e.TsNs)
+		return nil
+	}
+	var until uint64
+	for round := 0; round < 50; round++ {
+		for i := 0; i < 100; i++ {
+			// Anything after what was handed on already.
+			e := katraceEvent{TsNs: until + 1 + uint64(rng.IntN(10000))}
+			seq.push(&e)
+		}
+		until += 5000
+		before := len(handed)
+		if err := seq.release(until, collect); err != nil {
+			t.Fatal(err)
+		}
+		for _, ts := range handed[before:] {
+			if ts > until {
+				t.Fatalf("event at %d handed on before %d", ts, until)
+			}
+		}
+		for i := 0; i < seq.len(); i++ {
+			if seq.slab[seq.heap[i]].TsNs <= until {
+				t.Fatalf("event at %d held after release up to %d", seq.slab[seq.heap[i]].TsNs, until)
+			}
+		}
+	}
+	if err := seq.release(^uint64(0), collect); err != nil {
+		t.Fatal(err)
+	}
+	if len(handed) != 5000 || seq.len() != 0 {
+		t.Fatalf("handed on %d of 5000 events, %d held", len(handed), seq.len())
+	}
+	if !slices.IsSorted(handed) {
+		t.Fatal("events handed on out of time order")
+	}
+}
+
+// TestSequencerTies: events of the same time keep their arrival order (a
+// batch's records of one socket, a close event and its reset).
+func TestSequencerTies(t *testing.T) {
+	var seq sequencer
+	for i := 0; i < 20; i++ {
+		e := katraceEvent{TsNs: 100, Cookie: uint64(i)}
+		seq.push(&e)
+	}
+	var cookies []uint64
+	if err := seq.release(100, func(e *katraceEvent) error {
+		cookies = append(cookies, e.Cookie)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cookies {
+		if c != uint64(i) {
+			t.Fatalf("ties handed on as %v, want arrival order", cookies)
+		}
+	}
+}
+
+// TestSequencerNoAllocation: once grown to the backlog, holding and
+// handing on events allocates nothing (the pipeline's hot path).
+func TestSequencerNoAllocation(t *testing.T) {
+	var seq sequencer
+	handle := func(*katraceEvent) error { return nil }
+	var ts uint64
+	cycle := func() {
+		for i := 0; i < 64; i++ {
+			ts++
+			e := katraceEvent{TsNs: ts}
+			seq.push(&e)
+		}
+		_ = seq.release(ts-32, handle)
+	}
+	for i := 0; i < 10; i++ {
+		cycle()
+	}
+	if allocs := testing.AllocsPerRun(100, cycle); allocs != 0 {
+		t.Fatalf("%.1f allocations per 64 events", allocs)
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	for in, want := range map[string][]int{
+		"0":         {0},
+		"0-3":       {0, 1, 2, 3},
+		"0-1,4,6-7": {0, 1, 4, 6, 7},
+		"2,5":       {2, 5},
+		"0-0,10-11": {0, 10, 11},
+	} {
+		got, err := parseCPUList(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("parseCPUList(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "a", "0-b", "1,"} {
+		if _, err := parseCPUList(in); err == nil {
+			t.Errorf("parseCPUList(%q) took a bad list", in)
+		}
+	}
+}
