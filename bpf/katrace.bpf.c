@@ -41,6 +41,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 const struct event *unused_event __attribute__((unused));
 const struct state_event *unused_state_event __attribute__((unused));
 const struct state_batch *unused_state_batch __attribute__((unused));
+const struct event_batch *unused_event_batch __attribute__((unused));
 const enum event_kind *unused_event_kind __attribute__((unused));
 const enum event_flags *unused_event_flags __attribute__((unused));
 const enum fin_side *unused_fin_side __attribute__((unused));
@@ -227,24 +228,33 @@ int BPF_KRETPROBE(kretprobe_tcp_keepalive_timer)
 	return 0;
 }
 
-/* --- staged state changes (--states) --- */
+/* --- staged events (--states, --all) --- */
 
-/* Sends this CPU's staged state changes. Not attached: userspace runs it
- * on each CPU in turn (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU, an
- * interrupt on that CPU), then reads the ring. Returns 1 when it
- * interrupted a state change adding a record: try again. */
+/* Sends this CPU's staged events. Not attached: userspace runs it on each
+ * CPU in turn (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU, an interrupt
+ * on that CPU), then reads the ring. Returns 1 when it interrupted a
+ * program adding to a batch: try again. */
 SEC("raw_tp")
-int flush_state_batch(void *ctx)
+int flush_batches(void *ctx)
 {
 	__u32 zero = 0;
-	struct state_batch *b = bpf_map_lookup_elem(&state_batches, &zero);
+	struct state_batch *sb = bpf_map_lookup_elem(&state_batches, &zero);
+	struct event_batch *eb = bpf_map_lookup_elem(&event_batches, &zero);
+	int busy = 0;
 
-	if (!b)
-		return 0;
-	if (b->busy)
-		return 1;
-	send_state_batch(b);
-	return 0;
+	if (sb) {
+		if (sb->busy)
+			busy = 1;
+		else
+			send_state_batch(sb);
+	}
+	if (eb) {
+		if (eb->busy)
+			busy = 1;
+		else
+			send_event_batch(eb);
+	}
+	return busy;
 }
 
 /* --- protocol labels (--proto), on the cgroup v2 root --- */

@@ -197,13 +197,14 @@ struct state_event {
 	__u8 pad[4];
 };
 
-/* With --states, state changes are staged per CPU and sent
- * KATRACE_STATE_BATCH at a time, as one sample: the ring's lock, its
- * interrupts-off section and its cold lines are paid once a batch, not
- * once a change (a 104-byte record costs 77 ns staged, 249 sent alone on
- * the machine in docs/PERFORMANCE.md). Userspace empties partial batches
- * by running flush_state_batch on each CPU (lib/ring.h) and puts every
- * event back in time order. A sample is the header and count records. */
+/* With --states or --all, events are staged per CPU and sent a batch at
+ * a time, as one sample: the ring's lock, its interrupts-off section and
+ * its cold lines are paid once a batch, not once an event (a 104-byte
+ * record costs 77 ns staged, 249 sent alone on the machine in docs/
+ * PERFORMANCE.md). State changes and other events have a batch each.
+ * Userspace empties partial batches by running flush_batches on each CPU
+ * and puts every event back in time order. A sample is the header and
+ * count records. */
 #define KATRACE_STATE_BATCH 32
 #define KATRACE_STATE_BATCH_MAGIC 0x6b617362
 struct state_batch {
@@ -213,6 +214,19 @@ struct state_batch {
 	struct state_event recs[KATRACE_STATE_BATCH];
 	/* A state change is adding a record on this CPU: a flush that
 	 * interrupts it leaves the batch alone. */
+	__u32 busy;
+	__u32 pad;
+};
+
+#define KATRACE_EVENT_BATCH 16
+#define KATRACE_EVENT_BATCH_MAGIC 0x6b616562
+struct event_batch {
+	__u32 count;
+	/* KATRACE_EVENT_BATCH_MAGIC in a sample. */
+	__u32 magic;
+	struct event recs[KATRACE_EVENT_BATCH];
+	/* A program is adding a record on this CPU: a flush, or a program
+	 * that interrupts it (a softirq), leaves the batch alone. */
 	__u32 busy;
 	__u32 pad;
 };
@@ -287,9 +301,10 @@ struct config {
 	/* Owners come from tcp_recvmsg/tcp_sendmsg hooks into the owners map
 	 * (kernels before 6.4, which lack the sock_*_length tracepoints). */
 	bool owners_by_cookie;
-	/* State changes go through struct state_batch (--states, and the
-	 * kernel runs a program on a chosen CPU for userspace). */
-	bool stage_states;
+	/* Events go through struct state_batch and struct event_batch
+	 * (--states or --all, and the kernel runs a program on a chosen CPU
+	 * for userspace). */
+	bool stage_events;
 	__u8 pad[6];
 	/* tcp_keepalive_timer's and tw_timer_handler's addresses when the
 	 * loader knew them before load, 0 when the programs learn them (lib/

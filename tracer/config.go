@@ -36,7 +36,7 @@ type kernelFacts struct {
 	hz             uint32
 	ringSize       uint32
 	ownersByCookie bool
-	stageStates    bool
+	stageEvents    bool
 	timers         timerAddresses
 }
 
@@ -70,7 +70,7 @@ func kernelConfig(opts loadOptions, k kernelFacts) (katraceConfig, error) {
 		FilterByOwner:       f.ByOwner(),
 		FilterKeepaliveOnly: f.KeepaliveOnly,
 		OwnersByCookie:      k.ownersByCookie,
-		StageStates:         k.stageStates,
+		StageEvents:         k.stageEvents,
 		KeepaliveTimerFn:    k.timers.keepalive,
 		TwTimerFn:           k.timers.timewait,
 	}

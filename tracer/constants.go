@@ -27,7 +27,7 @@ func configConstants(cfg katraceConfig) map[string]uint64 {
 		"filter_by_owner":       boolConstant(cfg.FilterByOwner),
 		"filter_keepalive_only": boolConstant(cfg.FilterKeepaliveOnly),
 		"owners_by_cookie":      boolConstant(cfg.OwnersByCookie),
-		"stage_states":          boolConstant(cfg.StageStates),
+		"stage_events":          boolConstant(cfg.StageEvents),
 		"keepalive_timer_fn":    cfg.KeepaliveTimerFn,
 		"tw_timer_fn":           cfg.TwTimerFn,
 	}

@@ -43,7 +43,7 @@ type katraceConfig struct {
 	FilterByOwner       bool
 	FilterKeepaliveOnly bool
 	OwnersByCookie      bool
-	StageStates         bool
+	StageEvents         bool
 	Pad                 [6]uint8
 	KeepaliveTimerFn    uint64
 	TwTimerFn           uint64
@@ -100,6 +100,15 @@ type katraceEvent struct {
 	GoodbyeBytes     uint32
 	Retransmits      uint8
 	Pad3             [7]uint8
+}
+
+type katraceEventBatch struct {
+	_     structs.HostLayout
+	Count uint32
+	Magic uint32
+	Recs  [16]katraceEvent
+	Busy  uint32
+	Pad   uint32
 }
 
 type katraceEventFlags uint32
@@ -265,6 +274,7 @@ type katraceTimerRun struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	katraceMapEventBatches                = "event_batches"
 	katraceMapEvents                      = "events"
 	katraceMapLostEvents                  = "lost_events"
 	katraceMapOwnedInodes                 = "owned_inodes"
@@ -282,7 +292,7 @@ const (
 	katraceProgFentryTcpSendmsg           = "fentry_tcp_sendmsg"
 	katraceProgFentryTcpSetState          = "fentry_tcp_set_state"
 	katraceProgFexitTcpKeepaliveTimer     = "fexit_tcp_keepalive_timer"
-	katraceProgFlushStateBatch            = "flush_state_batch"
+	katraceProgFlushBatches               = "flush_batches"
 	katraceProgKprobeTcpKeepaliveTimer    = "kprobe_tcp_keepalive_timer"
 	katraceProgKprobeTcpRecvmsg           = "kprobe_tcp_recvmsg"
 	katraceProgKprobeTcpSendmsg           = "kprobe_tcp_sendmsg"
@@ -304,6 +314,7 @@ const (
 	katraceVarProbesOutstanding           = "probes_outstanding"
 	katraceVarTwTimerFn                   = "tw_timer_fn"
 	katraceVarUnusedEvent                 = "unused_event"
+	katraceVarUnusedEventBatch            = "unused_event_batch"
 	katraceVarUnusedEventFlags            = "unused_event_flags"
 	katraceVarUnusedEventKind             = "unused_event_kind"
 	katraceVarUnusedFinSide               = "unused_fin_side"
@@ -362,7 +373,7 @@ type katraceProgramSpecs struct {
 	FentryTcpSendmsg           *ebpf.ProgramSpec `ebpf:"fentry_tcp_sendmsg"`
 	FentryTcpSetState          *ebpf.ProgramSpec `ebpf:"fentry_tcp_set_state"`
 	FexitTcpKeepaliveTimer     *ebpf.ProgramSpec `ebpf:"fexit_tcp_keepalive_timer"`
-	FlushStateBatch            *ebpf.ProgramSpec `ebpf:"flush_state_batch"`
+	FlushBatches               *ebpf.ProgramSpec `ebpf:"flush_batches"`
 	KprobeTcpKeepaliveTimer    *ebpf.ProgramSpec `ebpf:"kprobe_tcp_keepalive_timer"`
 	KprobeTcpRecvmsg           *ebpf.ProgramSpec `ebpf:"kprobe_tcp_recvmsg"`
 	KprobeTcpSendmsg           *ebpf.ProgramSpec `ebpf:"kprobe_tcp_sendmsg"`
@@ -385,6 +396,7 @@ type katraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type katraceMapSpecs struct {
+	EventBatches *ebpf.MapSpec `ebpf:"event_batches"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	LostEvents   *ebpf.MapSpec `ebpf:"lost_events"`
 	OwnedInodes  *ebpf.MapSpec `ebpf:"owned_inodes"`
@@ -406,6 +418,7 @@ type katraceVariableSpecs struct {
 	ProbesOutstanding *ebpf.VariableSpec `ebpf:"probes_outstanding"`
 	TwTimerFn         *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventBatch  *ebpf.VariableSpec `ebpf:"unused_event_batch"`
 	UnusedEventFlags  *ebpf.VariableSpec `ebpf:"unused_event_flags"`
 	UnusedEventKind   *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedFinSide     *ebpf.VariableSpec `ebpf:"unused_fin_side"`
@@ -435,6 +448,7 @@ func (o *katraceObjects) Close() error {
 //
 // It can be passed to loadKatraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type katraceMaps struct {
+	EventBatches *ebpf.Map `ebpf:"event_batches"`
 	Events       *ebpf.Map `ebpf:"events"`
 	LostEvents   *ebpf.Map `ebpf:"lost_events"`
 	OwnedInodes  *ebpf.Map `ebpf:"owned_inodes"`
@@ -449,6 +463,7 @@ type katraceMaps struct {
 
 func (m *katraceMaps) Close() error {
 	return _KatraceClose(
+		m.EventBatches,
 		m.Events,
 		m.LostEvents,
 		m.OwnedInodes,
@@ -471,6 +486,7 @@ type katraceVariables struct {
 	ProbesOutstanding *ebpf.Variable `ebpf:"probes_outstanding"`
 	TwTimerFn         *ebpf.Variable `ebpf:"tw_timer_fn"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventBatch  *ebpf.Variable `ebpf:"unused_event_batch"`
 	UnusedEventFlags  *ebpf.Variable `ebpf:"unused_event_flags"`
 	UnusedEventKind   *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedFinSide     *ebpf.Variable `ebpf:"unused_fin_side"`
@@ -491,7 +507,7 @@ type katracePrograms struct {
 	FentryTcpSendmsg           *ebpf.Program `ebpf:"fentry_tcp_sendmsg"`
 	FentryTcpSetState          *ebpf.Program `ebpf:"fentry_tcp_set_state"`
 	FexitTcpKeepaliveTimer     *ebpf.Program `ebpf:"fexit_tcp_keepalive_timer"`
-	FlushStateBatch            *ebpf.Program `ebpf:"flush_state_batch"`
+	FlushBatches               *ebpf.Program `ebpf:"flush_batches"`
 	KprobeTcpKeepaliveTimer    *ebpf.Program `ebpf:"kprobe_tcp_keepalive_timer"`
 	KprobeTcpRecvmsg           *ebpf.Program `ebpf:"kprobe_tcp_recvmsg"`
 	KprobeTcpSendmsg           *ebpf.Program `ebpf:"kprobe_tcp_sendmsg"`
@@ -519,7 +535,7 @@ func (p *katracePrograms) Close() error {
 		p.FentryTcpSendmsg,
 		p.FentryTcpSetState,
 		p.FexitTcpKeepaliveTimer,
-		p.FlushStateBatch,
+		p.FlushBatches,
 		p.KprobeTcpKeepaliveTimer,
 		p.KprobeTcpRecvmsg,
 		p.KprobeTcpSendmsg,

@@ -60,7 +60,7 @@ type attachedPrograms struct {
 	kernelResetReason bool
 	// timewaitExpiry says a timewait socket's FIN_WAIT2 timeout is reported.
 	timewaitExpiry bool
-	// flusher empties the CPUs' staged state changes; nil when they are
+	// flusher empties the CPUs' batches of events; nil when events are
 	// not staged.
 	flusher *stateFlusher
 }
@@ -96,7 +96,7 @@ func attach(want Strategy, opts loadOptions) (*attachedPrograms, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs.stagedStates = opts.EmitStates && stagingSupported()
+	fs.staged = (opts.EmitStates || opts.EmitAllCloses) && stagingSupported()
 	timers := learnTimerAddresses(spec, cache)
 	if want != StrategyAuto {
 		return attachStrategy(want, opts, spec, fs, cgroupRoot, cache, timers)
@@ -124,7 +124,7 @@ func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs 
 	if err := keepOnly(spec, plan); err != nil {
 		return nil, err
 	}
-	if err := configure(spec, opts, ownersByCookie(plan), stagesStates(plan), timers); err != nil {
+	if err := configure(spec, opts, ownersByCookie(plan), stagesEvents(plan), timers); err != nil {
 		return nil, err
 	}
 
@@ -160,7 +160,7 @@ func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs 
 	}
 	for _, p := range plan {
 		if p.attach == runOnCPU {
-			if l.flusher, err = newStateFlusher(coll.Programs[p.program]); err != nil {
+			if l.flusher, err = newStateFlusher(coll.Programs[p.program], coll.Maps[katraceMapStateBatches], coll.Maps[katraceMapEventBatches]); err != nil {
 				return nil, err
 			}
 			continue
@@ -299,7 +299,7 @@ func readIterator(it *link.Iter) error {
 }
 
 // configure sets the ring buffer's size and struct config.
-func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie, stageStates bool, timers timerAddresses) error {
+func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie, stageEvents bool, timers timerAddresses) error {
 	events := spec.Maps[katraceMapEvents]
 	if opts.RingSize != 0 {
 		events.MaxEntries = opts.RingSize
@@ -312,7 +312,7 @@ func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie, stag
 		hz:             rate.hz,
 		ringSize:       events.MaxEntries,
 		ownersByCookie: ownersByCookie,
-		stageStates:    stageStates,
+		stageEvents:    stageEvents,
 		timers:         timers,
 	})
 	if err != nil {

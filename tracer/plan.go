@@ -43,8 +43,8 @@ const (
 	featureOwnersFromReads
 	// --proto and a cgroup v2 mount.
 	featureProtocols
-	// --states, and the kernel runs a program on a chosen CPU.
-	featureStagedStates
+	// --states or --all, and the kernel runs a program on a chosen CPU.
+	featureStaged
 )
 
 // features is what the kernel and the options offer.
@@ -53,9 +53,10 @@ type features struct {
 	ownerTracepoints  bool
 	// protocols: --proto asked and a cgroup v2 hierarchy is mounted.
 	protocols bool
-	// stagedStates: --states asked, and userspace can run a program on a
-	// chosen CPU (stagingSupported).
-	stagedStates bool
+	// staged: --states or --all asked, and userspace can run a program
+	// on a chosen CPU (stagingSupported): events go through per-CPU
+	// batches.
+	staged bool
 }
 
 func (f feature) metBy(fs features) bool {
@@ -70,8 +71,8 @@ func (f feature) metBy(fs features) bool {
 		return !fs.ownerTracepoints
 	case featureProtocols:
 		return fs.protocols
-	case featureStagedStates:
-		return fs.stagedStates
+	case featureStaged:
+		return fs.staged
 	}
 	return true
 }
@@ -107,7 +108,7 @@ var attachPlan = []plannedProgram{
 	{program: katraceProgTpSockSendLength, attach: attachTracing, needs: featureOwnerTracepoints},
 	{program: katraceProgCgroupIngress, attach: attachCgroupIngress, needs: featureProtocols},
 	{program: katraceProgCgroupEgress, attach: attachCgroupEgress, needs: featureProtocols},
-	{program: katraceProgFlushStateBatch, attach: runOnCPU, needs: featureStagedStates},
+	{program: katraceProgFlushBatches, attach: runOnCPU, needs: featureStaged},
 
 	// State changes: a tracepoint, except under fentry.
 	{program: katraceProgTpInetSockSetState, attach: attachTracing, strategies: kprobeTracepoint},
@@ -196,10 +197,10 @@ func keepOnly(spec *ebpf.CollectionSpec, plan []plannedProgram) error {
 	return nil
 }
 
-// stagesStates says whether the plan stages state changes per CPU.
-func stagesStates(plan []plannedProgram) bool {
+// stagesEvents says whether the plan stages events per CPU.
+func stagesEvents(plan []plannedProgram) bool {
 	for _, p := range plan {
-		if p.needs == featureStagedStates {
+		if p.needs == featureStaged {
 			return true
 		}
 	}

@@ -14,31 +14,41 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// With --states the kernel stages state changes per CPU and sends them
-// KATRACE_STATE_BATCH at a time (struct state_batch, bpf/katrace.h): a
-// batch reaches the ring later than the events sent alone, so the reader
-// puts every event back in time order (sequencer) before the correlator
-// sees it, and empties the CPUs' partial batches itself (stateFlusher)
-// each time it moves the order on.
+// With --states or --all the kernel stages events per CPU and sends them
+// a batch at a time (struct state_batch and struct event_batch, bpf/
+// katrace.h): a batch reaches the ring later than an event sent alone, so
+// the reader puts every event back in time order (sequencer) before the
+// correlator sees it, and empties the CPUs' partial batches itself
+// (stateFlusher) each time it moves the order on.
 
-// State batch layout: a header (count, magic), then count records.
+// Batch layout: a header (count, magic), then count records.
 const (
 	stateBatchMagic  = 0x6b617362
+	eventBatchMagic  = 0x6b616562
 	stateBatchHeader = int(unsafe.Offsetof(katraceStateBatch{}.Recs))
+	eventBatchHeader = int(unsafe.Offsetof(katraceEventBatch{}.Recs))
 )
 
-// stateBatch returns the records of a batch sample, or nil when b is not
-// one. The magic tells: where a batch has it, a struct event has the upper
-// half of its bpf_ktime_get_ns() time, which would need 245 years of
-// uptime to match it.
+// stateBatch returns the records of a state change batch sample, or nil
+// when b is not one. The magic tells: where a batch has it, a struct
+// event has the upper half of its bpf_ktime_get_ns() time, which would
+// need 245 years of uptime to match it.
 func stateBatch(b []byte) []byte {
-	if len(b) < stateBatchHeader+stateEventSize ||
-		binary.NativeEndian.Uint32(b[4:]) != stateBatchMagic {
+	return batchRecords(b, stateBatchMagic, stateBatchHeader, stateEventSize)
+}
+
+// eventBatch returns the records (struct event) of an event batch
+// sample, or nil when b is not one.
+func eventBatch(b []byte) []byte {
+	return batchRecords(b, eventBatchMagic, eventBatchHeader, eventSize)
+}
+
+func batchRecords(b []byte, magic uint32, header, size int) []byte {
+	if len(b) < header+size || binary.NativeEndian.Uint32(b[4:]) != magic {
 		return nil
 	}
-	recs := b[stateBatchHeader:]
-	n := int(binary.NativeEndian.Uint32(b))
-	if n*stateEventSize != len(recs) {
+	recs := b[header:]
+	if int(binary.NativeEndian.Uint32(b))*size != len(recs) {
 		return nil
 	}
 	return recs
@@ -66,19 +76,23 @@ func stagingSupported() bool {
 	return err == nil
 }
 
-// stateFlusher empties every CPU's batch of state changes into the ring.
+// stateFlusher empties every CPU's batches into the ring.
 type stateFlusher struct {
 	prog *ebpf.Program
+	// The per-CPU batches of state changes and of other events.
+	stateBatches, eventBatches *ebpf.Map
+	// cpus are the CPUs online at the last flush.
 	cpus []int
 	opts ebpf.RunOptions
 }
 
-func newStateFlusher(prog *ebpf.Program) (*stateFlusher, error) {
+func newStateFlusher(prog *ebpf.Program, stateBatches, eventBatches *ebpf.Map) (*stateFlusher, error) {
 	cpus, err := onlineCPUs()
 	if err != nil {
 		return nil, fmt.Errorf("listing the CPUs whose state changes to empty: %w", err)
 	}
-	return &stateFlusher{prog: prog, cpus: cpus, opts: ebpf.RunOptions{Flags: unix.BPF_F_TEST_RUN_ON_CPU}}, nil
+	return &stateFlusher{prog: prog, stateBatches: stateBatches, eventBatches: eventBatches, cpus: cpus,
+		opts: ebpf.RunOptions{Flags: unix.BPF_F_TEST_RUN_ON_CPU}}, nil
 }
 
 // busyTries is how often a CPU's flush is tried while a state change on
@@ -86,10 +100,14 @@ func newStateFlusher(prog *ebpf.Program) (*stateFlusher, error) {
 // program was preempted under the fentry strategy).
 const busyTries = 16
 
-// flush sends every CPU's staged state changes to the ring. all is false
-// when a CPU's batch stayed busy: records older than now may still come.
+// flush sends every CPU's staged events to the ring. all is false when a
+// CPU's batch stayed busy: records older than now may still come.
 func (f *stateFlusher) flush() (all bool, err error) {
 	all = true
+	// A CPU brought online since the last flush has a batch too.
+	if cpus, err := onlineCPUs(); err == nil {
+		f.cpus = cpus
+	}
 	for _, cpu := range f.cpus {
 		f.opts.CPU = uint32(cpu)
 		for try := 1; ; try++ {
@@ -111,6 +129,40 @@ func (f *stateFlusher) flush() (all bool, err error) {
 		}
 	}
 	return all, nil
+}
+
+// leftover returns the records still staged on any CPU, state changes
+// and other events, each as a batch sample's records: at the end, with
+// the programs detached, what CPUs taken offline while tracing kept
+// (flush cannot run there).
+func (f *stateFlusher) leftover() (states, events [][]byte, err error) {
+	if states, err = leftIn(f.stateBatches, stateBatchHeader, stateEventSize); err != nil {
+		return nil, nil, err
+	}
+	if events, err = leftIn(f.eventBatches, eventBatchHeader, eventSize); err != nil {
+		return nil, nil, err
+	}
+	return states, events, nil
+}
+
+// leftIn returns the records each CPU's batch in m still holds.
+func leftIn(m *ebpf.Map, header, size int) ([][]byte, error) {
+	var perCPU [][]byte
+	if err := m.Lookup(uint32(0), &perCPU); err != nil {
+		return nil, fmt.Errorf("reading the CPUs' staged events: %w", err)
+	}
+	var out [][]byte
+	for _, b := range perCPU {
+		if len(b) < header {
+			continue
+		}
+		n := int(binary.NativeEndian.Uint32(b))
+		if n == 0 || header+n*size > len(b) {
+			continue
+		}
+		out = append(out, b[header:header+n*size])
+	}
+	return out, nil
 }
 
 // onlineCPUs lists the CPUs that are online now.

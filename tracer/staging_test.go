@@ -3,8 +3,12 @@ package tracer
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"testing"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
 )
 
 // stateBatchSample encodes events as the kernel's batch sample: the
@@ -27,6 +31,9 @@ func TestStateBatchLayout(t *testing.T) {
 	if n := len(katraceStateBatch{}.Recs); n != 32 {
 		t.Fatalf("a batch holds %d records, want KATRACE_STATE_BATCH 32", n)
 	}
+	if eventBatchHeader != 8 {
+		t.Fatalf("event batch header is %d bytes, want 8", eventBatchHeader)
+	}
 	// Sizes alone do not tell a batch from a single event (two records
 	// and their header are the size of struct event today): the magic
 	// does, where a struct event has the upper half of its time, which
@@ -34,7 +41,7 @@ func TestStateBatchLayout(t *testing.T) {
 	s := sock{cookie: 9, start: 1e12, pid: 42, comm: "client"}
 	e := s.owned(s.ev(evClose, 0, tcpClose))
 	e.TsNs = 1 << 60
-	if stateBatch(encodeEvent(t, &e)) != nil {
+	if stateBatch(encodeEvent(t, &e)) != nil || eventBatch(encodeEvent(t, &e)) != nil {
 		t.Error("a struct event was read as a batch")
 	}
 }
@@ -73,6 +80,28 @@ func TestStateBatchDecode(t *testing.T) {
 	}
 	if stateBatch(encodeStateEvent(t, &evs[0])) != nil {
 		t.Error("a single state event was read as a batch")
+	}
+}
+
+func TestEventBatchDecode(t *testing.T) {
+	s := sock{cookie: 5, start: 1e12, pid: 42, comm: "server"}
+	fin := s.owned(s.ev(evIdleFin, 0, tcpFinWait1))
+	closed := s.owned(s.ev(evClose, 0, tcpClose))
+	sample := make([]byte, eventBatchHeader)
+	binary.NativeEndian.PutUint32(sample, 2)
+	binary.NativeEndian.PutUint32(sample[4:], eventBatchMagic)
+	sample = append(sample, encodeEvent(t, &fin)...)
+	sample = append(sample, encodeEvent(t, &closed)...)
+	recs := eventBatch(sample)
+	if len(recs) != 2*eventSize {
+		t.Fatalf("eventBatch returned %d bytes of records, want %d", len(recs), 2*eventSize)
+	}
+	var got katraceEvent
+	if err := decodeEvent(recs[eventSize:], &got); err != nil || got.Kind != evClose || got.Cookie != 5 {
+		t.Fatalf("second record: kind %d cookie %d (%v), want a close of 5", got.Kind, got.Cookie, err)
+	}
+	if stateBatch(sample) != nil {
+		t.Error("an event batch was read as a state batch")
 	}
 }
 
@@ -181,5 +210,87 @@ func TestParseCPUList(t *testing.T) {
 		if _, err := parseCPUList(in); err == nil {
 			t.Errorf("parseCPUList(%q) took a bad list", in)
 		}
+	}
+}
+
+// requireRoot skips a test that loads BPF maps or programs.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("loads BPF objects: needs root, not -short")
+	}
+}
+
+// TestStagingSupportedHere: the kernels katrace is tested on (5.10 and
+// later) run a program on a chosen CPU, so --states is staged there, not
+// silently sent one record at a time.
+func TestStagingSupportedHere(t *testing.T) {
+	requireRoot(t)
+	if !stagingSupported() {
+		t.Fatal("this kernel does not run a raw tracepoint program on a chosen CPU: --states would not be staged")
+	}
+}
+
+// perCPUBatches makes a per-CPU array of one valueSize-byte batch a CPU,
+// the last CPU's holding recs.
+func perCPUBatches(t *testing.T, valueSize uint32, recs [][]byte) *ebpf.Map {
+	t.Helper()
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: valueSize, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	values := make([][]byte, cpus)
+	for cpu := range values {
+		values[cpu] = make([]byte, valueSize)
+	}
+	last := values[cpus-1]
+	binary.NativeEndian.PutUint32(last, uint32(len(recs)))
+	off := 8
+	for _, r := range recs {
+		off += copy(last[off:], r)
+	}
+	if err := m.Put(uint32(0), values); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestStateFlusherLeftover: at the end, what a CPU still holds in its
+// batches (one taken offline while tracing) is read back, every record.
+func TestStateFlusherLeftover(t *testing.T) {
+	requireRoot(t)
+	s := sock{cookie: 11, start: 1e12, pid: 42, comm: "client"}
+	var states [][]byte
+	for _, st := range []uint8{tcpSynSent, tcpEstablished} {
+		e := s.owned(s.ev(evState, 0, st))
+		states = append(states, encodeStateEvent(t, &e))
+	}
+	closed := s.owned(s.ev(evClose, 0, tcpClose))
+	f := &stateFlusher{
+		stateBatches: perCPUBatches(t, uint32(unsafe.Sizeof(katraceStateBatch{})), states),
+		eventBatches: perCPUBatches(t, uint32(unsafe.Sizeof(katraceEventBatch{})), [][]byte{encodeEvent(t, &closed)}),
+	}
+	leftStates, leftEvents, err := f.leftover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leftStates) != 1 || len(leftStates[0]) != 2*stateEventSize {
+		t.Fatalf("leftover returned %d state batches, want one of 2 records", len(leftStates))
+	}
+	var got katraceEvent
+	decodeStateEvent(leftStates[0][stateEventSize:], &got)
+	if got.Cookie != 11 || got.State != tcpEstablished {
+		t.Fatalf("second state record: cookie %d state %d, want 11 ESTABLISHED", got.Cookie, got.State)
+	}
+	if len(leftEvents) != 1 || len(leftEvents[0]) != eventSize {
+		t.Fatalf("leftover returned %d event batches, want one of 1 record", len(leftEvents))
+	}
+	if err := decodeEvent(leftEvents[0], &got); err != nil || got.Kind != evClose || got.Cookie != 11 {
+		t.Fatalf("event record: kind %d cookie %d (%v), want a close of 11", got.Kind, got.Cookie, err)
 	}
 }

@@ -204,7 +204,7 @@ type pump struct {
 	raw         ringbuf.Record
 	ev          katraceEvent
 	rec         record.Record
-	// With staged state changes: the CPUs' batches, the events held until
+	// With staged events: the CPUs' batches, the events held until
 	// they can be handed on in time order, and the time up to which they
 	// have been (bpf_ktime_get_ns clock).
 	flusher   *stateFlusher
@@ -250,18 +250,39 @@ func (p *pump) run(ctx context.Context) error {
 
 func (p *pump) handle() error {
 	if recs := stateBatch(p.raw.RawSample); recs != nil {
-		for off := 0; off < len(recs); off += stateEventSize {
-			decodeStateEvent(recs[off:off+stateEventSize], &p.ev)
-			if err := p.deliver(); err != nil {
-				return err
-			}
-		}
-		return nil
+		return p.deliverStates(recs)
+	}
+	if recs := eventBatch(p.raw.RawSample); recs != nil {
+		return p.deliverEvents(recs)
 	}
 	if err := decodeEvent(p.raw.RawSample, &p.ev); err != nil {
 		return nil
 	}
 	return p.deliver()
+}
+
+// deliverStates delivers each struct state_event of a batch's records.
+func (p *pump) deliverStates(recs []byte) error {
+	for off := 0; off+stateEventSize <= len(recs); off += stateEventSize {
+		decodeStateEvent(recs[off:off+stateEventSize], &p.ev)
+		if err := p.deliver(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deliverEvents delivers each struct event of a batch's records.
+func (p *pump) deliverEvents(recs []byte) error {
+	for off := 0; off+eventSize <= len(recs); off += eventSize {
+		if err := decodeEvent(recs[off:off+eventSize], &p.ev); err != nil {
+			return nil
+		}
+		if err := p.deliver(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // deliver hands p.ev to the correlator, or to the sequencer when state
@@ -287,7 +308,22 @@ func (p *pump) sequence(final bool) error {
 	if err := p.drain(); err != nil {
 		return err
 	}
-	if !final {
+	if final {
+		states, events, err := p.flusher.leftover()
+		if err != nil {
+			return err
+		}
+		for _, recs := range states {
+			if err := p.deliverStates(recs); err != nil {
+				return err
+			}
+		}
+		for _, recs := range events {
+			if err := p.deliverEvents(recs); err != nil {
+				return err
+			}
+		}
+	} else {
 		p.rd.SetDeadline(time.Now().Add(flushEvery))
 	}
 	switch {

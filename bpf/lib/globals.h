@@ -63,6 +63,14 @@ struct {
 	__type(value, struct state_batch);
 } state_batches SEC(".maps");
 
+/* Each CPU's other events not yet sent (struct event_batch). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event_batch);
+} event_batches SEC(".maps");
+
 /* Events the ring buffer had no room for, per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -130,12 +130,57 @@ static __always_inline void stage_state(struct state_event *se)
 	b->busy = 0;
 }
 
+/* Sends this CPU's staged events as one sample; each one the ring has no
+ * room for is lost. */
+static __always_inline void send_event_batch(struct event_batch *b)
+{
+	__u32 zero = 0;
+	__u32 n = b->count;
+
+	if (!n)
+		return;
+	if (n > KATRACE_EVENT_BATCH)
+		n = KATRACE_EVENT_BATCH;
+	b->magic = KATRACE_EVENT_BATCH_MAGIC;
+	if (ring_send(bpf_map_lookup_elem(&scratch, &zero), b,
+		      __builtin_offsetof(struct event_batch, recs) + n * sizeof(struct event)))
+		count_lost_n(n);
+	b->count = 0;
+}
+
+/* Adds e to this CPU's batch, sending the batch once full. False when
+ * the batch is busy: this program interrupted another adding to it (a
+ * reset in a softirq during a state change), and sends e alone. */
+static __always_inline bool stage_event(struct event *e)
+{
+	__u32 zero = 0, n;
+	struct event_batch *b = bpf_map_lookup_elem(&event_batches, &zero);
+
+	if (!b || b->busy)
+		return false;
+	b->busy = 1;
+	asm volatile("" ::: "memory");
+	n = b->count;
+	if (n >= KATRACE_EVENT_BATCH) {
+		send_event_batch(b);
+		n = 0;
+	}
+	__builtin_memcpy(&b->recs[n], e, sizeof(*e));
+	b->count = n + 1;
+	if (n + 1 == KATRACE_EVENT_BATCH)
+		send_event_batch(b);
+	asm volatile("" ::: "memory");
+	b->busy = 0;
+	return true;
+}
+
 static __always_inline void submit_event(struct event *e)
 {
 	__u32 zero = 0;
 	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 
-	ring_output(s, e, sizeof(*e));
+	if (!CFG(stage_events) || !stage_event(e))
+		ring_output(s, e, sizeof(*e));
 	if (s && s->depth > 0)
 		s->depth--;
 }

@@ -71,7 +71,7 @@ static __always_inline void report_state_change(struct sock *sk, int old, int ne
 		se.sock_ino = sock_inode_direct(sk);
 	if (!state_event_wanted(&se, owner_ctx))
 		return;
-	if (CFG(stage_states)) {
+	if (CFG(stage_events)) {
 		stage_state(&se);
 		return;
 	}
