@@ -62,7 +62,7 @@ type attachedPrograms struct {
 	timewaitExpiry bool
 	// flusher empties the CPUs' batches of events; nil when events are
 	// not staged.
-	flusher *stateFlusher
+	flusher *batchFlusher
 }
 
 func (l *attachedPrograms) Close() error {
@@ -160,7 +160,7 @@ func attachStrategy(s Strategy, opts loadOptions, spec *ebpf.CollectionSpec, fs 
 	}
 	for _, p := range plan {
 		if p.attach == runOnCPU {
-			if l.flusher, err = newStateFlusher(coll.Programs[p.program], coll.Maps[katraceMapStateBatches], coll.Maps[katraceMapEventBatches]); err != nil {
+			if l.flusher, err = newBatchFlusher(coll.Programs[p.program], coll.Maps[katraceMapStateBatches], coll.Maps[katraceMapEventBatches]); err != nil {
 				return nil, err
 			}
 			continue

@@ -19,7 +19,7 @@ import (
 // katrace.h): a batch reaches the ring later than an event sent alone, so
 // the reader puts every event back in time order (sequencer) before the
 // correlator sees it, and empties the CPUs' partial batches itself
-// (stateFlusher) each time it moves the order on.
+// (batchFlusher) each time it moves the order on.
 
 // Batch layout: a header (count, magic), then count records.
 const (
@@ -76,8 +76,8 @@ func stagingSupported() bool {
 	return err == nil
 }
 
-// stateFlusher empties every CPU's batches into the ring.
-type stateFlusher struct {
+// batchFlusher empties every CPU's batches into the ring.
+type batchFlusher struct {
 	prog *ebpf.Program
 	// The per-CPU batches of state changes and of other events.
 	stateBatches, eventBatches *ebpf.Map
@@ -86,12 +86,12 @@ type stateFlusher struct {
 	opts ebpf.RunOptions
 }
 
-func newStateFlusher(prog *ebpf.Program, stateBatches, eventBatches *ebpf.Map) (*stateFlusher, error) {
+func newBatchFlusher(prog *ebpf.Program, stateBatches, eventBatches *ebpf.Map) (*batchFlusher, error) {
 	cpus, err := onlineCPUs()
 	if err != nil {
 		return nil, fmt.Errorf("listing the CPUs whose state changes to empty: %w", err)
 	}
-	return &stateFlusher{prog: prog, stateBatches: stateBatches, eventBatches: eventBatches, cpus: cpus,
+	return &batchFlusher{prog: prog, stateBatches: stateBatches, eventBatches: eventBatches, cpus: cpus,
 		opts: ebpf.RunOptions{Flags: unix.BPF_F_TEST_RUN_ON_CPU}}, nil
 }
 
@@ -102,7 +102,7 @@ const busyTries = 16
 
 // flush sends every CPU's staged events to the ring. all is false when a
 // CPU's batch stayed busy: records older than now may still come.
-func (f *stateFlusher) flush() (all bool, err error) {
+func (f *batchFlusher) flush() (all bool, err error) {
 	all = true
 	// A CPU brought online since the last flush has a batch too.
 	if cpus, err := onlineCPUs(); err == nil {
@@ -135,7 +135,7 @@ func (f *stateFlusher) flush() (all bool, err error) {
 // and other events, each as a batch sample's records: at the end, with
 // the programs detached, what CPUs taken offline while tracing kept
 // (flush cannot run there).
-func (f *stateFlusher) leftover() (states, events [][]byte, err error) {
+func (f *batchFlusher) leftover() (states, events [][]byte, err error) {
 	if states, err = leftIn(f.stateBatches, stateBatchHeader, stateEventSize); err != nil {
 		return nil, nil, err
 	}

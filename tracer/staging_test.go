@@ -260,9 +260,9 @@ func perCPUBatches(t *testing.T, valueSize uint32, recs [][]byte) *ebpf.Map {
 	return m
 }
 
-// TestStateFlusherLeftover: at the end, what a CPU still holds in its
+// TestBatchFlusherLeftover: at the end, what a CPU still holds in its
 // batches (one taken offline while tracing) is read back, every record.
-func TestStateFlusherLeftover(t *testing.T) {
+func TestBatchFlusherLeftover(t *testing.T) {
 	requireRoot(t)
 	s := sock{cookie: 11, start: 1e12, pid: 42, comm: "client"}
 	var states [][]byte
@@ -271,7 +271,7 @@ func TestStateFlusherLeftover(t *testing.T) {
 		states = append(states, encodeStateEvent(t, &e))
 	}
 	closed := s.owned(s.ev(evClose, 0, tcpClose))
-	f := &stateFlusher{
+	f := &batchFlusher{
 		stateBatches: perCPUBatches(t, uint32(unsafe.Sizeof(katraceStateBatch{})), states),
 		eventBatches: perCPUBatches(t, uint32(unsafe.Sizeof(katraceEventBatch{})), [][]byte{encodeEvent(t, &closed)}),
 	}

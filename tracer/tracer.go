@@ -207,7 +207,7 @@ type pump struct {
 	// With staged events: the CPUs' batches, the events held until
 	// they can be handed on in time order, and the time up to which they
 	// have been (bpf_ktime_get_ns clock).
-	flusher   *stateFlusher
+	flusher   *batchFlusher
 	seq       *sequencer
 	sequenced uint64
 }
@@ -285,8 +285,8 @@ func (p *pump) deliverEvents(recs []byte) error {
 	return nil
 }
 
-// deliver hands p.ev to the correlator, or to the sequencer when state
-// changes are staged.
+// deliver hands p.ev to the correlator, or to the sequencer when events
+// are staged.
 func (p *pump) deliver() error {
 	if p.seq != nil {
 		p.seq.push(&p.ev)

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 /*
  * Events are built in a per-CPU scratch slot, filtered, then copied into the
- * ring buffer: only a wanted event that finds no room is lost (and counted
- * in lost_events). reserve_event is paired with discard_event or
- * submit_event.
+ * ring buffer, or with --states or --all into this CPU's batch, which goes
+ * to the ring whole (struct state_batch, struct event_batch): only a
+ * wanted event that finds no room is lost (and counted in lost_events).
+ * reserve_event is paired with discard_event or submit_event.
  */
 #ifndef __KATRACE_LIB_RING_H__
 #define __KATRACE_LIB_RING_H__
@@ -104,8 +105,10 @@ static __always_inline void send_state_batch(struct state_batch *b)
 }
 
 /* Adds a state change to this CPU's batch, sending the batch once full.
- * busy keeps flush_state_batch, which userspace runs on this CPU in an
- * interrupt, away from a batch half written. */
+ * busy keeps flush_batches, which userspace runs on this CPU in an
+ * interrupt, away from a batch half written. Only the state change
+ * program adds to this batch, and the kernel never nests a program's runs
+ * on a CPU. */
 static __always_inline void stage_state(struct state_event *se)
 {
 	__u32 zero = 0, n;
