@@ -86,96 +86,57 @@ static __always_inline void ring_output(struct scratch *s, void *data, __u64 siz
 		count_lost();
 }
 
-/* Sends this CPU's staged state changes as one sample; each one the ring
- * has no room for is lost. */
-static __always_inline void send_state_batch(struct state_batch *b)
-{
-	__u32 zero = 0;
-	__u32 n = b->count;
-
-	if (!n)
-		return;
-	if (n > KATRACE_STATE_BATCH)
-		n = KATRACE_STATE_BATCH;
-	b->magic = KATRACE_STATE_BATCH_MAGIC;
-	if (ring_send(bpf_map_lookup_elem(&scratch, &zero), b,
-		      __builtin_offsetof(struct state_batch, recs) + n * sizeof(struct state_event)))
-		count_lost_n(n);
-	b->count = 0;
-}
-
-/* Adds a state change to this CPU's batch, sending the batch once full.
- * busy keeps flush_batches, which userspace runs on this CPU in an
- * interrupt, away from a batch half written. Only the state change
- * program adds to this batch, and the kernel never nests a program's runs
- * on a CPU. */
-static __always_inline void stage_state(struct state_event *se)
-{
-	__u32 zero = 0, n;
-	struct state_batch *b = bpf_map_lookup_elem(&state_batches, &zero);
-
-	if (!b) {
-		count_lost();
-		return;
+/*
+ * send_<name>_batch sends this CPU's batch of records as one sample,
+ * counting each one the ring has no room for as lost. stage_<name> adds
+ * a record to the batch and sends the batch once full. busy keeps two
+ * things away from a batch half written: flush_batches, which userspace
+ * runs on this CPU in an interrupt, and a program that interrupts this
+ * one (a reset in a softirq during a state change). stage_<name> is then
+ * false, and the caller sends the record alone.
+ */
+#define DEFINE_BATCH(name, batch_type, rec_type, batch_map, max, magic_value)              \
+	static __always_inline void send_##name##_batch(struct batch_type *b)              \
+	{                                                                                  \
+		__u32 zero = 0;                                                            \
+		__u32 n = b->count;                                                        \
+                                                                                           \
+		if (!n)                                                                    \
+			return;                                                            \
+		if (n > max)                                                               \
+			n = max;                                                           \
+		b->magic = magic_value;                                                    \
+		if (ring_send(bpf_map_lookup_elem(&scratch, &zero), b,                     \
+			      __builtin_offsetof(struct batch_type, recs) + n * sizeof(rec_type))) \
+			count_lost_n(n);                                                   \
+		b->count = 0;                                                              \
+	}                                                                                  \
+                                                                                           \
+	static __always_inline bool stage_##name(rec_type *rec)                            \
+	{                                                                                  \
+		__u32 zero = 0, n;                                                         \
+		struct batch_type *b = bpf_map_lookup_elem(&batch_map, &zero);             \
+                                                                                           \
+		if (!b || b->busy)                                                         \
+			return false;                                                      \
+		b->busy = 1;                                                               \
+		asm volatile("" ::: "memory");                                             \
+		n = b->count;                                                              \
+		if (n >= max) {                                                            \
+			send_##name##_batch(b);                                            \
+			n = 0;                                                             \
+		}                                                                          \
+		__builtin_memcpy(&b->recs[n], rec, sizeof(*rec));                          \
+		b->count = n + 1;                                                          \
+		if (n + 1 == max)                                                          \
+			send_##name##_batch(b);                                            \
+		asm volatile("" ::: "memory");                                             \
+		b->busy = 0;                                                               \
+		return true;                                                               \
 	}
-	b->busy = 1;
-	asm volatile("" ::: "memory");
-	n = b->count;
-	if (n >= KATRACE_STATE_BATCH) {
-		send_state_batch(b);
-		n = 0;
-	}
-	__builtin_memcpy(&b->recs[n], se, sizeof(*se));
-	b->count = n + 1;
-	if (n + 1 == KATRACE_STATE_BATCH)
-		send_state_batch(b);
-	asm volatile("" ::: "memory");
-	b->busy = 0;
-}
 
-/* Sends this CPU's staged events as one sample; each one the ring has no
- * room for is lost. */
-static __always_inline void send_event_batch(struct event_batch *b)
-{
-	__u32 zero = 0;
-	__u32 n = b->count;
-
-	if (!n)
-		return;
-	if (n > KATRACE_EVENT_BATCH)
-		n = KATRACE_EVENT_BATCH;
-	b->magic = KATRACE_EVENT_BATCH_MAGIC;
-	if (ring_send(bpf_map_lookup_elem(&scratch, &zero), b,
-		      __builtin_offsetof(struct event_batch, recs) + n * sizeof(struct event)))
-		count_lost_n(n);
-	b->count = 0;
-}
-
-/* Adds e to this CPU's batch, sending the batch once full. False when
- * the batch is busy: this program interrupted another adding to it (a
- * reset in a softirq during a state change), and sends e alone. */
-static __always_inline bool stage_event(struct event *e)
-{
-	__u32 zero = 0, n;
-	struct event_batch *b = bpf_map_lookup_elem(&event_batches, &zero);
-
-	if (!b || b->busy)
-		return false;
-	b->busy = 1;
-	asm volatile("" ::: "memory");
-	n = b->count;
-	if (n >= KATRACE_EVENT_BATCH) {
-		send_event_batch(b);
-		n = 0;
-	}
-	__builtin_memcpy(&b->recs[n], e, sizeof(*e));
-	b->count = n + 1;
-	if (n + 1 == KATRACE_EVENT_BATCH)
-		send_event_batch(b);
-	asm volatile("" ::: "memory");
-	b->busy = 0;
-	return true;
-}
+DEFINE_BATCH(state, state_batch, struct state_event, state_batches, KATRACE_STATE_BATCH, KATRACE_STATE_BATCH_MAGIC)
+DEFINE_BATCH(event, event_batch, struct event, event_batches, KATRACE_EVENT_BATCH, KATRACE_EVENT_BATCH_MAGIC)
 
 static __always_inline void submit_event(struct event *e)
 {

@@ -71,10 +71,8 @@ static __always_inline void report_state_change(struct sock *sk, int old, int ne
 		se.sock_ino = sock_inode_direct(sk);
 	if (!state_event_wanted(&se, owner_ctx))
 		return;
-	if (CFG(stage_events)) {
-		stage_state(&se);
+	if (CFG(stage_events) && stage_state(&se))
 		return;
-	}
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	ring_output(s, &se, sizeof(se));
 }
