@@ -323,24 +323,21 @@ int BPF_PROG(mmap_112_small, struct sock *sk, int old, int new)
 	return mmap_record(new, 256);
 }
 
-/* 32-byte records staged per CPU and sent 32 at a time (one 1 KiB
- * sample): what batching would cost a record. */
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(staged_32, struct sock *sk, int old, int new)
+/* A 32-byte record (three words and a zero) staged in this CPU's
+ * buffer, the buffer sent as one sample every 32 records. */
+static __always_inline int stage_32(__u64 w0, __u64 w1, __u64 w2)
 {
 	__u32 zero = 0, i;
-	struct staging *s;
+	struct staging *s = bpf_map_lookup_elem(&staging, &zero);
 	__u64 *rec;
 
-	TCP_ONLY;
-	s = bpf_map_lookup_elem(&staging, &zero);
 	if (!s)
 		return 0;
 	i = s->count & 31;
 	rec = (__u64 *)&s->buf[i * 32];
-	rec[0] = new;
-	rec[1] = old;
-	rec[2] = 0;
+	rec[0] = w0;
+	rec[1] = w1;
+	rec[2] = w2;
 	rec[3] = 0;
 	s->count = i + 1;
 	if (i == 31) {
@@ -350,6 +347,15 @@ int BPF_PROG(staged_32, struct sock *sk, int old, int new)
 	return 0;
 }
 
+/* 32-byte records staged per CPU and sent 32 at a time (one 1 KiB
+ * sample): what batching would cost a record. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(staged_32, struct sock *sk, int old, int new)
+{
+	TCP_ONLY;
+	return stage_32(new, old, 0);
+}
+
 /* The least any state change record can be: when (the clock), which
  * socket (its cookie) and the two states, 32 bytes staged per CPU and sent
  * 32 at a time, with nothing read from the socket and nothing kept. What
@@ -357,26 +363,8 @@ int BPF_PROG(staged_32, struct sock *sk, int old, int new)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(least_state_record, struct sock *sk, int old, int new)
 {
-	__u32 zero = 0, i;
-	struct staging *s;
-	__u64 *rec;
-
 	TCP_ONLY;
-	s = bpf_map_lookup_elem(&staging, &zero);
-	if (!s)
-		return 0;
-	i = s->count & 31;
-	rec = (__u64 *)&s->buf[i * 32];
-	rec[0] = bpf_ktime_get_ns();
-	rec[1] = bpf_get_socket_cookie(sk);
-	rec[2] = (__u64)old << 8 | new;
-	rec[3] = 0;
-	s->count = i + 1;
-	if (i == 31) {
-		output(&samples, s->buf, sizeof(s->buf));
-		s->count = 0;
-	}
-	return 0;
+	return stage_32(bpf_ktime_get_ns(), bpf_get_socket_cookie(sk), (__u64)old << 8 | new);
 }
 
 /* Whole --states records (112 bytes) staged per CPU, sent 32 at a time
