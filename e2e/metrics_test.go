@@ -202,7 +202,6 @@ func TestMetricsMatchStream(t *testing.T) {
 	})
 	endpoint := p.serverAddr + ":18292"
 	for name, want := range map[string]float64{
-		`katrace_keepalive_probes_total{endpoint="` + endpoint + `"}`:                            3,
 		`katrace_keepalive_timeouts_total{endpoint="` + endpoint + `"}`:                          1,
 		`katrace_connection_closes_total{cause="keepalive_timeout",endpoint="` + endpoint + `"}`: 1,
 	} {
@@ -210,8 +209,20 @@ func TestMetricsMatchStream(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, series[name], want)
 		}
 	}
-	if counts["keepalive_probe"] != 3 || counts["keepalive_timeout"] != 1 {
-		t.Errorf("records %v: want 3 probes and 1 timeout", counts)
+	if counts["keepalive_timeout"] != 1 {
+		t.Errorf("records %v: want 1 timeout", counts)
+	}
+	recs := readRecords(t, out, true)
+	checkProbesAccounted(t, recs, 3)
+	unseen := 0
+	for _, r := range recs {
+		unseen += int(r.num("unseen_probes"))
+	}
+	if got := series["katrace_keepalive_probes_unseen_total"]; int(got) != unseen {
+		t.Errorf("katrace_keepalive_probes_unseen_total = %v, the records name %d", got, unseen)
+	}
+	if got := series[`katrace_keepalive_probes_total{endpoint="`+endpoint+`"}`]; int(got) != counts["keepalive_probe"] {
+		t.Errorf("katrace_keepalive_probes_total = %v, %d keepalive_probe records", got, counts["keepalive_probe"])
 	}
 	for s := range series {
 		if strings.HasPrefix(s, "katrace_") && strings.Contains(s, "endpoint=") && !strings.Contains(s, `endpoint="`+endpoint+`"`) {
