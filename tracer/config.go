@@ -35,9 +35,26 @@ const (
 type kernelFacts struct {
 	hz             uint32
 	ringSize       uint32
+	cpus           int // online at start; 0 when unknown
 	ownersByCookie bool
 	stageEvents    bool
 	timers         timerAddresses
+}
+
+// wakeupBytes is how much a CPU sends to the ring before it wakes the
+// reader (each CPU counts its own: a shared count would be a line every
+// CPU writes). A 32nd of the ring; on a host with more than 8 CPUs, a
+// quarter of the ring shared among them: with every CPU sending alike,
+// none would otherwise reach its 32nd before the ring is full (64 CPUs
+// hold twice the ring unwoken), and the reader's own 100 ms poll is late
+// at the rates --all --states reaches there. Never under a page: a
+// wakeup costs microseconds.
+func wakeupBytes(ringSize uint32, cpus int) uint64 {
+	b := uint64(ringSize) / 32
+	if cpus > 8 {
+		b = uint64(ringSize) / (4 * uint64(cpus))
+	}
+	return max(b, uint64(os.Getpagesize()))
 }
 
 // kernelConfig is struct config, what the kernel programs read as
@@ -57,7 +74,7 @@ func kernelConfig(opts loadOptions, k kernelFacts) (katraceConfig, error) {
 		return katraceConfig{}, fmt.Errorf("at most %d cgroups in --container and --cgroup together", MaxCgroups)
 	}
 	cfg := katraceConfig{
-		WakeupBytes:         max(uint64(k.ringSize)/32, uint64(os.Getpagesize())),
+		WakeupBytes:         wakeupBytes(k.ringSize, k.cpus),
 		Hz:                  k.hz,
 		IdleThresholdMs:     opts.IdleThresholdMs,
 		FilterPid:           f.PID,

@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -77,5 +78,34 @@ func TestSetConstantsRefusesUnknownSetting(t *testing.T) {
 	err = setConstants(spec, katraceConfig{})
 	if err == nil || !strings.Contains(err.Error(), "no_such_setting") {
 		t.Fatalf("setConstants = %v, want an error naming no_such_setting", err)
+	}
+}
+
+// TestWakeupBytes: every CPU sending alike, the reader is woken before a
+// quarter of the ring (a 32nd per CPU up to 8 CPUs) is waiting, on hosts
+// of any size, and never more often than once a page.
+func TestWakeupBytes(t *testing.T) {
+	page := uint64(os.Getpagesize())
+	for _, c := range []struct {
+		ring uint32
+		cpus int
+		want uint64
+	}{
+		{4 << 20, 0, 128 << 10}, // CPUs unknown: a 32nd
+		{4 << 20, 2, 128 << 10},
+		{4 << 20, 8, 128 << 10},
+		{4 << 20, 16, 64 << 10},
+		{4 << 20, 64, 16 << 10},
+		{4 << 20, 256, 4 << 10},
+		{64 << 10, 2, page},
+		{64 << 10, 64, page},
+	} {
+		got := wakeupBytes(c.ring, c.cpus)
+		if got != max(c.want, page) {
+			t.Errorf("wakeupBytes(%d, %d) = %d, want %d", c.ring, c.cpus, got, max(c.want, page))
+		}
+		if c.cpus > 8 && got > page && got*uint64(c.cpus) > uint64(c.ring)/4 {
+			t.Errorf("wakeupBytes(%d, %d) = %d: %d CPUs hold %d unwoken", c.ring, c.cpus, got, c.cpus, got*uint64(c.cpus))
+		}
 	}
 }

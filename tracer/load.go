@@ -308,9 +308,12 @@ func configure(spec *ebpf.CollectionSpec, opts loadOptions, ownersByCookie, stag
 	if err != nil {
 		return err
 	}
+	// Unknown, the ring's 32nd stands: what it was before CPUs counted.
+	cpus, _ := onlineCPUs()
 	cfg, err := kernelConfig(opts, kernelFacts{
 		hz:             rate.hz,
 		ringSize:       events.MaxEntries,
+		cpus:           len(cpus),
 		ownersByCookie: ownersByCookie,
 		stageEvents:    stageEvents,
 		timers:         timers,
