@@ -269,8 +269,10 @@ struct cgroup_filter {
  * global: the verifier prunes the code that a setting disables.
  */
 struct config {
-	/* Each CPU wakes the reader once it has sent this much since it last
-	 * did (ring size / 32; the reader also polls every 100 ms). */
+	/* Each CPU looks at the ring once it has sent this much since it last
+	 * did (ring size / 32, less with more than 8 CPUs), and wakes the
+	 * reader when at least wakeup_backlog bytes are waiting there (the
+	 * reader also polls every 100 ms). */
 	__u64 wakeup_bytes;
 	/* The kernel's tick rate, for jiffies: from Go, which reads the kernel
 	 * config or measures it (a __kconfig extern fails without a config
@@ -312,6 +314,9 @@ struct config {
 	 * which run for every timer on the host, no memory read. */
 	__u64 keepalive_timer_fn;
 	__u64 tw_timer_fn;
+	/* A quarter of a ring of 1 MiB or more; 0 (wake at every look) for a
+	 * smaller one, where waiting for a backlog loses events. */
+	__u64 wakeup_backlog;
 };
 
 /* Per-socket memory kept in the kernel (BPF socket storage), only for

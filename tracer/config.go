@@ -57,6 +57,19 @@ func wakeupBytes(ringSize uint32, cpus int) uint64 {
 	return max(b, uint64(os.Getpagesize()))
 }
 
+// wakeupBacklog is how much must wait in the ring for a CPU that reached
+// its wakeupBytes to wake the reader: a quarter of a ring of 1 MiB or
+// more (the reader polls every 100 ms anyway, and a wakeup costs a few
+// microseconds in the program), 0 below. With a small ring, waiting for a
+// backlog leaves too little room for the reader to wake in: under
+// --all --states churn a 64K ring lost events when woken less often.
+func wakeupBacklog(ringSize uint32) uint64 {
+	if ringSize < 1<<20 {
+		return 0
+	}
+	return uint64(ringSize) / 4
+}
+
 // kernelConfig is struct config, what the kernel programs read as
 // constants: the one place Go sets them.
 func kernelConfig(opts loadOptions, k kernelFacts) (katraceConfig, error) {
@@ -75,6 +88,7 @@ func kernelConfig(opts loadOptions, k kernelFacts) (katraceConfig, error) {
 	}
 	cfg := katraceConfig{
 		WakeupBytes:         wakeupBytes(k.ringSize, k.cpus),
+		WakeupBacklog:       wakeupBacklog(k.ringSize),
 		Hz:                  k.hz,
 		IdleThresholdMs:     opts.IdleThresholdMs,
 		FilterPid:           f.PID,

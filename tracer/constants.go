@@ -15,6 +15,7 @@ const constantPrefix = "katrace_cfg_"
 func configConstants(cfg katraceConfig) map[string]uint64 {
 	return map[string]uint64{
 		"wakeup_bytes":          cfg.WakeupBytes,
+		"wakeup_backlog":        cfg.WakeupBacklog,
 		"hz":                    uint64(cfg.Hz),
 		"idle_threshold_ms":     uint64(cfg.IdleThresholdMs),
 		"filter_pid":            uint64(cfg.FilterPid),

@@ -15,6 +15,7 @@ func TestSetConstantsFillsEveryImmediate(t *testing.T) {
 	}
 	cfg := katraceConfig{
 		WakeupBytes:      131072,
+		WakeupBacklog:    1 << 20,
 		Hz:               250,
 		IdleThresholdMs:  1500,
 		FilterPid:        4242,
@@ -41,7 +42,7 @@ func TestSetConstantsFillsEveryImmediate(t *testing.T) {
 	}
 	// The hot paths' settings are immediates (a load from cfg would put
 	// a map page back on every run).
-	for _, s := range []string{"emit_states", "emit_all_closes", "idle_threshold_ms", "hz", "keepalive_timer_fn", "tw_timer_fn", "wakeup_bytes"} {
+	for _, s := range []string{"emit_states", "emit_all_closes", "idle_threshold_ms", "hz", "keepalive_timer_fn", "tw_timer_fn", "wakeup_bytes", "wakeup_backlog"} {
 		if seen[s] == 0 {
 			t.Errorf("no program loads %s as an immediate", s)
 		}
@@ -106,6 +107,16 @@ func TestWakeupBytes(t *testing.T) {
 		}
 		if c.cpus > 8 && got > page && got*uint64(c.cpus) > uint64(c.ring)/4 {
 			t.Errorf("wakeupBytes(%d, %d) = %d: %d CPUs hold %d unwoken", c.ring, c.cpus, got, c.cpus, got*uint64(c.cpus))
+		}
+	}
+}
+
+// TestWakeupBacklog: a ring of 1 MiB or more wakes its reader once a
+// quarter of it waits; a smaller one at every look, as before.
+func TestWakeupBacklog(t *testing.T) {
+	for ring, want := range map[uint32]uint64{4 << 10: 0, 64 << 10: 0, 512 << 10: 0, 1 << 20: 256 << 10, 4 << 20: 1 << 20, 64 << 20: 16 << 20} {
+		if got := wakeupBacklog(ring); got != want {
+			t.Errorf("wakeupBacklog(%d) = %d, want %d", ring, got, want)
 		}
 	}
 }

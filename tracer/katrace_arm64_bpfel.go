@@ -47,6 +47,7 @@ type katraceConfig struct {
 	Pad                 [6]uint8
 	KeepaliveTimerFn    uint64
 	TwTimerFn           uint64
+	WakeupBacklog       uint64
 }
 
 type katraceEvent struct {

@@ -63,17 +63,22 @@ static __always_inline void discard_event(struct event *e)
  * Nonzero when the ring had no room. */
 static __always_inline long ring_send(struct scratch *s, void *data, __u64 size)
 {
-	/* Wake the reader only once this CPU has sent another
-	 * cfg.wakeup_bytes: a wakeup per event costs an inter-processor
-	 * interrupt per event, and asking the ring for its backlog reads the
-	 * consumer's position, a cache line the reader keeps writing. */
+	/* Look at the ring only once this CPU has sent another
+	 * cfg.wakeup_bytes: asking the ring for its backlog reads the
+	 * consumer's position, a cache line the reader keeps writing. Wake
+	 * the reader only when it is behind (cfg.wakeup_backlog): it polls
+	 * every 100 ms, and a wakeup costs microseconds inside the program
+	 * (an inter-processor interrupt to queue it, another to wake the
+	 * reader; VM exits on a guest). */
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
 	if (s) {
 		s->unwoken += size + 8;
 		if (s->unwoken >= CFG(wakeup_bytes)) {
 			s->unwoken = 0;
-			flags = BPF_RB_FORCE_WAKEUP;
+			if (!CFG(wakeup_backlog) ||
+			    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= CFG(wakeup_backlog))
+				flags = BPF_RB_FORCE_WAKEUP;
 		}
 	}
 	return bpf_ringbuf_output(&events, data, size, flags);
