@@ -70,6 +70,9 @@ func (l *attachedPrograms) Close() error {
 	for _, lk := range l.links {
 		errs = append(errs, lk.Close())
 	}
+	if l.flusher != nil {
+		errs = append(errs, l.flusher.Close())
+	}
 	if l.coll != nil {
 		l.coll.Close()
 	}

@@ -1,11 +1,12 @@
 package tracer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"strconv"
 	"strings"
 	"unsafe"
 
@@ -81,19 +82,50 @@ type batchFlusher struct {
 	prog *ebpf.Program
 	// The per-CPU batches of state changes and of other events.
 	stateBatches, eventBatches *ebpf.Map
-	// cpus are the CPUs online at the last flush.
-	cpus []int
-	opts ebpf.RunOptions
+	// cpus are the CPUs online at the last flush; next is where the
+	// list is read into, swapped with cpus once read whole.
+	cpus, next []int
+	// online is the kernel's list of online CPUs, kept open to be read
+	// again at each flush into listBuf.
+	online  *os.File
+	listBuf []byte
+	opts    ebpf.RunOptions
 }
 
 func newBatchFlusher(prog *ebpf.Program, stateBatches, eventBatches *ebpf.Map) (*batchFlusher, error) {
-	cpus, err := onlineCPUs()
+	online, err := os.Open(onlineCPUsPath)
 	if err != nil {
 		return nil, fmt.Errorf("listing the CPUs whose state changes to empty: %w", err)
 	}
-	return &batchFlusher{prog: prog, stateBatches: stateBatches, eventBatches: eventBatches, cpus: cpus,
-		opts: ebpf.RunOptions{Flags: unix.BPF_F_TEST_RUN_ON_CPU}}, nil
+	f := &batchFlusher{prog: prog, stateBatches: stateBatches, eventBatches: eventBatches, online: online,
+		listBuf: make([]byte, 4096), opts: ebpf.RunOptions{Flags: unix.BPF_F_TEST_RUN_ON_CPU}}
+	if err := f.readOnline(); err != nil {
+		online.Close()
+		return nil, fmt.Errorf("listing the CPUs whose state changes to empty: %w", err)
+	}
+	return f, nil
 }
+
+// readOnline reads the online CPUs into f.cpus; on an error f.cpus stays
+// as it was.
+func (f *batchFlusher) readOnline() error {
+	n, err := f.online.ReadAt(f.listBuf, 0)
+	if n == 0 {
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	next, err := appendCPUList(f.next[:0], bytes.TrimSpace(f.listBuf[:n]))
+	if err != nil {
+		return err
+	}
+	f.next, f.cpus = f.cpus, next
+	return nil
+}
+
+// Close closes the kernel's CPU list.
+func (f *batchFlusher) Close() error { return f.online.Close() }
 
 // busyTries is how often a CPU's flush is tried while a state change on
 // that CPU is adding a record (well under a microsecond, unless the
@@ -105,9 +137,7 @@ const busyTries = 16
 func (f *batchFlusher) flush() (all bool, err error) {
 	all = true
 	// A CPU brought online since the last flush has a batch too.
-	if cpus, err := onlineCPUs(); err == nil {
-		f.cpus = cpus
-	}
+	_ = f.readOnline()
 	for _, cpu := range f.cpus {
 		f.opts.CPU = uint32(cpu)
 		for try := 1; ; try++ {
@@ -165,9 +195,11 @@ func leftIn(m *ebpf.Map, header, size int) ([][]byte, error) {
 	return out, nil
 }
 
+const onlineCPUsPath = "/sys/devices/system/cpu/online"
+
 // onlineCPUs lists the CPUs that are online now.
 func onlineCPUs() ([]int, error) {
-	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	b, err := os.ReadFile(onlineCPUsPath)
 	if err != nil {
 		return nil, err
 	}
@@ -176,24 +208,47 @@ func onlineCPUs() ([]int, error) {
 
 // parseCPUList reads the kernel's CPU list format ("0-3,8,10-11").
 func parseCPUList(s string) ([]int, error) {
-	var cpus []int
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		first, err := strconv.Atoi(lo)
-		if err != nil {
-			return nil, fmt.Errorf("CPU list %q: %w", s, err)
-		}
-		last := first
+	return appendCPUList(nil, []byte(s))
+}
+
+// appendCPUList appends the CPUs of a list in the kernel's format to dst,
+// allocating nothing once dst has room: the flusher reads the list every
+// 100 ms.
+func appendCPUList(dst []int, list []byte) ([]int, error) {
+	bad := func() ([]int, error) { return dst, fmt.Errorf("CPU list %q: not a list of CPUs", list) }
+	if len(list) == 0 {
+		return bad()
+	}
+	for part := range bytes.SplitSeq(list, []byte(",")) {
+		lo, hi, isRange := bytes.Cut(part, []byte("-"))
+		first, ok := cpuNumber(lo)
+		last, lastOK := first, true
 		if isRange {
-			if last, err = strconv.Atoi(hi); err != nil {
-				return nil, fmt.Errorf("CPU list %q: %w", s, err)
-			}
+			last, lastOK = cpuNumber(hi)
+		}
+		if !ok || !lastOK || last < first {
+			return bad()
 		}
 		for cpu := first; cpu <= last; cpu++ {
-			cpus = append(cpus, cpu)
+			dst = append(dst, cpu)
 		}
 	}
-	return cpus, nil
+	return dst, nil
+}
+
+// cpuNumber reads a CPU number, at most five digits.
+func cpuNumber(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 5 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // sequencer holds events until no earlier one can still arrive and hands

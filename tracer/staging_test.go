@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 )
 
 // stateBatchSample encodes events as the kernel's batch sample: the
@@ -206,10 +207,49 @@ func TestParseCPUList(t *testing.T) {
 			t.Errorf("parseCPUList(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "a", "0-b", "1,"} {
+	for _, in := range []string{"", "a", "0-b", "1,", "3-1", "-1", "123456"} {
 		if _, err := parseCPUList(in); err == nil {
 			t.Errorf("parseCPUList(%q) took a bad list", in)
 		}
+	}
+	// Read again into the room of the last read: nothing allocated.
+	list := []byte("0-63,128-191")
+	dst, _ := appendCPUList(nil, list)
+	if allocs := testing.AllocsPerRun(100, func() { dst, _ = appendCPUList(dst[:0], list) }); allocs != 0 || len(dst) != 128 {
+		t.Errorf("appendCPUList into its last result: %v allocations, %d CPUs; want none, 128", allocs, len(dst))
+	}
+}
+
+// TestFlushAllocatesNothing: the reader empties the CPUs' batches every
+// 100 ms for as long as katrace runs; reading the CPU list again and
+// running the program on each CPU allocate nothing.
+func TestFlushAllocatesNothing(t *testing.T) {
+	requireRoot(t)
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.RawTracepoint,
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		License:      "Dual MIT/GPL",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	f, err := newBatchFlusher(prog, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want, err := onlineCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flushErr error
+	allocs := testing.AllocsPerRun(50, func() { _, flushErr = f.flush() })
+	if flushErr != nil || allocs != 0 {
+		t.Errorf("flush: %v allocations, error %v; want none", allocs, flushErr)
+	}
+	if !slices.Equal(f.cpus, want) {
+		t.Errorf("flush read the online CPUs as %v, want %v", f.cpus, want)
 	}
 }
 
