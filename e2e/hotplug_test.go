@@ -53,6 +53,12 @@ func TestStatesAcrossCPUOffline(t *testing.T) {
 	if _, err := exec.LookPath("taskset"); err != nil {
 		t.Skip("needs taskset (util-linux)")
 	}
+	// By its full path: BusyBox's taskset (the vmtest guest) would run
+	// BusyBox's own ip, which has no netns command.
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		t.Fatal(err)
+	}
 	const cpu = 1
 	if _, err := os.Stat(cpuOnlinePath(cpu)); errors.Is(err, os.ErrNotExist) {
 		t.Skipf("no CPU %d to take offline", cpu)
@@ -73,7 +79,7 @@ func TestStatesAcrossCPUOffline(t *testing.T) {
 			}
 			// The client's syscalls, and the packets it sends with them,
 			// run on the CPU about to go offline.
-			cmd := exec.Command("taskset", "-c", fmt.Sprint(cpu), "ip", "netns", "exec", p.client, exe)
+			cmd := exec.Command("taskset", "-c", fmt.Sprint(cpu), ip, "netns", "exec", p.client, exe)
 			churn := startHelperCommand(t, cmd, exe, "churn", []string{p.serverAddr, "18195", fmt.Sprint(conns)})
 			churn.expect("done", 2*eventTimeout)
 			offlineCPUForTest(t, cpu)
