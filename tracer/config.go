@@ -41,14 +41,15 @@ type kernelFacts struct {
 	timers         timerAddresses
 }
 
-// wakeupBytes is how much a CPU sends to the ring before it wakes the
-// reader (each CPU counts its own: a shared count would be a line every
-// CPU writes). A 32nd of the ring; on a host with more than 8 CPUs, a
-// quarter of the ring shared among them: with every CPU sending alike,
-// none would otherwise reach its 32nd before the ring is full (64 CPUs
-// hold twice the ring unwoken), and the reader's own 100 ms poll is late
-// at the rates --all --states reaches there. Never under a page: a
-// wakeup costs microseconds.
+// wakeupBytes is how much a CPU sends to the ring before it looks at the
+// ring's backlog to decide whether to wake the reader (wakeupBacklog;
+// each CPU counts its own: a shared count would be a line every CPU
+// writes). A 32nd of the ring; on a host with more than 8 CPUs, a quarter
+// of the ring shared among them: with every CPU sending alike, none would
+// otherwise reach its 32nd before the ring is full (64 CPUs hold twice
+// the ring unlooked at), and the reader's own 100 ms poll is late at the
+// rates --all --states reaches there. Never under a page: a look reads a
+// line the reader writes, and a wakeup costs microseconds.
 func wakeupBytes(ringSize uint32, cpus int) uint64 {
 	b := uint64(ringSize) / 32
 	if cpus > 8 {
