@@ -30,8 +30,12 @@ func setCPUOnline(cpu int, on bool) error {
 // offline here (one CPU, no hotplug, a container).
 func offlineCPUForTest(t *testing.T, cpu int) {
 	t.Helper()
-	if _, err := os.Stat(cpuOnlinePath(cpu)); err != nil {
+	state, err := os.ReadFile(cpuOnlinePath(cpu))
+	if err != nil {
 		t.Skipf("CPU %d cannot be taken offline here: %v", cpu, err)
+	}
+	if string(state) != "1\n" {
+		t.Skipf("CPU %d is offline already: not this test's to bring back", cpu)
 	}
 	if err := setCPUOnline(cpu, false); err != nil {
 		t.Skipf("taking CPU %d offline: %v", cpu, err)
